@@ -7,9 +7,10 @@ Struct mode rejects unknown keys; any problem raises :class:`ConfigError` naming
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -25,16 +26,16 @@ class GeneralCfg:
     total_step: int = 100000
     log_step: int = 100
     checkpoint_step: int = 3000
-    val_step: Optional[int] = None  # default: checkpoint_step
+    val_step: int | None = None  # default: checkpoint_step
     keep_checkpoints: int = 3
     dropout_warmup_step: int = 10000
     dropout_schedule: str = "step"  # step | linear | cosine
     dropout_ramp_step: int = 0
     val_seed: int = 42
     seed: int = 0
-    resume_path: Optional[str] = None
+    resume_path: str | None = None
     output_dir: str = "outputs"
-    run_name: Optional[str] = None
+    run_name: str | None = None
     aim_log_step: int = 10
     device: str = "auto"  # auto | cpu | cuda
 
@@ -68,7 +69,7 @@ class BackboneCfg:
     arch: str = "vit_large"  # vit_tiny | vit_small | vit_base | vit_large | vit_giant2
     patch_size: int = 14
     num_register_tokens: int = 0
-    checkpoint: Optional[str] = None  # DINOv2 .pth or Hugging Face dinov2-* folder
+    checkpoint: str | None = None  # DINOv2 .pth or Hugging Face dinov2-* folder
     freeze: bool = False
 
 
@@ -104,7 +105,7 @@ class LossCfg:
 @dataclass
 class SplitCfg:
     source: list = field(default_factory=lambda: [DEFAULT_DATA_DIR + "/train-*.tar"])
-    max_samples: Optional[int] = None
+    max_samples: int | None = None
     shuffle_buffer: int = 500
 
 
@@ -123,6 +124,7 @@ class DataCfg:
         default_factory=lambda: SplitCfg(source=[DEFAULT_DATA_DIR + "/val-*.tar"], max_samples=None)
     )
     val_batch_size: int = 64
+    train_eval_samples: int = 256  # fixed train subset validated in eval mode (0: off)
     max_bad_fraction: float = 0.01
     synthetic: SyntheticCfg = field(default_factory=SyntheticCfg)
 
@@ -130,7 +132,7 @@ class DataCfg:
 @dataclass
 class AimCfg:
     enabled: bool = True
-    server_url: Optional[str] = None  # local repo path or aim://host:port; default: run folder's parent
+    server_url: str | None = None  # repo path or aim://host:port (default GENERAL.output_dir)
     experiment: str = "handpose"
 
 

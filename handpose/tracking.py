@@ -1,0 +1,90 @@
+"""Metric sinks of one run: console + ``log.txt``, ``metrics.jsonl`` and Aim."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+LOG = logging.getLogger("handpose")
+
+
+def setup_logging(run_dir: Path) -> None:
+    """Console (stdout) + ``run_dir/log.txt``, plain lines."""
+    LOG.setLevel(logging.INFO)
+    LOG.propagate = False
+    for h in list(LOG.handlers):
+        LOG.removeHandler(h)
+        h.close()
+    fmt = logging.Formatter("%(message)s")
+    for h in (logging.StreamHandler(sys.stdout), logging.FileHandler(run_dir / "log.txt")):
+        h.setFormatter(fmt)
+        LOG.addHandler(h)
+
+
+def format_train_line(step: int, total: int, lr: float, dropout: float,
+                      losses: dict[str, float]) -> str:
+    """``3000/100000 lr=1.0000e-04 dropout=0.000 total=1.230 loss_theta=0.083 ...``"""
+    parts = [f"{step}/{total}", f"lr={lr:.4e}", f"dropout={dropout:.3f}",
+             f"total={losses['total']:.3f}"]
+    parts += [f"{k}={v:.3f}" for k, v in losses.items() if k != "total"]
+    return " ".join(parts)
+
+
+def resolve_aim_repo(cfg: DictConfig, run_dir: Path) -> str:
+    """``AIM.server_url`` (path or ``aim://host:port``), else ``GENERAL.output_dir``."""
+    url = cfg.AIM.server_url
+    if url:
+        return url if "://" in url else str(Path(url).expanduser().resolve())
+    return str(Path(cfg.GENERAL.output_dir).resolve())
+
+
+class Tracker:
+    """Writes ``metrics.jsonl`` and, if enabled, one Aim run (resumed by hash on resume)."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, aim_hash: str | None = None,
+                 hparams: dict[str, Any] | None = None) -> None:
+        self.jsonl = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
+        self.aim_run = None
+        if cfg.AIM.enabled:
+            self.aim_run = _open_aim_run(cfg, run_dir, aim_hash)
+            if aim_hash is None:
+                self.aim_run["hparams"] = hparams or OmegaConf.to_container(cfg, resolve=True)
+                self.aim_run["run_dir"] = str(run_dir)
+
+    @property
+    def aim_hash(self) -> str | None:
+        return self.aim_run.hash if self.aim_run is not None else None
+
+    def track(self, step: int, split: str, metrics: dict[str, Any], to_jsonl: bool) -> None:
+        if to_jsonl:
+            self.jsonl.write(json.dumps({"step": step, "split": split, **metrics}) + "\n")
+            self.jsonl.flush()
+        if self.aim_run is not None:
+            for name, value in metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self.aim_run.track(value, name=name, step=step, context={"subset": split})
+
+    def close(self) -> None:
+        self.jsonl.close()
+        if self.aim_run is not None:
+            self.aim_run.close()
+
+
+def _open_aim_run(cfg: DictConfig, run_dir: Path, aim_hash: str | None):
+    from aim import Repo, Run  # heavy import, only when tracking
+
+    repo = resolve_aim_repo(cfg, run_dir)
+    if "://" not in repo:
+        Path(repo).mkdir(parents=True, exist_ok=True)
+        Repo.from_path(repo, init=True)
+    run = Run(run_hash=aim_hash, repo=repo, experiment=cfg.AIM.experiment,
+              force_resume=aim_hash is not None, system_tracking_interval=None,
+              capture_terminal_logs=False)
+    run.name = cfg.GENERAL.run_name or run_dir.name
+    return run
