@@ -48,14 +48,16 @@ class Tracker:
     """Writes ``metrics.jsonl`` and, if enabled, one Aim run (resumed by hash on resume)."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, aim_hash: str | None = None,
-                 hparams: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None) -> None:
         self.jsonl = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
         self.aim_run = None
         if cfg.AIM.enabled:
             self.aim_run = _open_aim_run(cfg, run_dir, aim_hash)
             if aim_hash is None:
-                self.aim_run["hparams"] = hparams or OmegaConf.to_container(cfg, resolve=True)
+                self.aim_run["hparams"] = OmegaConf.to_container(cfg, resolve=True)
                 self.aim_run["run_dir"] = str(run_dir)
+                for key, value in (extra or {}).items():
+                    self.aim_run[key] = value
 
     @property
     def aim_hash(self) -> str | None:

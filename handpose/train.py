@@ -73,11 +73,13 @@ def dropout_at(cfg: DictConfig, step: int) -> float:
                                    g.dropout_ramp_step)
 
 
-def train(cfg: DictConfig, hook: ValidationHook | None = None,
-          run_dir: Path | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | None = None,
+          aim_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one run; returns the last validation metrics.
 
     Resumes exactly from ``GENERAL.resume_path`` (a checkpoint or run folder) if set.
+    ``hook(metrics, checkpoint_dir)`` is called after every validation; ``aim_extra`` is
+    stored on the Aim run (e.g. the sweep's searched values).
     """
     validate(cfg)
     g = cfg.GENERAL
@@ -108,7 +110,7 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None,
         step, aim_hash = state["step"], state.get("aim_hash")
         LOG.info(f"resumed from {ckpt['dir']} at step {step}")
     forward = torch.compile(model) if cfg.TRAIN.compile else model
-    tracker = Tracker(cfg, run_dir, aim_hash)
+    tracker = Tracker(cfg, run_dir, aim_hash, aim_extra)
     LOG.info(f"run folder {run_dir} | device {device} | "
              f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
 

@@ -1,0 +1,193 @@
+"""Dropout-warmup / loss-weight sweep: OptunaSearch (seeded TPE) + ASHA on validation MPJPE.
+
+    python sweeps/dropout_warmup.py [--smoke] [--resume] [--num-samples N] [--name NAME]
+                                    [--storage PATH] [--address ADDR] [KEY=VALUE ...]
+
+With no arguments: a complete sweep of the ``cpu`` preset (``gpu`` when GPUs are visible)
+on the synthetic data set (generated on first use), on a local Ray with its dashboard.
+KEY=VALUE overrides apply to the base training config of every trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python sweeps/dropout_warmup.py` without an install
+    sys.path.insert(0, str(REPO))
+
+from omegaconf import OmegaConf  # noqa: E402
+
+from handpose.config import from_container, validate  # noqa: E402
+from handpose.data import ensure_dataset  # noqa: E402
+from handpose.errors import UserError, run_cli  # noqa: E402
+from sweeps.spec import SPEC_PATH, SweepSpec, load_spec  # noqa: E402
+from sweeps.summary import finish  # noqa: E402
+
+DEFAULT_STORAGE = "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--smoke", action="store_true", help="tiny end-to-end sweep (< 2 min)")
+    p.add_argument("--preset", help="preset in the sweep spec (default: cpu, gpu if GPUs)")
+    p.add_argument("--spec", default=str(SPEC_PATH), help="sweep spec YAML")
+    p.add_argument("--resume", action="store_true", help="continue the sweep --name")
+    p.add_argument("--num-samples", type=int, help="number of trials (default: from spec)")
+    p.add_argument("--name", help="sweep name (folder under --storage)")
+    p.add_argument("--storage", default=os.environ.get("HANDPOSE_SWEEP_STORAGE",
+                                                       DEFAULT_STORAGE),
+                   help="results root: local dir, NFS path or s3://bucket/prefix")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                   help="join an existing Ray cluster (default: start a local one)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the base config")
+    args = p.parse_args(argv)
+    if args.num_samples is not None and args.num_samples < 1:
+        raise UserError(f"--num-samples={args.num_samples}: must be >= 1")
+    return args
+
+
+def pick_preset(args: argparse.Namespace) -> str:
+    if args.preset:
+        return args.preset
+    if args.smoke:
+        return "smoke"
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def absolutize(cfg) -> None:
+    """Trials run in other folders and on other nodes: make local paths absolute."""
+    def fix(p: str) -> str:
+        return p if "://" in p or p.startswith("pipe:") or os.path.isabs(p) else str(
+            Path(p).resolve())
+    for split in ("train", "val"):
+        cfg.DATA[split].source = [fix(s) for s in cfg.DATA[split].source]
+    cfg.DATA.synthetic.dir = fix(cfg.DATA.synthetic.dir)
+    cfg.GENERAL.output_dir = fix(cfg.GENERAL.output_dir)
+    if cfg.MODEL.backbone.checkpoint:
+        cfg.MODEL.backbone.checkpoint = fix(cfg.MODEL.backbone.checkpoint)
+
+
+def storage_root(storage: str) -> str:
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def connect_ray(args: argparse.Namespace) -> None:
+    import ray
+
+    try:
+        if args.address:
+            ctx = ray.init(address=args.address, log_to_driver=False)
+        else:
+            ctx = ray.init(num_cpus=args.num_cpus, include_dashboard=True,
+                           dashboard_host="127.0.0.1", log_to_driver=False)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise UserError(f"cannot reach Ray at {args.address or 'local'}: "
+                        f"{str(e).splitlines()[0]}") from None
+    url = ctx.dashboard_url
+    print(f"Ray dashboard: http://{url}" if url else "Ray dashboard: not running")
+
+
+def make_trainable(spec: SweepSpec, base: dict):
+    """The trial function with the base config attached (via the object store) and the
+    per-trial resources of the spec."""
+    from ray import tune
+
+    from sweeps.trainable import handpose_trial
+
+    return tune.with_resources(tune.with_parameters(handpose_trial, base=base),
+                               {k: v for k, v in spec.resources.items() if v})
+
+
+def build_tuner(spec: SweepSpec, base: dict, sweep_name: str, storage: str,
+                num_samples: int):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from sweeps.reporting import progress_reporter
+    from sweeps.search import make_searcher
+    from sweeps.spec import tune_space
+
+    total = base["GENERAL"]["total_step"]
+    searcher = ConcurrencyLimiter(make_searcher(spec, Path(storage) / sweep_name),
+                                  max_concurrent=spec.max_concurrent)
+    scheduler = ASHAScheduler(time_attr="step", max_t=total, grace_period=spec.grace_period,
+                              reduction_factor=spec.reduction_factor)
+    return tune.Tuner(
+        make_trainable(spec, base),
+        param_space=tune_space(spec),
+        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=searcher,
+                                    scheduler=scheduler, num_samples=num_samples),
+        run_config=tune.RunConfig(
+            name=sweep_name, storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=spec.keep_checkpoints, checkpoint_score_attribute=spec.metric,
+                checkpoint_score_order=spec.mode),
+            progress_reporter=progress_reporter(spec), verbose=1),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our trial table (CLIReporter)
+    args = parse_args(argv)
+    storage = storage_root(args.storage)
+    preset = pick_preset(args)
+    if args.resume:
+        if not args.name:
+            raise UserError("--resume needs --name NAME (the sweep folder under --storage)")
+        sweep_dir = Path(storage) / args.name
+        if not (sweep_dir / "sweep_state.yaml").is_file():
+            raise UserError(f"--resume: no sweep to resume at {sweep_dir}")
+        state = OmegaConf.load(sweep_dir / "sweep_state.yaml")
+        base_cfg = validate(from_container(state.base, str(sweep_dir)))
+        spec, _ = load_spec(state.preset, state.spec, base_cfg=base_cfg)
+        num_samples = int(state.num_samples)
+    else:
+        spec, base_cfg = load_spec(preset, args.spec, extra_overrides=tuple(args.overrides))
+        absolutize(base_cfg)
+        num_samples = args.num_samples or spec.num_samples
+    name = args.name or f"dropout_warmup-{spec.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep_dir = Path(storage) / name
+    if base_cfg.AIM.enabled and not base_cfg.AIM.server_url:
+        base_cfg.AIM.server_url = str(sweep_dir)  # one Aim repo per sweep (local storage)
+    print(f"preset: {spec.preset} ({'GPUs visible' if spec.preset == 'gpu' else 'CPU'}), "
+          f"{num_samples} trials x {base_cfg.GENERAL.total_step} steps max, "
+          f"base config {spec.base_config}, val_seed {base_cfg.GENERAL.val_seed}")
+    ensure_dataset(base_cfg)  # before Ray: missing data is a user error, and made only once
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    base = OmegaConf.to_container(base_cfg, resolve=True)
+    if not args.resume:
+        OmegaConf.save({"preset": spec.preset, "spec": str(Path(args.spec).resolve()),
+                        "num_samples": num_samples, "base": base},
+                       sweep_dir / "sweep_state.yaml")
+
+    connect_ray(args)
+    if args.resume:
+        from ray import tune
+
+        tuner = tune.Tuner.restore(str(sweep_dir), trainable=make_trainable(spec, base),
+                                   resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = build_tuner(spec, base, name, storage, num_samples)
+    results = tuner.fit()
+    return finish(results, spec, base_cfg, sweep_dir, resume_cmd(args, name))
+
+
+def resume_cmd(args: argparse.Namespace, name: str) -> str:
+    cmd = f"python sweeps/dropout_warmup.py --resume --name {name}"
+    if args.storage != DEFAULT_STORAGE:
+        cmd += f" --storage {args.storage}"
+    return cmd + (f" --address {args.address}" if args.address else "")
+
+
+if __name__ == "__main__":
+    run_cli(main)

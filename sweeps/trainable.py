@@ -1,0 +1,54 @@
+"""The Tune trainable: a thin adapter over ``handpose.train.train``.
+
+It builds the trial's config from the base config + searched values, resumes from Tune's
+checkpoint if there is one, and hands every validation (metrics + checkpoint) to Tune.
+The model and data are built inside ``train``, in the trial's process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from handpose.config import apply_overrides, from_container, validate
+from handpose.train import train
+from sweeps.spec import trial_overrides
+
+# Reported at every validation (besides Tune's own fields).
+REPORTED = ("step", "mpjpe", "mpjpe_rel", "pa_mpjpe", "rte", "dropout_rate", "val_fingerprint",
+            "num_samples", "gap_mpjpe", "bad_samples", "val_total")
+
+
+def handpose_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
+    """One sweep trial. ``config``: searched values keyed by config key; ``base``: the
+    sweep's resolved base config (a small dict; paths already absolute)."""
+    cfg = validate(apply_overrides(from_container(base, "sweep base config"),
+                                   trial_overrides(config)))
+    ctx = tune.get_context()
+    cfg.GENERAL.run_name = ctx.get_trial_name()
+    cfg.AIM.experiment = ctx.get_experiment_name()
+    cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
+    torch.set_num_threads(max(1, cpus))
+    node_id = ray.get_runtime_context().get_node_id()
+
+    def report(metrics: dict[str, Any], ckpt_dir: Path) -> None:
+        out = {k: metrics[k] for k in REPORTED if k in metrics}
+        out.update({k: v for k, v in metrics.items() if k.startswith("train_")})
+        out["node_id"] = node_id
+        tune.report(out, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+
+    run_dir = Path(ctx.get_trial_dir()) / "run"
+    aim_extra = {"sweep": {"name": ctx.get_experiment_name(), "trial_id": ctx.get_trial_id(),
+                           "searched": dict(config)}}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        train(cfg, hook=report, run_dir=run_dir, aim_extra=aim_extra)
+        return
+    with checkpoint.as_directory() as ckpt_dir:
+        cfg.GENERAL.resume_path = str(ckpt_dir)
+        train(cfg, hook=report, run_dir=run_dir, aim_extra=aim_extra)
+
