@@ -1,0 +1,43 @@
+"""Shared fixtures: a small synthetic data set (made once per session) and tiny configs.
+
+Tests load the real configs (configs/stage1-tiny.yaml) and shrink them with overrides.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """256 train / 64 val synthetic samples, generated once via the public CLI."""
+    out = tmp_path_factory.mktemp("synthetic")
+    subprocess.run([sys.executable, "-m", "handpose.data.synthetic", "--out", str(out),
+                    "--train", "256", "--val", "64", "--seed", "0"], check=True, cwd=REPO,
+                   stderr=subprocess.DEVNULL)
+    return out
+
+
+def data_overrides(data_dir: Path) -> list[str]:
+    return [f"DATA.synthetic.dir={data_dir}", f"DATA.train.source=[{data_dir}/train-*.tar]",
+            f"DATA.val.source=[{data_dir}/val-*.tar]"]
+
+
+def tiny_overrides(data_dir: Path, out_dir: Path, steps: int = 8) -> list[str]:
+    """A run of ``steps`` steps with validation every ``steps // 2`` on the test data."""
+    return data_overrides(data_dir) + [
+        f"GENERAL.output_dir={out_dir}", f"GENERAL.total_step={steps}",
+        f"GENERAL.checkpoint_step={steps // 2}", f"GENERAL.log_step={steps // 2}",
+        "GENERAL.aim_log_step=2", "GENERAL.dropout_warmup_step=2", "TRAIN.warmup_step=2",
+        "TRAIN.sample_per_device=8", "DATA.val.max_samples=32", "DATA.train_eval_samples=16",
+        "DATA.val_batch_size=16", "MODEL.backbone.depth=1", "MODEL.handec.num_layer=1",
+        f"AIM.server_url={out_dir}/aim",
+    ]
