@@ -67,6 +67,7 @@ class TrainCfg:
 @dataclass
 class BackboneCfg:
     arch: str = "vit_large"  # vit_tiny | vit_small | vit_base | vit_large | vit_giant2
+    depth: int | None = None  # number of blocks (default: the arch's); small for CPU presets
     patch_size: int = 14
     num_register_tokens: int = 0
     checkpoint: str | None = None  # DINOv2 .pth or Hugging Face dinov2-* folder

@@ -1,0 +1,89 @@
+"""The config system: defaults <- YAML <- overrides, struct mode, validation, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from handpose.config import load_config, parse_override
+from handpose.errors import ConfigError
+
+from .conftest import REPO
+
+
+def test_recipes_load_with_their_values():
+    large = load_config("stage1-dino_large")
+    assert large.GENERAL.total_step == 100000
+    assert large.GENERAL.checkpoint_step == 3000
+    assert large.GENERAL.dropout_warmup_step == 10000
+    assert large.GENERAL.val_seed == 42
+    assert large.TRAIN.mixed_precision == "bf16"
+    assert large.MODEL.backbone.arch == "vit_large"
+    lam = large.LOSS
+    assert (lam.lambda_theta, lam.lambda_shape, lam.lambda_trans, lam.lambda_rel,
+            lam.lambda_img) == (3.0, 3.0, 0.05, 0.012, 0.002)
+    tiny = load_config("stage1-tiny")
+    assert tiny.MODEL.backbone.arch == "vit_tiny"
+
+
+def test_overrides_are_typed_and_merged_last():
+    cfg = load_config("stage1-tiny", ["LOSS.lambda_trans=0.1", "GENERAL.dropout_schedule=linear",
+                                      "DATA.train.source=[a/*.tar,b/*.tar]"])
+    assert cfg.LOSS.lambda_trans == pytest.approx(0.1)
+    assert cfg.GENERAL.dropout_schedule == "linear"
+    assert list(cfg.DATA.train.source) == ["a/*.tar", "b/*.tar"]
+    assert parse_override("GENERAL.resume_path=null") == ("GENERAL.resume_path", None)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("GENERAL.not_a_key=1", "GENERAL.not_a_key"),
+    ("MODEL.handec.dropout=1.0", "MODEL.handec.dropout"),
+    ("MODEL.handec.dropout=-0.1", "MODEL.handec.dropout"),
+    ("GENERAL.total_step=-5", "GENERAL.total_step"),
+    ("GENERAL.dropout_warmup_step=-1", "GENERAL.dropout_warmup_step"),
+    ("GENERAL.total_step=abc", "GENERAL.total_step"),
+    ("GENERAL.dropout_schedule=exp", "GENERAL.dropout_schedule"),
+    ("LOSS.lambda_trans=-1", "LOSS.lambda_trans"),
+])
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("stage1-tiny", [override])
+
+
+def test_unknown_yaml_key_is_rejected(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("GENERAL:\n  total_stepz: 10\n")
+    with pytest.raises(ConfigError, match="total_stepz"):
+        load_config(str(bad))
+
+
+def test_older_config_without_new_keys_gets_defaults(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("GENERAL:\n  total_step: 50\n  checkpoint_step: 10\nLOSS:\n"
+                   "  lambda_trans: 0.05\n")
+    cfg = load_config(str(old))
+    assert cfg.GENERAL.dropout_warmup_step == 10000
+    assert cfg.GENERAL.val_seed == 42
+    assert cfg.GENERAL.val_step is None
+
+
+def test_struct_mode_rejects_new_attributes():
+    cfg = load_config("stage1-tiny")
+    assert OmegaConf.is_struct(cfg)
+    with pytest.raises(Exception):
+        cfg.GENERAL.surprise = 1
+
+
+def test_cli_bad_input_is_one_line_and_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "handpose.train", "--config-name",
+                           "stage1-tiny", "MODEL.handec.dropout=1.5"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MODEL.handec.dropout" in lines[0]
+    proc = subprocess.run([sys.executable, "-m", "handpose.train", "--config-name", "nope"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "nope" in proc.stderr

@@ -1,0 +1,70 @@
+"""Sweep spec validation: bad search spaces fail before any Ray work, naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from handpose.errors import ConfigError
+from sweeps.spec import SPEC_PATH, load_spec, trial_overrides, tune_space
+
+from .conftest import REPO
+
+
+def test_presets_load_and_recipe_is_a_start_point():
+    spec, cfg = load_spec("cpu")
+    total = cfg.GENERAL.total_step
+    assert spec.space["GENERAL.dropout_warmup_step"]["high"] == round(0.6 * total)
+    (recipe,) = spec.points_to_evaluate
+    assert recipe["GENERAL.dropout_warmup_step"] == round(0.1 * total)
+    assert recipe["MODEL.handec.dropout"] == 0.1 and recipe["LOSS.lambda_trans"] == 0.05
+    assert spec.space["LOSS.lambda_trans"]["log"]
+    assert set(tune_space(spec)) == set(spec.space)
+    smoke, smoke_cfg = load_spec("smoke")
+    assert smoke_cfg.GENERAL.total_step < total and smoke.grace_period < smoke_cfg.GENERAL.total_step
+    assert trial_overrides({"b.x": 1, "a.y": "s"}) == ["a.y=s", "b.x=1"]
+
+
+def _spec_with(tmp_path, **space_entries):
+    raw = yaml.safe_load(SPEC_PATH.read_text())
+    preset = raw["presets"]["cpu"]
+    preset["points_to_evaluate"] = []
+    preset["space"].update(space_entries)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"GENERAL.val_seed": {"type": "int", "low": 1, "high": 100}}, "GENERAL.val_seed"),
+    ({"DATA.val.max_samples": {"type": "int", "low": 1, "high": 100}}, "DATA.val.max_samples"),
+    ({"MODEL.handec.dropout": {"type": "float", "low": 0.5, "high": 0.1}}, "low=0.5 > high"),
+    ({"MODEL.handec.dropout": {"type": "float", "low": 0.0, "high": 1.2}}, "MODEL.handec.dropout"),
+    ({"LOSS.lambda_nope": {"type": "float", "low": 0.1, "high": 1}}, "LOSS.lambda_nope"),
+    ({"LOSS.lambda_rel": {"type": "float", "low": 0.0, "high": 1, "log": True}}, "log range"),
+    ({"LOSS.lambda_rel": {"type": "normal", "low": 0.0, "high": 1}}, "type='normal'"),
+])
+def test_bad_space_is_rejected(tmp_path, entry, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_spec("cpu", _spec_with(tmp_path, **entry))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--spec", "SPEC"], "GENERAL.val_seed"),
+    (["MODEL.handec.nope=3"], "MODEL.handec.nope"),
+    (["--preset", "huge"], "huge"),
+    (["--num-samples", "0"], "num-samples"),
+    (["DATA.train.source=[/nonexistent/train-*.tar]"], "/nonexistent/train-*.tar"),
+])
+def test_cli_rejects_bad_input_before_ray(tmp_path, args, message):
+    spec = _spec_with(tmp_path, **{"GENERAL.val_seed": {"type": "int", "low": 1, "high": 9}})
+    args = [str(spec) if a == "SPEC" else a for a in args]
+    proc = subprocess.run([sys.executable, "sweeps/dropout_warmup.py", "--storage",
+                           str(tmp_path / "res"), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr.strip().splitlines()[-1]
+    assert "Ray dashboard" not in proc.stdout  # failed before any Ray work
