@@ -48,8 +48,13 @@ class Tracker:
     """Writes ``metrics.jsonl`` and, if enabled, one Aim run (resumed by hash on resume)."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, aim_hash: str | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
-        self.jsonl = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
+                 extra: dict[str, Any] | None = None, resume_step: int | None = None) -> None:
+        path = run_dir / "metrics.jsonl"
+        if resume_step is not None and path.is_file():  # drop what came after the checkpoint
+            keep = [line for line in path.read_text().splitlines()
+                    if line and json.loads(line)["step"] <= resume_step]
+            path.write_text("".join(line + "\n" for line in keep))
+        self.jsonl = open(path, "a")  # noqa: SIM115 (closed in close())
         self.aim_run = None
         if cfg.AIM.enabled:
             self.aim_run = _open_aim_run(cfg, run_dir, aim_hash)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import time
 from collections import defaultdict
@@ -98,7 +99,7 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
     train_stream = build_train_stream(cfg)
     val_stream = build_val_stream(cfg)
     gap_stream = train_eval_stream(cfg)
-    step, aim_hash = 0, None
+    step, aim_hash, resume_step = 0, None, None
     if g.resume_path:
         ckpt = load_checkpoint(g.resume_path)
         model.load_state_dict(ckpt["model"])
@@ -108,10 +109,11 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
         train_stream.load_state_dict(state["data"])
         set_rng_state(state["rng"])
         step, aim_hash = state["step"], state.get("aim_hash")
+        resume_step = step
         LOG.info(f"resumed from {ckpt['dir']} at step {step}")
     forward = torch.compile(model) if cfg.TRAIN.compile else model
-    tracker = Tracker(cfg, run_dir, aim_hash, aim_extra)
-    LOG.info(f"run folder {run_dir} | device {device} | "
+    tracker = Tracker(cfg, run_dir, aim_hash, aim_extra, resume_step)
+    LOG.info(f"run folder {run_dir} | pid {os.getpid()} | device {device} | "
              f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
 
     sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))

@@ -82,6 +82,8 @@ def storage_root(storage: str) -> str:
 def connect_ray(args: argparse.Namespace) -> None:
     import ray
 
+    if ray.is_initialized():  # e.g. a test fixture's ray.init(num_cpus=2)
+        return
     try:
         if args.address:
             ctx = ray.init(address=args.address, log_to_driver=False)
@@ -117,7 +119,8 @@ def build_tuner(spec: SweepSpec, base: dict, sweep_name: str, storage: str,
     from sweeps.spec import tune_space
 
     total = base["GENERAL"]["total_step"]
-    searcher = ConcurrencyLimiter(make_searcher(spec, Path(storage) / sweep_name),
+    local_dir = None if "://" in storage else Path(storage) / sweep_name
+    searcher = ConcurrencyLimiter(make_searcher(spec, local_dir, total),
                                   max_concurrent=spec.max_concurrent)
     scheduler = ASHAScheduler(time_attr="step", max_t=total, grace_period=spec.grace_period,
                               reduction_factor=spec.reduction_factor)

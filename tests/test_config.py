@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError
 
 from handpose.config import load_config, parse_override
 from handpose.errors import ConfigError
@@ -73,7 +74,7 @@ def test_older_config_without_new_keys_gets_defaults(tmp_path):
 def test_struct_mode_rejects_new_attributes():
     cfg = load_config("stage1-tiny")
     assert OmegaConf.is_struct(cfg)
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigAttributeError):
         cfg.GENERAL.surprise = 1
 
 

@@ -24,7 +24,8 @@ def test_presets_load_and_recipe_is_a_start_point():
     assert spec.space["LOSS.lambda_trans"]["log"]
     assert set(tune_space(spec)) == set(spec.space)
     smoke, smoke_cfg = load_spec("smoke")
-    assert smoke_cfg.GENERAL.total_step < total and smoke.grace_period < smoke_cfg.GENERAL.total_step
+    assert smoke_cfg.GENERAL.total_step < total
+    assert smoke.grace_period < smoke_cfg.GENERAL.total_step
     assert trial_overrides({"b.x": 1, "a.y": "s"}) == ["a.y=s", "b.x=1"]
 
 

@@ -123,14 +123,12 @@ def matrix_to_axis_angle(rot: Tensor) -> Tensor:
     sin = torch.sin(angle)
     small = sin.abs() < 1e-4
     axis = vec / (2 * torch.where(small, torch.ones_like(sin), sin))[..., None]
+    # near pi: recover the axis from the symmetric part (always computed: no host sync)
     near_pi = small & (cos < 0)
-    if near_pi.any():  # recover the axis from the symmetric part
-        sym = (rot + torch.eye(3, dtype=rot.dtype, device=rot.device)) / 2
-        diag = sym.diagonal(dim1=-2, dim2=-1).clamp(min=0).sqrt()
-        i = diag.argmax(-1, keepdim=True)
-        col = torch.gather(sym, -1, i[..., None].expand(sym.shape[:-1] + (1,))).squeeze(-1)
-        pi_axis = F.normalize(col, dim=-1)
-        axis = torch.where(near_pi[..., None], pi_axis, axis)
+    sym = (rot + torch.eye(3, dtype=rot.dtype, device=rot.device)) / 2
+    i = sym.diagonal(dim1=-2, dim2=-1).argmax(-1, keepdim=True)
+    col = torch.gather(sym, -1, i[..., None].expand(sym.shape[:-1] + (1,))).squeeze(-1)
+    axis = torch.where(near_pi[..., None], F.normalize(col, dim=-1), axis)
     aa = axis * angle[..., None]
     return torch.where((small & (cos > 0))[..., None], vec / 2, aa)
 

@@ -1,0 +1,95 @@
+"""PoseNet = DINOv2 ViT backbone + hand decoder + hand kinematic layer (docs/internals.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from handpose.errors import ConfigError
+from handpose.model.camera import project, unproject_root
+from handpose.model.decoder import HandDecoder
+from handpose.model.dinov2_io import load_backbone_checkpoint
+from handpose.model.kinematics import (
+    NUM_BETAS,
+    build_hand_model,
+    matrix_to_axis_angle,
+    rotation_6d_to_matrix,
+)
+from handpose.model.vit import build_backbone
+
+
+class PoseNet(nn.Module):
+    """``forward(img (B, 3, S, S), K (B, 3, 3)) -> dict`` of hand predictions.
+
+    Keys: ``rotmat`` (B, 16, 3, 3), ``theta`` (B, 16, 3) axis-angle rad (detached: it is
+    for reading, the losses use ``rotmat``), ``betas`` (B, 10), ``trans`` (B, 3) root (wrist)
+    position in camera mm, ``joints_cam`` (B, 21, 3) mm and ``joints_2d`` (B, 21, 2) px.
+    Everything after the decoder trunk runs in float32, also under autocast.
+    """
+
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
+        m = cfg.MODEL
+        if m.hand_model == "kinematic" and m.num_betas != NUM_BETAS:
+            raise ConfigError(f"MODEL.num_betas={m.num_betas}: the kinematic hand model "
+                              f"has {NUM_BETAS}")
+        h = m.handec
+        self.img_size = m.img_size
+        self.backbone = build_backbone(m)
+        self.decoder = HandDecoder(self.backbone.embed_dim, h.dim, h.context_dim, h.num_layer,
+                                   h.num_head, h.dim_head, h.dim_mlp, h.dropout, m.num_betas)
+        self.hand = build_hand_model(m.hand_model)
+
+    def set_dropout_rate(self, p: float) -> None:
+        """Set every dropout of the decoder to ``p``: each ``nn.Dropout`` and each module's
+        ``dropout_p`` (SDPA attention-weight dropout)."""
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        for module in self.decoder.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+            if hasattr(module, "dropout_p"):
+                module.dropout_p = p
+
+    def forward(self, img: Tensor, K: Tensor) -> dict[str, Tensor]:
+        out = self.decoder(self.backbone(img))
+        with torch.autocast(img.device.type, enabled=False):
+            K = K.float()
+            rotmat = rotation_6d_to_matrix(out["pose6d"])
+            trans = unproject_root(out["uv"], out["depth"], K, self.img_size)
+            joints_cam = self.hand(rotmat, out["betas"]) + trans[:, None]
+            joints_2d = project(joints_cam, K)
+        with torch.no_grad():
+            theta = matrix_to_axis_angle(rotmat)
+        return {"rotmat": rotmat, "theta": theta, "betas": out["betas"], "trans": trans,
+                "joints_cam": joints_cam, "joints_2d": joints_2d}
+
+
+def build_model(cfg: DictConfig) -> PoseNet:
+    """PoseNet from ``cfg``; loads ``MODEL.backbone.checkpoint`` (a DINOv2 ``.pth`` or a
+    Hugging Face folder; :class:`~handpose.errors.UserError` if it does not fit) and freezes
+    the backbone if ``MODEL.backbone.freeze``."""
+    model = PoseNet(cfg)
+    bb = cfg.MODEL.backbone
+    if bb.checkpoint:
+        load_backbone_checkpoint(model.backbone, bb.checkpoint)
+    if bb.freeze:
+        model.backbone.requires_grad_(False)
+    return model
+
+
+def param_groups(model: PoseNet, cfg: DictConfig) -> list[dict[str, Any]]:
+    """Optimizer groups: trainable backbone parameters at ``TRAIN.backbone_lr``, the rest at
+    ``TRAIN.lr``; empty groups (a frozen backbone) are left out."""
+    backbone_ids = {id(p) for p in model.backbone.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"name": "backbone", "lr": cfg.TRAIN.backbone_lr,
+         "params": [p for p in trainable if id(p) in backbone_ids]},
+        {"name": "head", "lr": cfg.TRAIN.lr,
+         "params": [p for p in trainable if id(p) not in backbone_ids]},
+    ]
+    return [g for g in groups if g["params"]]

@@ -1,0 +1,43 @@
+"""Step schedules: progressive dropout for the decoder and the learning-rate factor.
+
+Both are pure functions of the step, so a resumed run recomputes them from the resumed
+step.
+"""
+
+from __future__ import annotations
+
+import math
+
+DROPOUT_SCHEDULES = ("step", "linear", "cosine")
+
+
+def get_progressive_dropout(step: int, total_steps: int, warmup_steps: int,
+                            target_dropout: float, schedule: str = "step",
+                            ramp_steps: int = 0) -> float:
+    """Decoder dropout rate at ``step``: 0 before ``warmup_steps``, then ``target_dropout``.
+
+    ``step``: jumps to the target at ``warmup_steps``. ``linear`` / ``cosine``: ramp from 0 at
+    ``warmup_steps`` to the target at ``warmup_steps + ramp_steps`` (with ``ramp_steps`` 0
+    they equal ``step``). ``total_steps`` is accepted for the recipe's signature; the
+    schedules do not depend on it. Unknown ``schedule``: ValueError.
+    """
+    if schedule not in DROPOUT_SCHEDULES:
+        raise ValueError(f"unknown dropout schedule {schedule!r}: "
+                         f"expected one of {', '.join(DROPOUT_SCHEDULES)}")
+    if step < warmup_steps:
+        return 0.0
+    if schedule == "step" or step >= warmup_steps + ramp_steps:
+        return float(target_dropout)
+    frac = (step - warmup_steps) / ramp_steps
+    if schedule == "cosine":
+        frac = 0.5 * (1.0 - math.cos(math.pi * frac))
+    return float(target_dropout) * frac
+
+
+def get_lr_scale(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
+    """Learning-rate factor: linear warmup ``(step + 1) / warmup_steps`` up to 1, then a
+    cosine decay from 1 at ``warmup_steps`` to ``min_ratio`` at ``total_steps`` (and after)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))

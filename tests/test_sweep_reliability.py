@@ -1,0 +1,125 @@
+"""Sweep reliability: a killed trial worker is retried from its checkpoint and its curve
+continues; a NaN trial ends as errored with the reason while the sweep goes on; a killed
+driver is resumed with --resume without rerunning finished trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweeps.spec import SPEC_PATH
+
+from .conftest import REPO, data_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def _spec(tmp_path: Path, space: dict, points: list[dict], num_samples: int) -> Path:
+    raw = yaml.safe_load(SPEC_PATH.read_text())
+    preset = raw["presets"]["smoke"]
+    preset.update(space=space, points_to_evaluate=points, num_samples=num_samples)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _sweep_cmd(spec: Path, storage: Path, name: str, data_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "sweeps/dropout_warmup.py", "--smoke", "--spec", str(spec),
+            "--storage", str(storage), "--name", name, "--num-cpus", "2", *extra,
+            *data_overrides(data_dir)]
+
+
+def _wait_for(pred, timeout: float, what: str):
+    end = time.time() + timeout
+    while time.time() < end:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _val_steps(metrics_file: Path) -> list[int]:
+    if not metrics_file.is_file():
+        return []
+    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line]
+    return [r["step"] for r in rows if r["split"] == "val"]
+
+
+def test_killed_trial_resumes_from_checkpoint_and_nan_trial_errors(data_dir, tmp_path):
+    spec = _spec(tmp_path, {"LOSS.lambda_trans": {"type": "choice", "values": [0.05, ".inf"]}},
+                 [{"LOSS.lambda_trans": 0.05}, {"LOSS.lambda_trans": ".inf"}], num_samples=2)
+    storage = tmp_path / "res"
+    proc = subprocess.Popen(_sweep_cmd(spec, storage, "faults", data_dir, "GENERAL.total_step=80"),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        sweep = storage / "faults"
+
+        def healthy_run():
+            for log in sweep.glob("*/run/log.txt"):
+                cfg = yaml.safe_load((log.parent / "config.yaml").read_text())
+                if cfg["LOSS"]["lambda_trans"] == 0.05 and _val_steps(log.parent / "metrics.jsonl"):
+                    return log.parent
+            return None
+
+        run = _wait_for(healthy_run, 150, "the healthy trial's first validation")
+        pid = int(re.search(r"pid (\d+)", (run / "log.txt").read_text()).group(1))
+        os.kill(pid, signal.SIGKILL)  # the trial's worker process dies mid-run
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    summary = json.loads((sweep / "summary.json").read_text())
+    by_trans = {t["overrides"]["LOSS.lambda_trans"]: t for t in summary["trials"]}
+    healthy, nan = by_trans[0.05], by_trans[float("inf")]
+    assert healthy["status"] == "COMPLETED" and healthy["last_step"] == 80
+    # the curve continues from the checkpoint: every validation step once, in order
+    assert [s for s, _ in healthy["curve"]] == [20, 40, 60, 80]
+    log = (run / "log.txt").read_text()
+    assert re.search(r"resumed from .*checkpoint.* at step (20|40|60)", log), log[-2000:]
+    assert nan["status"] == "ERROR" and "non-finite loss" in nan["error"]
+    assert summary["best"]["trial_id"] == healthy["trial_id"]
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_path):
+    spec = _spec(tmp_path, {"MODEL.handec.dropout": {"type": "choice", "values": [0.0, 0.2]},
+                            "LOSS.lambda_trans": {"type": "choice", "values": [0.02, 0.1]}},
+                 [], num_samples=3)
+    storage = tmp_path / "res"
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    cmd = _sweep_cmd(spec, storage, "crash", data_dir, "GENERAL.total_step=60")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    sweep = storage / "crash"
+
+    def one_finished():
+        done = [p for p in sweep.glob("*/run/metrics.jsonl") if 60 in _val_steps(p)]
+        started = list(sweep.glob("*/run/metrics.jsonl"))
+        return done and len(started) >= 2 and time.sleep(2) is None
+    try:
+        _wait_for(one_finished, 200, "one finished trial")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray die at once
+        proc.wait()
+    before = {p.parent.parent.name: _val_steps(p) for p in sweep.glob("*/run/metrics.jsonl")}
+    finished_before = [k for k, v in before.items() if 60 in v]
+    res = subprocess.run(_sweep_cmd(spec, storage, "crash", data_dir, "--resume"), cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert len(summary["trials"]) == 3
+    assert all(t["status"] in ("COMPLETED", "STOPPED_EARLY") for t in summary["trials"])
+    after = {p.parent.parent.name: _val_steps(p) for p in sweep.glob("*/run/metrics.jsonl")}
+    for trial in finished_before:  # finished trials were not run again
+        assert after[trial] == before[trial]
+    for trial, steps in after.items():  # nothing validated twice: unfinished ones continued
+        assert len(steps) == len(set(steps)), (trial, steps)

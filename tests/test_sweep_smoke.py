@@ -1,0 +1,91 @@
+"""The --smoke sweep end to end on a local Ray (num_cpus=2): trials, ASHA, fingerprints,
+summary files, the best config, and the Optuna study's view of ASHA-stopped trials."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import optuna
+import pytest
+import ray
+
+from handpose.config import load_config
+from handpose.train import train
+from sweeps.dropout_warmup import main
+from sweeps.search import study_url
+
+from .conftest import data_overrides
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(data_dir, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("sweeps")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        code = main(["--smoke", "--storage", str(storage), "--name", "smoke",
+                     *data_overrides(data_dir)])
+    finally:
+        ray.shutdown()
+    return code, storage / "smoke"
+
+
+def test_smoke_sweep_runs_and_summarises(smoke_sweep):
+    code, sweep_dir = smoke_sweep
+    assert code == 0
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    trials = summary["trials"]
+    assert len(trials) == 4
+    assert summary["metric"] == "mpjpe" and summary["mode"] == "min"
+    statuses = [t["status"] for t in trials]
+    assert "STOPPED_EARLY" in statuses, statuses  # ASHA stopped at least one trial
+    assert "COMPLETED" in statuses
+    assert all(t["last_step"] < summary["total_step"] for t in trials
+               if t["status"] == "STOPPED_EARLY")
+    # one validation stream for all trials, and the summary says so
+    prints = {t["val_fingerprint"] for t in trials}
+    assert len(prints) == 1 and None not in prints
+    assert summary["comparable"] and summary["val_fingerprints"] == sorted(prints)
+    for t in trials:
+        assert t["mpjpe"] > 0 and set(t["overrides"]) >= {"MODEL.handec.dropout",
+                                                         "LOSS.lambda_trans"}
+        assert [s for s, _ in t["curve"]] == list(range(20, t["last_step"] + 1, 20))
+    best = summary["best"]
+    completed = [t for t in trials if t["status"] == "COMPLETED"]
+    assert best["mpjpe"] == min(t["mpjpe"] for t in completed)
+    assert best["step"] == summary["total_step"]
+    rows = list(csv.DictReader(open(sweep_dir / "leaderboard.csv")))
+    assert [r["trial_id"] for r in rows] == [t["trial_id"] for t in trials]
+    assert float(rows[0]["mpjpe"]) <= float(rows[-1]["mpjpe"])
+
+
+def test_best_config_trains(smoke_sweep, tmp_path):
+    _, sweep_dir = smoke_sweep
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    cfg = load_config(str(sweep_dir / "best_config.yaml"),
+                      ["GENERAL.total_step=4", "GENERAL.checkpoint_step=4",
+                       f"GENERAL.output_dir={tmp_path}", "AIM.enabled=false"])
+    for key, value in summary["best"]["overrides"].items():
+        got = cfg
+        for part in key.split("."):
+            got = got[part]
+        assert got == pytest.approx(value)
+    metrics = train(cfg)
+    assert metrics["step"] == 4 and metrics["val_fingerprint"] == summary["val_fingerprints"][0]
+
+
+def test_optuna_study_sees_pruned_trials(smoke_sweep):
+    _, sweep_dir = smoke_sweep
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    study = optuna.load_study(study_name="smoke", storage=study_url(sweep_dir))
+    states = sorted(t.state.name for t in study.trials)
+    want = sorted("PRUNED" if t["status"] == "STOPPED_EARLY" else "COMPLETE"
+                  for t in summary["trials"])
+    assert states == want
+    for t in study.trials:
+        assert t.intermediate_values, "every trial reports MPJPE per step"
+        assert set(t.intermediate_values) <= set(range(20, summary["total_step"] + 1, 20))
+        if t.state.name == "PRUNED":
+            assert max(t.intermediate_values) < summary["total_step"]
