@@ -45,10 +45,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                    help="join an existing Ray cluster (default: start a local one)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--confirm", type=int, metavar="K", default=0,
+                   help="after the sweep, re-train the top K configs and the baseline recipe "
+                        "with --seeds training seeds each (see sweeps/confirm.py)")
+    p.add_argument("--seeds", type=int, metavar="S", default=3,
+                   help="training seeds per config for --confirm (>= 2)")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the base config")
     args = p.parse_args(argv)
     if args.num_samples is not None and args.num_samples < 1:
         raise UserError(f"--num-samples={args.num_samples}: must be >= 1")
+    if args.confirm < 0 or (args.confirm and args.seeds < 2):
+        raise UserError(f"--confirm {args.confirm} --seeds {args.seeds}: want K >= 1, S >= 2")
     return args
 
 
@@ -182,7 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tuner = build_tuner(spec, base, name, storage, num_samples)
     results = tuner.fit()
-    return finish(results, spec, base_cfg, sweep_dir, resume_cmd(args, name))
+    code = finish(results, spec, base_cfg, sweep_dir, resume_cmd(args, name))
+    if code == 0 and args.confirm:
+        from sweeps.confirm import run_confirmation
+
+        run_confirmation(sweep_dir, args.confirm, args.seeds, address=args.address)
+    return code
 
 
 def resume_cmd(args: argparse.Namespace, name: str) -> str:

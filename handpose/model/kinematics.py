@@ -10,8 +10,8 @@ rest-pose frame (as MANO does). Shape ``betas`` (B, 10) scales bone lengths thro
 fixed linear basis. Output joints are in millimetres, wrist at the origin; add the root
 translation to place them in camera space.
 
-Rest pose (right hand): fingers along +y, palm in the x-y plane, back of the hand
-towards -z. Positive flexion curls a finger towards +z (the palm side).
+Rest pose (right hand): fingers along +y, palm in the x-y plane facing +z, thumb on the
++x side, back of the hand towards -z. Positive flexion curls a finger towards +z (the palm).
 
 The seam for a MANO layer: anything with ``forward(rotmat, betas) -> (B, 21, 3)`` mm.
 """
@@ -35,11 +35,11 @@ ROT_JOINTS = (0, 1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14, 15, 17, 18, 19)
 
 # Rest-pose geometry of an average adult right hand (mm).
 _BASE = {  # finger base joint (thumb CMC / finger MCP) relative to the wrist
-    "thumb": (-22.0, 22.0, -5.0),
-    "index": (-24.0, 88.0, 0.0),
-    "middle": (-2.0, 92.0, 0.0),
-    "ring": (18.0, 86.0, 0.0),
-    "little": (35.0, 76.0, 0.0),
+    "thumb": (22.0, 22.0, 5.0),
+    "index": (24.0, 88.0, 0.0),
+    "middle": (2.0, 92.0, 0.0),
+    "ring": (-18.0, 86.0, 0.0),
+    "little": (-35.0, 76.0, 0.0),
 }
 _BONES = {  # lengths of the three bones distal to the base joint
     "thumb": (38.0, 32.0, 28.0),
@@ -48,7 +48,7 @@ _BONES = {  # lengths of the three bones distal to the base joint
     "ring": (43.0, 27.0, 22.0),
     "little": (34.0, 20.0, 19.0),
 }
-_DIR_DEG = {"thumb": -45.0, "index": -6.0, "middle": 0.0, "ring": 6.0, "little": 12.0}
+_DIR_DEG = {"thumb": 45.0, "index": 6.0, "middle": 0.0, "ring": -6.0, "little": -12.0}
 
 # Joint limits in degrees: (flexion min, max) per joint k=0..2 and abduction at k=0.
 FLEX_LIMITS = {
@@ -115,22 +115,28 @@ def axis_angle_to_matrix(aa: Tensor) -> Tensor:
 
 
 def matrix_to_axis_angle(rot: Tensor) -> Tensor:
-    """(..., 3, 3) rotation matrices -> (..., 3) axis-angle (rad), angle in [0, pi]."""
-    cos = ((rot.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1 + 1e-7, 1 - 1e-7)
-    angle = torch.acos(cos)
+    """(..., 3, 3) rotation matrices -> (..., 3) axis-angle (rad), angle in [0, pi].
+
+    The angle is ``atan2(sin, cos)`` (accurate everywhere); the axis comes from the skew part
+    for angles up to 90 degrees and, beyond (where the skew part vanishes towards pi), from the
+    symmetric part ``(R + R^T) / 2 - cos I = (1 - cos) a a^T``, signed by the skew part.
+    No data-dependent branches (no host sync).
+    """
     vec = torch.stack([rot[..., 2, 1] - rot[..., 1, 2], rot[..., 0, 2] - rot[..., 2, 0],
-                       rot[..., 1, 0] - rot[..., 0, 1]], -1)
-    sin = torch.sin(angle)
-    small = sin.abs() < 1e-4
-    axis = vec / (2 * torch.where(small, torch.ones_like(sin), sin))[..., None]
-    # near pi: recover the axis from the symmetric part (always computed: no host sync)
-    near_pi = small & (cos < 0)
-    sym = (rot + torch.eye(3, dtype=rot.dtype, device=rot.device)) / 2
-    i = sym.diagonal(dim1=-2, dim2=-1).argmax(-1, keepdim=True)
-    col = torch.gather(sym, -1, i[..., None].expand(sym.shape[:-1] + (1,))).squeeze(-1)
-    axis = torch.where(near_pi[..., None], F.normalize(col, dim=-1), axis)
-    aa = axis * angle[..., None]
-    return torch.where((small & (cos > 0))[..., None], vec / 2, aa)
+                       rot[..., 1, 0] - rot[..., 0, 1]], -1)  # 2 sin(angle) axis
+    cos = (rot.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    sin = torch.linalg.vector_norm(vec, dim=-1) / 2
+    angle = torch.atan2(sin, cos)
+    small = sin < 1e-6
+    ratio = torch.where(small, torch.ones_like(sin), angle / torch.where(small, 1.0, sin))
+    aa = vec / 2 * ratio[..., None]  # angle up to 90 degrees
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+    outer = (rot + rot.transpose(-1, -2)) / 2 - cos[..., None, None] * eye  # (1 - cos) a a^T
+    i = outer.diagonal(dim1=-2, dim2=-1).argmax(-1, keepdim=True)
+    col = torch.gather(outer, -1, i[..., None].expand(outer.shape[:-1] + (1,))).squeeze(-1)
+    axis = F.normalize(col, dim=-1)
+    axis = torch.where((axis * vec).sum(-1, keepdim=True) < 0, -axis, axis)
+    return torch.where((cos < 0)[..., None], axis * angle[..., None], aa)
 
 
 def rotation_6d_to_matrix(x: Tensor) -> Tensor:
