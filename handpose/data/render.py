@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 # Difficulty knobs (one place): what makes the task hard enough for regularisation to matter.
-CLUTTER_STROKES = (3, 10)  # distractor strokes per image (min, max)
+CLUTTER_STROKES = (2, 8)  # distractor strokes per image (min, max)
 OCCLUDER_P = 0.25  # probability of a random occluding blob over the hand
 NOISE_SIGMA = (2.0, 12.0)  # Gaussian pixel noise, 0-255 scale
 BRIGHTNESS = (0.6, 1.35)

@@ -41,10 +41,11 @@ from handpose.model.kinematics import (
 GENERATOR_VERSION = "1"
 SAMPLES_PER_SHARD = 1000
 SPLIT_IDS = {"train": 0, "val": 1}
-DEPTH_MM = (280.0, 600.0)
-FOCAL_PX_PER_128 = (170.0, 280.0)  # focal length for a 128 px image (scaled with size)
+DEPTH_MM = (300.0, 550.0)
+FOCAL_PX_PER_128 = (200.0, 250.0)  # focal length for a 128 px image (scaled with size)
 CENTRE_JITTER = 0.08  # hand centre offset from the image centre, fraction of the size
-TILT_DEG = 55.0  # out-of-plane rotation range around the palm-facing-camera pose
+TILT_DEG = 40.0  # out-of-plane rotation range around the palm-facing-camera pose
+ROLL_DEG = 60.0  # in-plane rotation range (0 = fingers up)
 
 
 def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
@@ -64,7 +65,7 @@ def sample_pose(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.nd
         abd[f] = rng.uniform(lo, hi)
     # base: palm towards the camera, fingers up in the image (camera y points down)
     base = _rotation(np.array([1.0, 0.0, 0.0]), math.pi)
-    roll = _rotation(np.array([0.0, 0.0, 1.0]), rng.uniform(-math.pi, math.pi))
+    roll = _rotation(np.array([0.0, 0.0, 1.0]), math.radians(rng.uniform(-ROLL_DEG, ROLL_DEG)))
     tilt_axis = np.array([rng.normal(), rng.normal(), 0.0])
     tilt = _rotation(tilt_axis / (np.linalg.norm(tilt_axis) + 1e-9),
                      math.radians(rng.uniform(-TILT_DEG, TILT_DEG)))

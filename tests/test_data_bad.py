@@ -1,0 +1,84 @@
+"""Bad data: corrupt samples are skipped and counted; too many stop with the shard named."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+
+import pytest
+
+from handpose.config import load_config
+from handpose.data import build_train_stream, build_val_stream
+from handpose.errors import DataError
+
+
+def _copy_with(src, dst, damage):
+    """Copy tar ``src`` to ``dst`` passing each (name, bytes) through ``damage``."""
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for m in tin.getmembers():
+            name, data = damage(m.name, tin.extractfile(m).read())
+            if name is None:
+                continue
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tout.addfile(info, io.BytesIO(data))
+
+
+def _cfg(folder, *extra):
+    return load_config("stage1-tiny", [
+        f"DATA.train.source=[{folder}/train-*.tar]", f"DATA.val.source=[{folder}/val-*.tar]",
+        "TRAIN.sample_per_device=16", "DATA.val_batch_size=16", *extra])
+
+
+@pytest.fixture()
+def damaged(data_dir, tmp_path):
+    """val: 3 bad samples of 64 (undecodable jpg, malformed json, missing json)."""
+    bad = {"val-0000003.jpg": b"not a jpeg", "val-0000010.json": b"{nope"}
+
+    def damage(name, data):
+        if name == "val-0000020.json":
+            return None, data
+        return name, bad.get(name, data)
+
+    _copy_with(data_dir / "val-000000.tar", tmp_path / "val-000000.tar", damage)
+    shutil.copy(data_dir / "train-000000.tar", tmp_path / "train-000000.tar")
+    return tmp_path
+
+
+def test_bad_samples_are_skipped_and_counted(damaged):
+    stream = build_val_stream(_cfg(damaged, "DATA.max_bad_fraction=0.1"))
+    keys = [k for b in stream for k in b["key"]]
+    assert len(keys) == 61 and stream.bad_samples == 3 and stream.num_samples == 61
+    assert not {"val-0000003", "val-0000010", "val-0000020"} & set(keys)
+
+
+def test_too_many_bad_samples_stop_naming_the_shard(damaged):
+    stream = build_val_stream(_cfg(damaged, "DATA.max_bad_fraction=0.01"))
+    with pytest.raises(DataError, match=r"val-000000\.tar"):
+        list(stream)
+
+
+def test_truncated_tar_is_skipped_and_training_goes_on(data_dir, tmp_path):
+    raw = (data_dir / "train-000000.tar").read_bytes()
+    (tmp_path / "train-000000.tar").write_bytes(raw[: len(raw) // 2 + 100])  # cut mid-member
+    shutil.copy(data_dir / "val-000000.tar", tmp_path / "val-000000.tar")
+    stream = build_train_stream(_cfg(tmp_path, "DATA.max_bad_fraction=0.5"))
+    batches = [next(stream) for _ in range(12)]  # several epochs of the surviving half
+    assert all(len(b["key"]) == 16 for b in batches)
+    assert stream.bad_samples >= 1
+
+
+def test_bad_json_values_are_rejected(damaged, tmp_path):
+    ann = {"joints_cam": [[0, 0, float("nan")]] * 21, "K": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}
+    folder = tmp_path / "nan"
+    folder.mkdir()
+
+    def damage(name, data):
+        return name, json.dumps(ann).encode() if name == "val-0000001.json" else data
+
+    _copy_with(damaged / "val-000000.tar", folder / "val-000000.tar", damage)
+    stream = build_val_stream(_cfg(folder, "DATA.max_bad_fraction=0.2"))
+    list(stream)
+    assert stream.bad_samples == 4
