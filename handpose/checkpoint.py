@@ -4,6 +4,7 @@ never leaves half a checkpoint; the last ``GENERAL.keep_checkpoints`` are kept."
 
 from __future__ import annotations
 
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -82,6 +83,6 @@ def load_checkpoint(path: str | Path, with_state: bool = True) -> dict[str, Any]
         }
         if with_state:
             out["state"] = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, ValueError) as e:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
         raise UserError(f"unreadable checkpoint: {ckpt} ({type(e).__name__}: {e})") from None
     return out
