@@ -84,5 +84,6 @@ def load_checkpoint(path: str | Path, with_state: bool = True) -> dict[str, Any]
         if with_state:
             out["state"] = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        raise UserError(f"unreadable checkpoint: {ckpt} ({type(e).__name__}: {e})") from None
+        why = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"unreadable checkpoint: {ckpt} ({type(e).__name__}: {why})") from None
     return out

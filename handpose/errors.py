@@ -23,6 +23,7 @@ def run_cli(main: Callable[[], int | None]) -> None:
     try:
         code = main()
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        print(f"error: {lines[0]}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)
