@@ -12,5 +12,4 @@ def progress_reporter(spec: SweepSpec) -> CLIReporter:
         metric_columns={"step": "step", "mpjpe": "mpjpe_mm", "rte": "rte_mm",
                         "dropout_rate": "dropout"},
         parameter_columns={k: k.split(".")[-1] for k in spec.space},
-        metric=spec.metric, mode=spec.mode, max_report_frequency=15, sort_by_metric=True,
-        max_progress_rows=30)
+        max_report_frequency=15, sort_by_metric=True, max_progress_rows=30)

@@ -36,6 +36,8 @@ class PruneAwareOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
+        if result is not None and not error:  # Tune hands the stopping result only to us
+            self.on_trial_result(trial_id, result)
         stopped_early = (not error and result is not None and self.metric in result
                          and int(result.get(self._time_attr, 0)) < self._max_t)
         if not stopped_early or trial_id in self._completed_trials:

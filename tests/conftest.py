@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Ray 2.60 writes an auth token under $HOME/.ray: keep it in a throwaway HOME, never ours.
+os.environ["HOME"] = tempfile.mkdtemp(prefix="handpose-test-home-")
 
 
 @pytest.fixture(scope="session")
