@@ -18,6 +18,14 @@ def _finite(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
+def error_reason(err: BaseException) -> str:
+    """The original exception behind Ray's wrappers, as one line."""
+    while getattr(err, "cause", None) is not None:
+        err = err.cause
+    text = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {text}"[:500]
+
+
 def collect_trials(results, spec: SweepSpec, total_step: int) -> list[dict[str, Any]]:
     """One dict per trial from a Tune ``ResultGrid`` (status, searched values, curve)."""
     statuses = {t.trial_id: t.status for t in results._experiment_analysis.trials}
@@ -43,8 +51,7 @@ def collect_trials(results, spec: SweepSpec, total_step: int) -> list[dict[str, 
             "mpjpe_rel": _finite(m.get("mpjpe_rel")), "pa_mpjpe": _finite(m.get("pa_mpjpe")),
             "rte": _finite(m.get("rte")), "val_fingerprint": m.get("val_fingerprint"),
             "node_id": m.get("node_id"), "path": str(r.path), "curve": curve,
-            "error": None if r.error is None else f"{type(r.error).__name__}: {r.error}"
-                                                  .splitlines()[0][:500],
+            "error": None if r.error is None else error_reason(r.error),
         })
     sign = 1 if spec.mode == "min" else -1
     trials.sort(key=lambda t: (t["mpjpe"] is None, sign * (t["mpjpe"] or 0)))

@@ -56,8 +56,9 @@ def _val_steps(metrics_file: Path) -> list[int]:
 
 
 def test_killed_trial_resumes_from_checkpoint_and_nan_trial_errors(data_dir, tmp_path):
-    spec = _spec(tmp_path, {"LOSS.lambda_trans": {"type": "choice", "values": [0.05, ".inf"]}},
-                 [{"LOSS.lambda_trans": 0.05}, {"LOSS.lambda_trans": ".inf"}], num_samples=2)
+    # lambda_trans = 1e38 overflows the float32 loss to inf: a trial that diverges
+    spec = _spec(tmp_path, {"LOSS.lambda_trans": {"type": "choice", "values": [0.05, 1e38]}},
+                 [{"LOSS.lambda_trans": 0.05}, {"LOSS.lambda_trans": 1e38}], num_samples=2)
     storage = tmp_path / "res"
     proc = subprocess.Popen(_sweep_cmd(spec, storage, "faults", data_dir, "GENERAL.total_step=80"),
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -80,7 +81,7 @@ def test_killed_trial_resumes_from_checkpoint_and_nan_trial_errors(data_dir, tmp
     assert proc.returncode == 0, out[-3000:]
     summary = json.loads((sweep / "summary.json").read_text())
     by_trans = {t["overrides"]["LOSS.lambda_trans"]: t for t in summary["trials"]}
-    healthy, nan = by_trans[0.05], by_trans[float("inf")]
+    healthy, nan = by_trans[0.05], by_trans[1e38]
     assert healthy["status"] == "COMPLETED" and healthy["last_step"] == 80
     # the curve continues from the checkpoint: every validation step once, in order
     assert [s for s, _ in healthy["curve"]] == [20, 40, 60, 80]
