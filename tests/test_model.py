@@ -13,6 +13,7 @@ from handpose.errors import ConfigError
 from handpose.losses import compute_losses
 from handpose.model import PoseNet, build_model, param_groups
 from handpose.model.kinematics import axis_angle_to_matrix, matrix_to_axis_angle
+from handpose.model.posenet import REF_FOCAL_PER_PX
 from handpose.model.vit import ARCHS
 
 TINY = ["MODEL.backbone.depth=1", "MODEL.handec.num_layer=2"]
@@ -102,7 +103,9 @@ def test_initial_prediction_is_the_mean_pose():
     assert torch.allclose(pred["rotmat"][:, 0], torch.diag(torch.tensor([1.0, -1, -1])),
                           atol=0.05)  # fingers up in the image
     assert pred["betas"].abs().max() < 0.05
-    assert torch.allclose(pred["trans"], torch.tensor([0.0, 0.0, 500.0]).expand(3, 3), atol=10)
+    # 500 mm at the reference focal length, scaled by this camera's focal length (2 x size)
+    z = 500.0 * 2.0 / REF_FOCAL_PER_PX
+    assert torch.allclose(pred["trans"], torch.tensor([0.0, 0.0, z]).expand(3, 3), atol=10)
     assert torch.allclose(pred["joints_2d"][:, 0], torch.full((3, 2), 56.0), atol=2)
     assert (pred["joints_2d"][:, 12, 1] < pred["joints_2d"][:, 0, 1]).all()  # tip above wrist
     # theta is rotmat as axis-angle, also for the global rotation near pi

@@ -20,6 +20,8 @@ from handpose.model.kinematics import (
 )
 from handpose.model.vit import build_backbone
 
+# reference focal length (px per px of image side) of the decoder's depth output
+REF_FOCAL_PER_PX = 1.75
 
 class PoseNet(nn.Module):
     """``forward(img (B, 3, S, S), K (B, 3, 3)) -> dict`` of hand predictions.
@@ -59,7 +61,11 @@ class PoseNet(nn.Module):
         with torch.autocast(img.device.type, enabled=False):
             K = K.float()
             rotmat = rotation_6d_to_matrix(out["pose6d"])
-            trans = unproject_root(out["uv"], out["depth"], K, self.img_size)
+            # the decoder's depth is for a reference focal length: scale it by the actual
+            # focal length, so a zoomed crop (scale jitter) does not change what to predict
+            focal = (K[:, 0, 0] + K[:, 1, 1]) / 2
+            depth = out["depth"] * focal / (REF_FOCAL_PER_PX * self.img_size)
+            trans = unproject_root(out["uv"], depth, K, self.img_size)
             joints_cam = self.hand(rotmat, out["betas"]) + trans[:, None]
             joints_2d = project(joints_cam, K)
         with torch.no_grad():
