@@ -11,6 +11,7 @@ KEY=VALUE overrides apply to the base training config of every trial.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -82,6 +83,13 @@ def absolutize(cfg) -> None:
         cfg.MODEL.backbone.checkpoint = fix(cfg.MODEL.backbone.checkpoint)
 
 
+def local_folder(storage: str, name: str) -> Path:
+    """Where the sweep's own files go: the sweep folder in local/NFS storage; with remote
+    storage (s3://...) Tune's state goes there and ours to ./results/<name>."""
+    root = Path(DEFAULT_STORAGE).resolve() if "://" in storage else Path(storage)
+    return root / name
+
+
 def storage_root(storage: str) -> str:
     return storage if "://" in storage else str(Path(storage).expanduser().resolve())
 
@@ -104,19 +112,22 @@ def connect_ray(args: argparse.Namespace) -> None:
     print(f"Ray dashboard: http://{url}" if url else "Ray dashboard: not running")
 
 
-def make_trainable(spec: SweepSpec, base: dict):
+def make_trainable(spec: SweepSpec, base: dict, storage: str, sweep_dir: Path):
     """The trial function with the base config attached (via the object store) and the
-    per-trial resources of the spec."""
+    per-trial resources of the spec. With local/NFS storage each trial's run folder is
+    ``<sweep>/runs/<trial>`` (shared by all nodes); with s3:// it stays in Tune's trial dir."""
     from ray import tune
 
     from sweeps.trainable import handpose_trial
 
-    return tune.with_resources(tune.with_parameters(handpose_trial, base=base),
+    runs_dir = None if "://" in storage else str(sweep_dir / "runs")
+    trial = tune.with_parameters(handpose_trial, base=base, runs_dir=runs_dir)
+    return tune.with_resources(trial,
                                {k: v for k, v in spec.resources.items() if v})
 
 
 def build_tuner(spec: SweepSpec, base: dict, sweep_name: str, storage: str,
-                num_samples: int):
+                num_samples: int, sweep_dir: Path):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -126,13 +137,12 @@ def build_tuner(spec: SweepSpec, base: dict, sweep_name: str, storage: str,
     from sweeps.spec import tune_space
 
     total = base["GENERAL"]["total_step"]
-    local_dir = None if "://" in storage else Path(storage) / sweep_name
-    searcher = ConcurrencyLimiter(make_searcher(spec, local_dir, total),
+    searcher = ConcurrencyLimiter(make_searcher(spec, sweep_dir, total),
                                   max_concurrent=spec.max_concurrent)
     scheduler = ASHAScheduler(time_attr="step", max_t=total, grace_period=spec.grace_period,
                               reduction_factor=spec.reduction_factor)
     return tune.Tuner(
-        make_trainable(spec, base),
+        make_trainable(spec, base, storage, sweep_dir),
         param_space=tune_space(spec),
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=searcher,
                                     scheduler=scheduler, num_samples=num_samples),
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         if not args.name:
             raise UserError("--resume needs --name NAME (the sweep folder under --storage)")
-        sweep_dir = Path(storage) / args.name
+        sweep_dir = local_folder(storage, args.name)
         if not (sweep_dir / "sweep_state.yaml").is_file():
             raise UserError(f"--resume: no sweep to resume at {sweep_dir}")
         state = OmegaConf.load(sweep_dir / "sweep_state.yaml")
@@ -166,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         absolutize(base_cfg)
         num_samples = args.num_samples or spec.num_samples
     name = args.name or f"dropout_warmup-{spec.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    sweep_dir = Path(storage) / name
+    sweep_dir = local_folder(storage, name)
     if base_cfg.AIM.enabled and not base_cfg.AIM.server_url:
-        base_cfg.AIM.server_url = str(sweep_dir)  # one Aim repo per sweep (local storage)
+        base_cfg.AIM.server_url = str(sweep_dir)  # one Aim repo per sweep
     print(f"preset: {spec.preset} ({'GPUs visible' if spec.preset == 'gpu' else 'CPU'}), "
           f"{num_samples} trials x {base_cfg.GENERAL.total_step} steps max, "
           f"base config {spec.base_config}, val_seed {base_cfg.GENERAL.val_seed}")
@@ -180,14 +190,29 @@ def main(argv: list[str] | None = None) -> int:
                         "num_samples": num_samples, "base": base},
                        sweep_dir / "sweep_state.yaml")
 
+    # Paths are absolute from here on. Leave the launch folder: under `ray job submit
+    # --working-dir` it is Ray's unpacked package, which Ray may delete before the driver
+    # ends, and Tune's end-of-run analysis then fails on getcwd() (ray-project/ray#52343).
+    launch_dir = os.getcwd()
+    os.chdir(sweep_dir)
+    try:
+        return run_sweep(args, spec, base, base_cfg, name, storage, num_samples, sweep_dir)
+    finally:
+        with contextlib.suppress(OSError):
+            os.chdir(launch_dir)
+
+
+def run_sweep(args: argparse.Namespace, spec: SweepSpec, base: dict, base_cfg, name: str,
+              storage: str, num_samples: int, sweep_dir: Path) -> int:
     connect_ray(args)
     if args.resume:
         from ray import tune
 
-        tuner = tune.Tuner.restore(str(sweep_dir), trainable=make_trainable(spec, base),
+        trainable = make_trainable(spec, base, storage, sweep_dir)
+        tuner = tune.Tuner.restore(f"{storage}/{name}", trainable=trainable,
                                    resume_unfinished=True, resume_errored=True)
     else:
-        tuner = build_tuner(spec, base, name, storage, num_samples)
+        tuner = build_tuner(spec, base, name, storage, num_samples, sweep_dir)
     results = tuner.fit()
     code = finish(results, spec, base_cfg, sweep_dir, resume_cmd(args, name))
     if code == 0 and args.confirm:
@@ -195,7 +220,6 @@ def main(argv: list[str] | None = None) -> int:
 
         run_confirmation(sweep_dir, args.confirm, args.seeds, address=args.address)
     return code
-
 
 def resume_cmd(args: argparse.Namespace, name: str) -> str:
     cmd = f"python sweeps/dropout_warmup.py --resume --name {name}"

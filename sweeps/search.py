@@ -53,14 +53,12 @@ def study_url(sweep_dir: Path) -> str:
     return f"sqlite:///{Path(sweep_dir).resolve() / STUDY_FILE}"
 
 
-def make_searcher(spec: SweepSpec, sweep_dir: Path | None, max_t: int) -> PruneAwareOptunaSearch:
-    """``sweep_dir`` None (remote storage): the study stays in memory (and in Tune's state)."""
+def make_searcher(spec: SweepSpec, sweep_dir: Path, max_t: int) -> PruneAwareOptunaSearch:
+    """The searcher, its study stored in ``<sweep_dir>/optuna.db``."""
     import optuna
 
-    storage = None
-    if sweep_dir is not None:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        storage = optuna.storages.RDBStorage(study_url(sweep_dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(study_url(sweep_dir))
     return PruneAwareOptunaSearch(
         metric=spec.metric, mode=spec.mode, time_attr="step", max_t=max_t,
         sampler=optuna.samplers.TPESampler(seed=spec.seed),

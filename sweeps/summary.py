@@ -50,7 +50,8 @@ def collect_trials(results, spec: SweepSpec, total_step: int) -> list[dict[str, 
             "best_mpjpe": min((v for _, v in curve if v is not None), default=None),
             "mpjpe_rel": _finite(m.get("mpjpe_rel")), "pa_mpjpe": _finite(m.get("pa_mpjpe")),
             "rte": _finite(m.get("rte")), "val_fingerprint": m.get("val_fingerprint"),
-            "node_id": m.get("node_id"), "path": str(r.path), "curve": curve,
+            "node_id": m.get("node_id"), "path": str(r.path), "run_dir": m.get("run_dir"),
+            "curve": curve,
             "error": None if r.error is None else error_reason(r.error),
         })
     sign = 1 if spec.mode == "min" else -1

@@ -23,9 +23,10 @@ REPORTED = ("step", "mpjpe", "mpjpe_rel", "pa_mpjpe", "rte", "dropout_rate", "va
             "num_samples", "gap_mpjpe", "bad_samples", "val_total")
 
 
-def handpose_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
+def handpose_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str | None) -> None:
     """One sweep trial. ``config``: searched values keyed by config key; ``base``: the
-    sweep's resolved base config (a small dict; paths already absolute)."""
+    sweep's resolved base config (a small dict; paths already absolute); ``runs_dir``: the
+    shared folder for the trial's run folder (None: Tune's trial folder on this node)."""
     cfg = validate(apply_overrides(from_container(base, "sweep base config"),
                                    trial_overrides(config)))
     ctx = tune.get_context()
@@ -35,13 +36,16 @@ def handpose_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, cpus))
     node_id = ray.get_runtime_context().get_node_id()
 
+    run_dir = Path(runs_dir) / ctx.get_trial_name() if runs_dir else Path(
+        ctx.get_trial_dir()) / "run"
+
     def report(metrics: dict[str, Any], ckpt_dir: Path) -> None:
         out = {k: metrics[k] for k in REPORTED if k in metrics}
         out.update({k: v for k, v in metrics.items() if k.startswith("train_")})
         out["node_id"] = node_id
+        out["run_dir"] = str(run_dir)
         tune.report(out, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
 
-    run_dir = Path(ctx.get_trial_dir()) / "run"
     aim_extra = {"sweep": {"name": ctx.get_experiment_name(), "trial_id": ctx.get_trial_id(),
                            "searched": dict(config)}}
     checkpoint = tune.get_checkpoint()

@@ -66,7 +66,7 @@ def test_killed_trial_resumes_from_checkpoint_and_nan_trial_errors(data_dir, tmp
         sweep = storage / "faults"
 
         def healthy_run():
-            for log in sweep.glob("*/run/log.txt"):
+            for log in sweep.glob("runs/*/log.txt"):
                 cfg = yaml.safe_load((log.parent / "config.yaml").read_text())
                 if cfg["LOSS"]["lambda_trans"] == 0.05 and _val_steps(log.parent / "metrics.jsonl"):
                     return log.parent
@@ -103,15 +103,15 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_p
     sweep = storage / "crash"
 
     def one_finished():
-        done = [p for p in sweep.glob("*/run/metrics.jsonl") if 60 in _val_steps(p)]
-        started = list(sweep.glob("*/run/metrics.jsonl"))
+        done = [p for p in sweep.glob("runs/*/metrics.jsonl") if 60 in _val_steps(p)]
+        started = list(sweep.glob("runs/*/metrics.jsonl"))
         return done and len(started) >= 2 and time.sleep(2) is None
     try:
         _wait_for(one_finished, 200, "one finished trial")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray die at once
         proc.wait()
-    before = {p.parent.parent.name: _val_steps(p) for p in sweep.glob("*/run/metrics.jsonl")}
+    before = {p.parent.name: _val_steps(p) for p in sweep.glob("runs/*/metrics.jsonl")}
     finished_before = [k for k, v in before.items() if 60 in v]
     res = subprocess.run(_sweep_cmd(spec, storage, "crash", data_dir, "--resume"), cwd=REPO,
                          capture_output=True, text=True, timeout=300)
@@ -119,7 +119,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_p
     summary = json.loads((sweep / "summary.json").read_text())
     assert len(summary["trials"]) == 3
     assert all(t["status"] in ("COMPLETED", "STOPPED_EARLY") for t in summary["trials"])
-    after = {p.parent.parent.name: _val_steps(p) for p in sweep.glob("*/run/metrics.jsonl")}
+    after = {p.parent.name: _val_steps(p) for p in sweep.glob("runs/*/metrics.jsonl")}
     for trial in finished_before:  # finished trials were not run again
         assert after[trial] == before[trial]
     for trial, steps in after.items():  # nothing validated twice: unfinished ones continued
