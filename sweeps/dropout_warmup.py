@@ -218,7 +218,8 @@ def run_sweep(args: argparse.Namespace, spec: SweepSpec, base: dict, base_cfg, n
     if code == 0 and args.confirm:
         from sweeps.confirm import run_confirmation
 
-        run_confirmation(sweep_dir, args.confirm, args.seeds, address=args.address)
+        report = run_confirmation(sweep_dir, args.confirm, args.seeds, address=args.address)
+        code = 1 if report["failed"] else code
     return code
 
 def resume_cmd(args: argparse.Namespace, name: str) -> str:
