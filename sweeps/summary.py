@@ -138,6 +138,7 @@ def finish(results, spec: SweepSpec, base_cfg: DictConfig, sweep_dir: Path,
               f"{sweep_dir / 'best_config.yaml'}")
     if base_cfg.AIM.enabled:
         print(f"open Aim: aim up --repo {base_cfg.AIM.server_url}")
+    print(f"report (plots, tables): python sweeps/report.py {sweep_dir}")
     if unfinished:
         print(f"\n{len(unfinished)} trials did not finish; resume with: {resume_cmd}")
         return 1
