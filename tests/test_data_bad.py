@@ -27,9 +27,16 @@ def _copy_with(src, dst, damage):
 
 
 def _cfg(folder, *extra):
-    return load_config("stage1-tiny", [
-        f"DATA.train.source=[{folder}/train-*.tar]", f"DATA.val.source=[{folder}/val-*.tar]",
-        "TRAIN.sample_per_device=16", "DATA.val_batch_size=16", *extra])
+    return load_config(
+        "stage1-tiny",
+        [
+            f"DATA.train.source=[{folder}/train-*.tar]",
+            f"DATA.val.source=[{folder}/val-*.tar]",
+            "TRAIN.sample_per_device=16",
+            "DATA.val_batch_size=16",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture()
@@ -82,3 +89,41 @@ def test_bad_json_values_are_rejected(damaged, tmp_path):
     stream = build_val_stream(_cfg(folder, "DATA.max_bad_fraction=0.2"))
     list(stream)
     assert stream.bad_samples == 4
+
+
+def test_problems_found_mid_epoch_are_counted(data_dir, tmp_path):
+    """A truncated shard read after the first batch still counts, once per epoch."""
+    shutil.copy(data_dir / "train-000000.tar", tmp_path / "train-000000.tar")
+    raw = (data_dir / "val-000000.tar").read_bytes()
+    (tmp_path / "train-000001.tar").write_bytes(raw[: len(raw) // 2 + 100])
+    shutil.copy(data_dir / "val-000000.tar", tmp_path / "val-000000.tar")
+    cfg = _cfg(tmp_path, "DATA.train.shuffle_buffer=4", "DATA.max_bad_fraction=0.5")
+    stream, states = build_train_stream(cfg), []
+    while stream.state_dict()["position"][0] < 2:
+        next(stream)
+        states.append(stream.state_dict())
+    assert stream.bad_samples == 2
+    resumed = build_train_stream(cfg)  # from the middle of the second epoch
+    resumed.load_state_dict(states[len(states) * 3 // 4])
+    while resumed.state_dict()["position"] != stream.state_dict()["position"]:
+        next(resumed)
+    assert resumed.bad_samples == 2, "a resumed stream counts no problem twice"
+
+
+def test_a_shard_of_undecodable_images_stops_training_naming_it(data_dir, tmp_path):
+    def garble(name, data):
+        return name, b"garbage" if name.endswith(".jpg") else data
+
+    _copy_with(data_dir / "val-000000.tar", tmp_path / "train-000000.tar", garble)
+    shutil.copy(data_dir / "val-000000.tar", tmp_path / "val-000000.tar")
+    stream = build_train_stream(_cfg(tmp_path, "DATA.max_bad_fraction=0.5"))
+    with pytest.raises(DataError, match=r"train-000000\.tar"):
+        next(stream)  # every batch is empty: no crash, the bad fraction check speaks
+
+
+def test_a_val_source_without_samples_is_an_error(tmp_path):
+    with tarfile.open(tmp_path / "val-000000.tar", "w"):
+        pass
+    stream = build_val_stream(_cfg(tmp_path, f"DATA.train.source=[{tmp_path}/val-*.tar]"))
+    with pytest.raises(DataError, match="no sample"):
+        list(stream)

@@ -43,8 +43,10 @@ def test_samples_follow_the_schema_and_the_kinematic_model(data_dir):
         assert 200 < joints[0, 2] < 700, "root depth is in millimetres"
         uv = project(joints, K)
         assert (uv > 0).all() and (uv < 128).all(), "every joint is inside the image"
-        rel = kin.forward_theta(torch.tensor([ann["theta"]], dtype=torch.float32),
-                                torch.tensor([ann["betas"]], dtype=torch.float32))[0].numpy()
+        rel = kin.forward_theta(
+            torch.tensor([ann["theta"]], dtype=torch.float32),
+            torch.tensor([ann["betas"]], dtype=torch.float32),
+        )[0].numpy()
         np.testing.assert_allclose(rel + joints[0], joints, atol=0.05)  # mm
 
 
@@ -53,13 +55,32 @@ def test_cli_writes_shards_and_rejects_bad_sizes(tmp_path):
     import sys
 
     out = tmp_path / "cli"
-    ok = subprocess.run([sys.executable, "-m", "handpose.data.synthetic", "--out", str(out),
-                         "--train", "3", "--val", "2", "--image-size", "64"],
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "handpose.data.synthetic",
+            "--out",
+            str(out),
+            "--train",
+            "3",
+            "--val",
+            "2",
+            "--image-size",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert sorted(p.name for p in out.glob("*.tar")) == ["train-000000.tar", "val-000000.tar"]
-    bad = subprocess.run([sys.executable, "-m", "handpose.data.synthetic", "--out", str(out),
-                          "--train", "0"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "handpose.data.synthetic", "--out", str(out), "--train", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
 
 
@@ -71,3 +92,54 @@ def test_rendered_images_depend_on_the_pose(tmp_path, size):
     a = make_sample(kin, 0, "train", 0, size)
     b = make_sample(kin, 0, "train", 1, size)
     assert a["jpg"] != b["jpg"] and a["json"]["joints_cam"] != b["json"]["joints_cam"]
+
+
+def _syn_cfg(folder, pattern="train-*.tar", n_train=6):
+    from handpose.config import load_config
+
+    return load_config(
+        "stage1-tiny",
+        [
+            f"DATA.synthetic.dir={folder}",
+            f"DATA.train.source=['{folder}/{pattern}']",
+            f"DATA.val.source=[{folder}/val-*.tar]",
+            f"DATA.synthetic.train={n_train}",
+            "DATA.synthetic.val=3",
+        ],
+    )
+
+
+def test_ensure_dataset_generates_once_and_refreshes_stale_generations(tmp_path, monkeypatch):
+    from handpose.data import ensure_dataset, synthetic
+
+    syn = tmp_path / "syn"
+    ensure_dataset(_syn_cfg(syn))
+    manifest = json.loads((syn / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": 6, "val": 3} and manifest["difficulty"]["depth_mm"]
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("regenerated a present data set")
+
+    with monkeypatch.context() as m:
+        m.setattr(synthetic, "generate", must_not_run)
+        ensure_dataset(_syn_cfg(syn, "train-{000000..000000}.tar"))  # braces: present
+        ensure_dataset(_syn_cfg(syn, n_train=7))  # other counts: a warning, the data stays
+    manifest["difficulty"]["depth_mm"] = [1, 2]  # written with other difficulty knobs
+    (syn / "manifest.json").write_text(json.dumps(manifest))
+    ensure_dataset(_syn_cfg(syn))
+    assert json.loads((syn / "manifest.json").read_text())["difficulty"]["depth_mm"] != [1, 2]
+    assert not list(tmp_path.glob(".syn.tmp-*")), "no temporary folder left behind"
+
+
+def test_foreign_data_is_never_replaced(tmp_path):
+    from handpose.data import ensure_dataset
+    from handpose.errors import UserError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "train-000000.tar").write_bytes(b"")
+    (mine / "val-000000.tar").write_bytes(b"")
+    ensure_dataset(_syn_cfg(mine))  # sources match files: nothing to do
+    assert sorted(p.name for p in mine.iterdir()) == ["train-000000.tar", "val-000000.tar"]
+    with pytest.raises(UserError, match="not written by"):
+        generate(mine, train=2, val=1, quiet=True)

@@ -1,6 +1,12 @@
-"""Decode one raw sample into named tensors: crop + resize to ``MODEL.img_size``, optional
-augmentation (crop jitter, colour jitter, Gaussian blur), left -> right mirroring, and
-ImageNet normalisation. ``K`` follows every geometric change so projections stay exact."""
+"""Decode one raw sample into named tensors (one row of the batch dict in docs/internals.md).
+
+Steps: parse and check the json; decode the jpg; mirror a left hand to a right hand; crop a
+square around the image centre (with scale/shift jitter when augmenting) and resize it to
+``MODEL.img_size``; Gaussian blur with probability ``TRAIN.augmentation.blur_p``; colour
+jitter; ImageNet normalisation. ``K`` follows every geometric change so projections of
+``joints_cam`` stay exact. Pixel coordinates are continuous (pixel ``i`` covers
+``[i, i + 1)``), the convention of PIL's transforms.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +29,12 @@ class BadSample(ValueError):
     """An undecodable image or a malformed annotation."""
 
 
-def parse_annotation(raw: bytes) -> dict[str, np.ndarray]:
-    """The json part -> arrays, checked against the schema (raises :class:`BadSample`)."""
+def parse_annotation(raw: bytes) -> dict[str, Any]:
+    """The json part -> ``joints_cam`` (21, 3) mm, ``K`` (3, 3), ``joint_valid`` (21,),
+    ``theta`` (16, 3) rad, ``betas`` (10,), ``mano_valid`` (scalar), ``left`` (bool).
+
+    Raises :class:`BadSample` for malformed json, wrong shapes or non-finite values.
+    """
     try:
         ann = json.loads(raw)
         out = {
@@ -33,73 +43,104 @@ def parse_annotation(raw: bytes) -> dict[str, np.ndarray]:
             "joint_valid": np.asarray(ann.get("joint_valid", [1] * 21), np.float32).reshape(21),
         }
         valid = bool(ann.get("mano_valid")) and ann.get("theta") is not None
-        out["theta"] = (np.asarray(ann["theta"], np.float32).reshape(16, 3) if valid
-                        else np.zeros((16, 3), np.float32))
-        out["betas"] = (np.asarray(ann["betas"], np.float32).reshape(10) if valid
-                        else np.zeros(10, np.float32))
+        out["theta"] = np.zeros((16, 3), np.float32)
+        out["betas"] = np.zeros(10, np.float32)
+        if valid:
+            out["theta"] = np.asarray(ann["theta"], np.float32).reshape(16, 3)
+            out["betas"] = np.asarray(ann["betas"], np.float32).reshape(10)
         out["mano_valid"] = np.float32(valid)
         out["left"] = ann.get("side", "right") == "left"
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise BadSample(f"malformed json: {e}") from None
-    if not np.isfinite(out["joints_cam"]).all() or not np.isfinite(out["K"]).all():
-        raise BadSample("non-finite joints_cam or K")
+    if not all(np.isfinite(out[k]).all() for k in ("joints_cam", "K", "theta", "betas")):
+        raise BadSample("non-finite values in the json")
     return out
 
 
-def decode(raw: RawSample, cfg: DictConfig, rng: np.random.Generator | None) -> dict[str, Any]:
-    """``rng`` None: validation (no augmentation). Returns one sample of the batch schema."""
-    ann = parse_annotation(raw.parts["json"])
+def _open_image(data: bytes) -> Image.Image:
     try:
-        img = Image.open(io.BytesIO(raw.parts["jpg"]))
-        img = img.convert("RGB")
+        img = Image.open(io.BytesIO(data))
+        return img.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise BadSample(f"undecodable image: {e}") from None
+
+
+def _draws(rng: np.random.Generator | None) -> dict[str, Any] | None:
+    """All random numbers of one sample's augmentation, drawn in a fixed order whatever the
+    settings, so that e.g. turning blur on changes nothing else about a sample."""
+    if rng is None:
+        return None
+    return {
+        "scale": rng.uniform(-1, 1),
+        "shift": rng.uniform(-1, 1, 2),
+        "blur": rng.random(),
+        "blur_sigma": rng.uniform(0.5, 1.5),
+        "saturation": rng.uniform(-1, 1),
+        "contrast": rng.uniform(-1, 1),
+        "brightness": rng.uniform(-1, 1, 3),
+    }
+
+
+def decode(raw: RawSample, cfg: DictConfig, rng: np.random.Generator | None) -> dict[str, Any]:
+    """One sample of the batch schema; ``rng`` None means no augmentation (validation).
+
+    Raises :class:`BadSample` when the json or the image cannot be used.
+    """
+    ann = parse_annotation(raw.parts["json"])
+    img = _open_image(raw.parts["jpg"])
     K, joints = ann["K"].copy(), ann["joints_cam"].copy()
     w, h = img.size
-    if ann["left"]:  # mirror to a right hand: x -> -x, u -> w - u
-        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    if ann["left"]:  # mirror to a right hand: x -> -x in camera space, u -> w - u
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         joints[:, 0] *= -1
         K[0, 2] = w - K[0, 2]
-        ann["mano_valid"] = np.float32(0.0)
+        K[0, 1] *= -1
+        ann["mano_valid"] = np.float32(0.0)  # a left hand's theta is not a right hand's
+        ann["theta"][:] = 0
+        ann["betas"][:] = 0
+    r = _draws(rng)
+    aug = cfg.TRAIN.augmentation
     side = float(min(w, h))
     cx, cy = w / 2, h / 2
-    aug = cfg.TRAIN.augmentation
-    if rng is not None:
-        side *= 1.0 + rng.uniform(-aug.scale_jitter, aug.scale_jitter)
-        cx += rng.uniform(-1, 1) * aug.crop_jitter * side
-        cy += rng.uniform(-1, 1) * aug.crop_jitter * side
+    if r is not None:
+        side *= 1.0 + r["scale"] * aug.scale_jitter
+        cx += r["shift"][0] * aug.crop_jitter * side
+        cy += r["shift"][1] * aug.crop_jitter * side
     x0, y0 = cx - side / 2, cy - side / 2
     size = cfg.MODEL.img_size
-    img = img.transform((size, size), Image.EXTENT, (x0, y0, x0 + side, y0 + side),
-                        Image.BILINEAR)
-    scale = size / side
-    K[0, :] *= scale
-    K[1, :] *= scale
+    box = (x0, y0, x0 + side, y0 + side)
+    img = img.transform((size, size), Image.Transform.EXTENT, box, Image.Resampling.BILINEAR)
+    scale = size / side  # u' = (u - x0) * scale
+    K[:2] *= scale
     K[0, 2] -= x0 * scale
     K[1, 2] -= y0 * scale
-    if rng is not None and aug.blur_p > 0 and rng.random() < aug.blur_p:
-        img = img.filter(ImageFilter.GaussianBlur(aug.blur_sigma * rng.uniform(0.5, 1.5)))
+    if r is not None and r["blur"] < aug.blur_p:
+        img = img.filter(ImageFilter.GaussianBlur(aug.blur_sigma * r["blur_sigma"]))
     arr = np.asarray(img, np.float32) / 255.0
-    if rng is not None and aug.color_jitter > 0:
+    if r is not None and aug.color_jitter > 0:
         c = aug.color_jitter
         gray = arr.mean(axis=2, keepdims=True)
-        arr = gray + (arr - gray) * rng.uniform(1 - c, 1 + c)  # saturation
-        arr = (arr - arr.mean()) * rng.uniform(1 - c, 1 + c) + arr.mean()  # contrast
-        arr = arr * rng.uniform(1 - c, 1 + c, 3).astype(np.float32)  # brightness per channel
+        arr = gray + (arr - gray) * (1 + c * r["saturation"])
+        arr = (arr - arr.mean()) * (1 + c * r["contrast"]) + arr.mean()
+        arr = arr * (1 + c * r["brightness"]).astype(np.float32)
         arr = np.clip(arr, 0, 1)
     arr = (arr - MEAN) / STD
     return {
         "img": torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), np.float32)),
-        "K": torch.from_numpy(K), "joints_cam": torch.from_numpy(joints),
+        "K": torch.from_numpy(K),
+        "joints_cam": torch.from_numpy(joints),
         "joint_valid": torch.from_numpy(ann["joint_valid"]),
-        "theta": torch.from_numpy(ann["theta"]), "betas": torch.from_numpy(ann["betas"]),
-        "mano_valid": torch.tensor(ann["mano_valid"]), "key": raw.key,
+        "theta": torch.from_numpy(ann["theta"]),
+        "betas": torch.from_numpy(ann["betas"]),
+        "mano_valid": torch.tensor(ann["mano_valid"]),
+        "key": raw.key,
     }
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """List of samples -> batch dict (tensors stacked along dim 0, ``key`` a list)."""
-    out: dict[str, Any] = {k: torch.stack([s[k] for s in samples]) for k in samples[0]
-                           if k != "key"}
+    out: dict[str, Any] = {
+        k: torch.stack([s[k] for s in samples]) for k in samples[0] if k != "key"
+    }
     out["key"] = [s["key"] for s in samples]
     return out

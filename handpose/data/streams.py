@@ -1,14 +1,18 @@
 """Train and validation streams over WebDataset shards.
 
-Train: epoch-wise shard shuffle + sample shuffle buffer (stdlib ``random.Random`` seeded
-from (GENERAL.seed, epoch, rank): never a numpy Generator, never a seed passed as a buffer
-size), infinite, split by rank and DataLoader worker, per-sample augmentation seeded from
-(seed, epoch, position, rank). The position (epoch, next sample) is the whole state, so
-``load_state_dict`` continues bit for bit; batches carry the position they end at.
+Train: per epoch, the shard order and the sample shuffle buffer are seeded from
+(GENERAL.seed, epoch, rank) with a stdlib ``random.Random`` (never a numpy Generator, never
+a seed passed as a buffer size); infinite; split by rank (whole shards when there are at
+least as many shards as ranks, else every ``world``-th sample) and by DataLoader worker
+(worker ``w`` builds batches ``k % W == w``; the DataLoader interleaves them back in order).
+Each sample's augmentation is seeded from (seed, epoch, position, rank), so it is stateless.
+The position (epoch, samples of the epoch consumed) is the whole state: ``load_state_dict``
+fast-forwards raw samples without decoding them and continues bit for bit.
 
 Validation: a pure function of (val shards, GENERAL.val_seed, DATA.val settings): shards in
-the listed order, samples in file order; ``DATA.val.max_samples`` picks a fixed subset with
-``random.Random(val_seed)``. Every pass sets ``fingerprint`` (sha256 of the ordered keys).
+the listed order, samples in file order, no shuffle; ``DATA.val.max_samples`` keeps a fixed
+subset (chosen with ``random.Random(val_seed)``, kept in file order). Every full pass sets
+``fingerprint`` (sha256 of the ordered ``<shard file>/<key>`` list, first 16 hex digits).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +34,37 @@ from handpose.data.shards import RawSample, expand_sources, read_shard
 from handpose.errors import DataError
 
 LOG = logging.getLogger("handpose")
-MIN_SAMPLES_FOR_BAD_CHECK = 500  # judge the bad fraction only once this many were read
+MIN_SAMPLES_FOR_BAD_CHECK = 500  # training: judge the bad fraction once this many were read
 
 
-def check_bad_fraction(bad: list[str], seen: int, max_fraction: float, final: bool) -> None:
-    """Raise :class:`DataError` naming the worst shard if too many samples were bad."""
+def check_bad_fraction(
+    bad: Sequence[str], seen: int, max_fraction: float, final: bool, count: int | None = None
+) -> None:
+    """Raise :class:`DataError` naming the shard with most problems when more than
+    ``max_fraction`` of the ``seen`` samples (bad ones included) were bad, or all were.
+
+    ``bad`` holds ``"<shard>: <why>"`` entries (possibly only the latest ones), ``count``
+    the number of bad samples (default ``len(bad)``). Before ``final``, wait until
+    ``MIN_SAMPLES_FOR_BAD_CHECK`` samples were seen.
+    """
+    count = len(bad) if count is None else count
     if not bad or (seen < MIN_SAMPLES_FOR_BAD_CHECK and not final):
         return
-    if len(bad) > max_fraction * max(seen, 1):
+    if count > max_fraction * seen or count >= seen:
         shards = [b.split(": ", 1)[0] for b in bad]
-        worst = max(set(shards), key=shards.count)
-        raise DataError(f"{len(bad)} of {seen} samples are bad (> DATA.max_bad_fraction="
-                        f"{max_fraction}), most in {worst}: {bad[-1]}")
+        worst = max(sorted(set(shards)), key=shards.count)
+        raise DataError(
+            f"{count} of {seen} samples are bad (> DATA.max_bad_fraction={max_fraction}),"
+            f" most in {worst}; last: {bad[-1]}"
+        )
 
 
-def epoch_samples(shards: list[str], seed: int, epoch: int, rank: int, world: int,
-                  buffer: int, bad: list[str]) -> Iterator[RawSample]:
-    """The raw training samples of one epoch for ``rank``, shuffled (deterministic)."""
+def epoch_samples(
+    shards: list[str], seed: int, epoch: int, rank: int, world: int, buffer: int, bad: list[str]
+) -> Iterator[RawSample]:
+    """The raw training samples of one epoch for ``rank`` of ``world``, shuffled with a
+    ``buffer``-sample shuffle buffer; deterministic in the arguments. Read problems are
+    appended to ``bad``."""
     order = list(shards)
     random.Random(f"shards-{seed}-{epoch}").shuffle(order)
     by_shard = len(order) >= world
@@ -69,10 +88,14 @@ def epoch_samples(shards: list[str], seed: int, epoch: int, rank: int, world: in
 
 
 class _TrainBatches(IterableDataset):
-    """Batches from position ``start``; worker ``w`` of ``W`` builds batches ``k % W == w``."""
+    """Batches from position ``start`` = (epoch, samples consumed); in a DataLoader worker
+    ``w`` of ``W``, only batches ``k % W == w`` are decoded. Each batch carries private keys
+    ``_end`` (the position after it), ``_read`` (samples read for it, bad ones included) and
+    ``_bad`` (its problems); a batch whose samples were all bad has no tensors."""
 
-    def __init__(self, cfg: DictConfig, shards: list[str], rank: int, world: int,
-                 start: tuple[int, int]) -> None:
+    def __init__(
+        self, cfg: DictConfig, shards: list[str], rank: int, world: int, start: tuple[int, int]
+    ) -> None:
         self.cfg, self.shards, self.rank, self.world, self.start = cfg, shards, rank, world, start
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -80,27 +103,46 @@ class _TrainBatches(IterableDataset):
         w, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         cfg, bsz = self.cfg, self.cfg.TRAIN.sample_per_device
         epoch, skip = self.start
-        k, chunk, bad = 0, [], []
+        k, chunk, read_bad = 0, [], []
         while True:
             pos = 0
-            for raw in epoch_samples(self.shards, cfg.GENERAL.seed, epoch, self.rank,
-                                     self.world, cfg.DATA.train.shuffle_buffer, bad):
+            raws = epoch_samples(
+                self.shards,
+                cfg.GENERAL.seed,
+                epoch,
+                self.rank,
+                self.world,
+                cfg.DATA.train.shuffle_buffer,
+                read_bad,
+            )
+            for raw in raws:
                 pos += 1
-                if pos <= skip:
+                if pos <= skip:  # resuming: fast-forward without decoding
+                    if pos == skip:
+                        read_bad.clear()  # counted before the state was saved
                     continue
                 chunk.append((pos - 1, raw))
                 if len(chunk) < bsz:
                     continue
                 if k % n_workers == w:
-                    yield self._batch(chunk, epoch, (epoch, pos), bad)
-                bad, chunk, k = [], [], k + 1
-            if pos == 0 and skip == 0:
-                raise DataError(f"DATA.train.source: no readable sample in {self.shards[0]}")
+                    yield self._batch(chunk, epoch, (epoch, pos), list(read_bad))
+                read_bad.clear()
+                chunk, k = [], k + 1
+            if pos == 0:
+                raise DataError(
+                    f"DATA.train.source: no readable sample in {self.shards}: "
+                    f"{read_bad[-1] if read_bad else 'empty shards'}"
+                )
             epoch, skip = epoch + 1, 0
 
-    def _batch(self, chunk: list[tuple[int, RawSample]], epoch: int, end: tuple[int, int],
-               bad: list[str]) -> dict[str, Any]:
-        samples, bad = [], list(bad)
+    def _batch(
+        self,
+        chunk: list[tuple[int, RawSample]],
+        epoch: int,
+        end: tuple[int, int],
+        bad: list[str],
+    ) -> dict[str, Any]:
+        samples, read = [], len(chunk) + len(bad)  # bad holds the read problems so far
         for pos, raw in chunk:
             rng = np.random.default_rng([self.cfg.GENERAL.seed, epoch, pos, self.rank])
             try:
@@ -108,54 +150,70 @@ class _TrainBatches(IterableDataset):
             except BadSample as e:
                 bad.append(f"{raw.shard}: {raw.key}: {e}")
                 LOG.warning(f"warning: skipping {raw.key} in {raw.shard}: {e}")
-        if not samples:  # a whole batch of bad samples: let the fraction check speak
-            samples.append(decode(chunk[0][1], self.cfg, None))
-        batch = collate(samples)
-        batch["_end"], batch["_read"], batch["_bad"] = end, len(chunk), bad
+        batch = collate(samples) if samples else {}
+        batch.update(_end=end, _read=read, _bad=bad)
         return batch
 
 
 class TrainStream:
-    """Infinite iterator of training batches with an exact, resumable position."""
+    """Infinite iterator of training batches with an exact, resumable position.
+
+    ``bad_samples`` counts skipped samples (restored with the state); more than
+    ``DATA.max_bad_fraction`` of them raises :class:`DataError`.
+    """
 
     def __init__(self, cfg: DictConfig, rank: int = 0, world_size: int = 1) -> None:
         self.cfg, self.rank, self.world = cfg, rank, world_size
         self.shards = expand_sources(cfg.DATA.train.source, "DATA.train.source")
-        self.position = (0, 0)  # (epoch, samples of that epoch consumed)
+        self.position = (0, 0)  # (epoch, samples of that epoch consumed by this rank)
         self.bad_samples, self.seen = 0, 0
-        self._bad: list[str] = []
+        self._bad: deque[str] = deque(maxlen=1000)  # the latest problems, to name a shard
         self._it: Iterator[dict[str, Any]] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"position": list(self.position), "bad_samples": self.bad_samples,
-                "seen": self.seen}
+        """JSON-able position and counters; ``load_state_dict`` continues exactly here."""
+        return {"position": list(self.position), "bad_samples": self.bad_samples, "seen": self.seen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.position = tuple(state["position"])
-        self.bad_samples, self.seen = state["bad_samples"], state["seen"]
+        epoch, consumed = (int(v) for v in state["position"])
+        self.position = (epoch, consumed)
+        self.bad_samples, self.seen = int(state["bad_samples"]), int(state["seen"])
         self._it = None
 
     def __iter__(self) -> TrainStream:
         return self
 
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        source = _TrainBatches(self.cfg, self.shards, self.rank, self.world, self.position)
+        workers = self.cfg.TRAIN.num_workers
+        if not workers:
+            return iter(source)
+        return iter(DataLoader(source, batch_size=None, num_workers=workers))
+
     def __next__(self) -> dict[str, Any]:
+        """The next batch dict (docs/internals.md); skips batches whose samples were all bad."""
         if self._it is None:
-            source = _TrainBatches(self.cfg, self.shards, self.rank, self.world, self.position)
-            workers = self.cfg.TRAIN.num_workers
-            self._it = iter(DataLoader(source, batch_size=None, num_workers=workers,
-                                       persistent_workers=False) if workers else source)
-        batch = next(self._it)
-        self.position = batch.pop("_end")
-        self.seen += batch.pop("_read")
-        bad = batch.pop("_bad")
-        self.bad_samples += len(bad)
-        self._bad.extend(bad)
-        check_bad_fraction(self._bad, self.seen, self.cfg.DATA.max_bad_fraction, final=False)
-        return batch
+            self._it = self._batches()
+        while True:
+            batch = next(self._it)
+            self.position = batch.pop("_end")
+            self.seen += batch.pop("_read")
+            bad = batch.pop("_bad")
+            self.bad_samples += len(bad)
+            self._bad.extend(bad)
+            check_bad_fraction(
+                self._bad, self.seen, self.cfg.DATA.max_bad_fraction, False, self.bad_samples
+            )
+            if batch:
+                return batch
 
 
 class ValStream:
-    """Re-iterable validation batches in a fixed order; sets ``fingerprint`` per pass."""
+    """Re-iterable validation batches in a fixed order.
+
+    After each full pass: ``fingerprint`` (16 hex digits over the ordered keys),
+    ``num_samples`` (validated) and ``bad_samples`` (skipped).
+    """
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
@@ -166,14 +224,14 @@ class ValStream:
         self._selected: set[int] | None = None
 
     def _subset(self) -> set[int] | None:
+        """Indices (file order, complete samples) kept by ``DATA.val.max_samples``."""
         limit = self.cfg.DATA.val.max_samples
         if limit is None:
             return None
         if self._selected is None:
             total = sum(1 for s in self.shards for _ in read_shard(s, []))
-            chosen = random.Random(self.cfg.GENERAL.val_seed).sample(range(total),
-                                                                    min(limit, total))
-            self._selected = set(chosen)
+            rng = random.Random(self.cfg.GENERAL.val_seed)
+            self._selected = set(rng.sample(range(total), min(limit, total)))
         return self._selected
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -188,6 +246,7 @@ class ValStream:
                     chunk.append(decode(raw, self.cfg, None))
                 except BadSample as e:
                     bad.append(f"{shard}: {raw.key}: {e}")
+                    LOG.warning(f"warning: skipping {raw.key} in {shard}: {e}")
                     continue
                 keys.append(f"{Path(shard).name}/{raw.key}")
                 if len(chunk) == bsz:
@@ -195,12 +254,14 @@ class ValStream:
                     chunk = []
         if chunk:
             yield collate(chunk)
+        if not keys and not bad:
+            raise DataError(f"DATA.val.source: no sample in {self.shards}")
+        considered = len(keys) + len(bad)
         self.num_samples, self.bad_samples = len(keys), len(bad)
-        check_bad_fraction(bad, index, self.cfg.DATA.max_bad_fraction, final=True)
+        check_bad_fraction(bad, considered, self.cfg.DATA.max_bad_fraction, final=True)
         self.fingerprint = fingerprint(keys)
 
 
 def fingerprint(keys: list[str]) -> str:
-    """First 16 hex digits of sha256 over the ordered sample keys."""
+    """First 16 hex digits of sha256 over the newline-joined ordered sample keys."""
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-
