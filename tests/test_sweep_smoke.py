@@ -89,3 +89,28 @@ def test_optuna_study_sees_pruned_trials(smoke_sweep):
         assert set(t.intermediate_values) <= set(range(20, summary["total_step"] + 1, 20))
         if t.state.name == "PRUNED":
             assert max(t.intermediate_values) < summary["total_step"]
+
+
+def test_every_trial_is_one_aim_run_in_the_sweep_repo(smoke_sweep):
+    from aim import Repo, Run
+    from aim.sdk.index_manager import RepoIndexManager
+
+    _, sweep_dir = smoke_sweep
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    repo = Repo.from_path(str(sweep_dir))
+    hashes = repo.list_all_runs()
+    for run_hash in hashes:  # what `aim up` does with new runs before showing them
+        RepoIndexManager.get_index_manager(repo).index(run_hash)
+    runs = [Run(h, repo=str(sweep_dir), read_only=True) for h in hashes]
+    assert len(runs) == len(summary["trials"])
+    assert {r.experiment for r in runs} == {"smoke"}
+    trial_ids = {t["trial_id"] for t in summary["trials"]}
+    for run in runs:
+        assert run["sweep"]["trial_id"] in trial_ids
+        assert set(run["sweep"]["searched"]) == set(summary["trials"][0]["overrides"])
+        assert run["hparams"]["GENERAL"]["val_seed"] == 42
+        names = {m.name for m in run.metrics()}
+        assert {"dropout_rate", "lr", "total", "loss_trans", "mpjpe", "pa_mpjpe"} <= names
+        dropout = next(m for m in run.metrics() if m.name == "dropout_rate"
+                       and m.context.to_dict() == {"subset": "train"})
+        assert list(dropout.dataframe()["step"])[:2] == [10, 20], "dropout_rate every 10 steps"
