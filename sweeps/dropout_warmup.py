@@ -24,7 +24,7 @@ if str(REPO) not in sys.path:  # `python sweeps/dropout_warmup.py` without an in
 from omegaconf import OmegaConf  # noqa: E402
 
 from handpose.config import from_container, validate  # noqa: E402
-from handpose.data import ensure_dataset  # noqa: E402
+from handpose.data import ensure_dataset, expand_sources  # noqa: E402
 from handpose.errors import UserError, run_cli  # noqa: E402
 from sweeps.spec import SPEC_PATH, SweepSpec, load_spec  # noqa: E402
 from sweeps.summary import finish  # noqa: E402
@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{num_samples} trials x {base_cfg.GENERAL.total_step} steps max, "
           f"base config {spec.base_config}, val_seed {base_cfg.GENERAL.val_seed}")
     ensure_dataset(base_cfg)  # before Ray: missing data is a user error, and made only once
+    for split in ("train", "val"):
+        expand_sources(base_cfg.DATA[split].source, f"DATA.{split}.source")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     base = OmegaConf.to_container(base_cfg, resolve=True)
     if not args.resume:
