@@ -1,0 +1,85 @@
+"""The benchmarks run end to end at toy size (``--toy``) and write their JSON. Only that
+they work is checked: their timings are never asserted (docs/benchmarks.md has the numbers)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import ray
+import torch
+
+from benchmarks import data_pipeline, gpu_step, sweep_efficiency, tune_overhead, validation_cost
+from handpose.errors import UserError
+
+
+def _run(module, data_dir, tmp_path, *extra: str) -> dict:
+    out = tmp_path / "result.json"
+    assert module.main(["--toy", "--data", str(data_dir), "--out", str(out), *extra]) == 0
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == module.NAME and result["machine"]["nproc"] >= 1
+    return result
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the Ray benchmarks (they use a Ray this process already has)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_data_pipeline(data_dir, tmp_path):
+    result = _run(data_pipeline, data_dir, tmp_path)
+    assert [r["workers"] for r in result["per_workers"]] == [0, 1]
+    for row in result["per_workers"]:
+        assert row["loader_samples_per_s"] > 0 and row["model_samples_per_s"] > 0
+        assert row["loader_over_model"] == pytest.approx(
+            row["loader_samples_per_s"] / row["model_samples_per_s"])
+
+
+def test_validation_cost(data_dir, tmp_path):
+    result = _run(validation_cost, data_dir, tmp_path)
+    assert result["validations"] == 2 and result["val_every"] == 4
+    assert 0 < result["validation_share"] < result["validation_and_checkpoint_share"] < 1
+    assert result["train_subset_s"] > 0 and result["checkpoint_s"] > 0
+
+
+def test_gpu_step_toy_counts_flops_on_cpu(data_dir, tmp_path):
+    result = _run(gpu_step, data_dir, tmp_path)
+    step = result["step"]
+    assert step["flops_per_step"] > 0 and step["step_s"] > 0
+    assert step["mixed_precision"] == "bf16" and result["sharing"] == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")
+def test_gpu_step_refuses_without_cuda(tmp_path):
+    with pytest.raises(UserError, match="needs a CUDA device"):
+        gpu_step.main(["--out", str(tmp_path / "result.json")])
+    assert not (tmp_path / "result.json").exists()
+
+
+@pytest.mark.slow
+def test_sweep_efficiency(local_ray, data_dir, tmp_path):
+    result = _run(sweep_efficiency, data_dir, tmp_path)
+    runs = {r["mode"]: r for r in result["runs"]}
+    assert set(runs) == {"asha", "full"}
+    assert runs["full"]["completed"] == 2 and runs["full"]["steps"] == 2 * 8
+    assert 0 < runs["asha"]["steps"] <= runs["full"]["steps"]
+    (pair,) = result["comparisons"]
+    assert pair["steps_ratio"] == runs["asha"]["steps"] / runs["full"]["steps"]
+    assert result["totals"]["ideal_asha_steps_ratio"] == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_tune_overhead(local_ray, data_dir, tmp_path):
+    result = _run(tune_overhead, data_dir, tmp_path)
+    assert [r["kind"] for r in result["runs"]] == ["bare", "tune"]
+    assert result["totals"]["same_config"] is True
+    for run in result["runs"]:
+        assert run["steady_samples_per_s"] > 0 and run["startup_s"] > 0
+        assert run["cpu_trainer_s"] > 0
+    fresh, reused = result["startup_gaps"]
+    assert (fresh["reuse_actors"], reused["reuse_actors"]) == (False, True)
+    for arm in (fresh, reused):
+        assert arm["errors"] == 0 and len(arm["gaps_s"]) == arm["trials"] - 1
