@@ -139,9 +139,8 @@ def make_step(cfg: Any, device: Any) -> Callable[[dict[str, Any]], None]:
     The returned ``step(batch)`` takes a batch already on ``device``."""
     import torch
 
-    from handpose.losses import compute_losses
     from handpose.model import build_model, param_groups
-    from handpose.train import autocast
+    from handpose.train import train_step
 
     model = build_model(cfg).to(device)
     model.train()
@@ -149,13 +148,7 @@ def make_step(cfg: Any, device: Any) -> Callable[[dict[str, Any]], None]:
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.TRAIN.weight_decay)
 
     def step(batch: dict[str, Any]) -> None:
-        with autocast(cfg, device):
-            pred = model(batch["img"], batch["K"])
-        losses = compute_losses(pred, batch, cfg.LOSS)
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.TRAIN.grad_clip)
-        optimizer.step()
+        train_step(cfg, model, optimizer, batch, device)
 
     return step
 

@@ -14,7 +14,7 @@ ratios ASHA / full, and whether the two winners are within noise of each other: 
 final-MPJPE difference against sqrt(s_a^2 + s_f^2), s = the std of the winner's validation
 MPJPE over its last 3 validations.
 
-The default is reduced to fit ~10 minutes on a 2-core machine: 6 trials x 320 steps at
+The default is reduced to fit ~10 minutes on a 2-core machine: 6 trials x 200 steps at
 batch 16, 2 seeds. The preset's validation interval (1/8 of the budget), log interval,
 LR warmup and ASHA grace period (1/4) are scaled with the step budget.
 """
@@ -227,7 +227,7 @@ def report(runs: list[dict[str, Any]], comparisons: list[dict[str, Any]],
 def main(argv: list[str] | None = None) -> int:
     p = base_parser(NAME, __doc__)
     p.add_argument("--trials", type=int, default=6, help="trials per sweep")
-    p.add_argument("--steps", type=int, default=320, help="full training budget per trial")
+    p.add_argument("--steps", type=int, default=200, help="full training budget per trial")
     p.add_argument("--seeds", type=int, default=2, help="sweep seeds (0, 1, ...)")
     p.add_argument("--batch", type=int, default=16, help="TRAIN.sample_per_device")
     p.add_argument("--train-samples", type=int, default=2000, help="synthetic train set")

@@ -83,6 +83,8 @@ class HandecCfg:
     dropout: float = 0.1
     context_dim: int = 1024
     dim: int = 1024
+    # queries start from a code of the whole patch grid (decoder.py); false: learned only
+    spatial_init: bool = True
 
 
 @dataclass

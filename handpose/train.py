@@ -74,6 +74,20 @@ def dropout_at(cfg: DictConfig, step: int) -> float:
                                    g.dropout_ramp_step)
 
 
+def train_step(cfg: DictConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """One optimizer step on ``batch`` (forward under autocast, clipped backward); returns
+    the losses (``compute_losses``)."""
+    with autocast(cfg, device):
+        pred = model(batch["img"], batch["K"])
+    losses = compute_losses(pred, batch, cfg.LOSS)
+    optimizer.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.TRAIN.grad_clip)
+    optimizer.step()
+    return losses
+
+
 def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | None = None,
           aim_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one run; returns the last validation metrics.
@@ -124,13 +138,7 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
             model.set_dropout_rate(rate)
             model.train()
             batch = to_device(next(train_stream), device)
-            with autocast(cfg, device):
-                pred = forward(batch["img"], batch["K"])
-            losses = compute_losses(pred, batch, cfg.LOSS)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.TRAIN.grad_clip)
-            optimizer.step()
+            losses = train_step(cfg, forward, optimizer, batch, device)
             scheduler.step()
             step += 1
             for k, v in losses.items():

@@ -9,7 +9,14 @@ import pytest
 import ray
 import torch
 
-from benchmarks import data_pipeline, gpu_step, sweep_efficiency, tune_overhead, validation_cost
+from benchmarks import (
+    data_difficulty,
+    data_pipeline,
+    gpu_step,
+    sweep_efficiency,
+    tune_overhead,
+    validation_cost,
+)
 from handpose.errors import UserError
 
 
@@ -36,6 +43,17 @@ def test_data_pipeline(data_dir, tmp_path):
         assert row["loader_samples_per_s"] > 0 and row["model_samples_per_s"] > 0
         assert row["loader_over_model"] == pytest.approx(
             row["loader_samples_per_s"] / row["model_samples_per_s"])
+
+
+def test_data_difficulty(data_dir, tmp_path):
+    result = _run(data_difficulty, data_dir, tmp_path, "--parallel", "1")
+    assert [r["name"] for r in result["runs"]] == ["recipe", "no_dropout"]
+    recipe = result["runs"][0]
+    assert result["baseline_ratio"] == pytest.approx(recipe["mpjpe"] / result["baseline"]["mpjpe"])
+    assert result["baseline"]["mpjpe"] > 0 and recipe["step"] == 4
+    assert set(result["targets_met"]) == {
+        "recipe val / mean-pose baseline", "val / train MPJPE, dropout 0",
+        "(worst - best) / best over settings"}
 
 
 def test_validation_cost(data_dir, tmp_path):

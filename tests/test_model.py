@@ -14,7 +14,7 @@ from handpose.losses import compute_losses
 from handpose.model import PoseNet, build_model, param_groups
 from handpose.model.kinematics import axis_angle_to_matrix, matrix_to_axis_angle
 from handpose.model.posenet import REF_FOCAL_PER_PX
-from handpose.model.vit import ARCHS
+from handpose.model.vit import ARCHS, sincos_2d
 
 TINY = ["MODEL.backbone.depth=1", "MODEL.handec.num_layer=2"]
 
@@ -200,3 +200,25 @@ def test_bad_model_config_is_a_config_error():
         build_model(make_cfg("MODEL.backbone.arch=vit_huge"))
     with pytest.raises(ConfigError, match="MODEL.num_betas"):
         build_model(make_cfg(*TINY, "MODEL.num_betas=12"))
+
+
+def test_position_code_starts_as_distinct_sincos_rows():
+    model = build_model(make_cfg(*TINY))
+    pos = model.backbone.pos_embed[0, 1:]
+    assert torch.equal(pos, sincos_2d(model.backbone.grid, 192))
+    assert model.backbone.pos_embed[0, 0].abs().max() == 0  # the class token's
+    cos = nn.functional.cosine_similarity(pos[:, None], pos[None], dim=-1)
+    assert (cos - torch.eye(len(pos))).max() < 0.999  # every patch position is told apart
+
+
+@pytest.mark.parametrize("spatial_init", [True, False])
+def test_spatial_init_makes_queries_depend_on_the_layout(spatial_init):
+    torch.manual_seed(0)
+    model = build_model(make_cfg(*TINY, f"MODEL.handec.spatial_init={spatial_init}")).eval()
+    assert (model.decoder.spatial_init is not None) == spatial_init
+    tokens = model.backbone(torch.randn(2, 3, 112, 112))
+    shuffled = torch.cat([tokens[:, :1], tokens[:, 1:].flip(1)], dim=1)  # same tokens, moved
+    out, moved = model.decoder(tokens), model.decoder(shuffled)
+    # learned queries alone only see the tokens as a set (attention is permutation invariant)
+    assert torch.allclose(out["pose6d"], moved["pose6d"], atol=1e-5) != spatial_init
+    check_prediction(model(torch.randn(2, 3, 112, 112), camera(2, 112)), 2)

@@ -26,7 +26,8 @@ class Difficulty:
     # pose and shape
     curl: Range = (-0.1, 1.0)  # per-finger curl, fraction of the flexion range
     curl_noise: float = 0.2  # per-joint deviation from the finger's curl (std, fraction)
-    betas_clip: float = 2.5  # betas ~ N(0, 1) clipped to +-this
+    betas_std: float = 1.0  # betas ~ N(0, betas_std^2) (hand size: depth from apparent size)
+    betas_clip: float = 2.5  # ... clipped to +-this
     tilt_deg: float = 40.0  # out-of-plane rotation around the palm-facing-camera pose
     roll_deg: float = 60.0  # in-plane rotation (0 = fingers up)
     # camera and root position
@@ -37,6 +38,7 @@ class Difficulty:
     margin: float = 0.02  # every joint at least this far inside the image (x size)
     # rendering
     clutter_strokes: tuple[int, int] = (2, 8)  # distractor strokes/blobs per image
+    clutter_finger_colour_p: float = 0.5  # probability that one has a finger's colour
     occluder_p: float = 0.25  # probability of an occluding blob over the hand
     occluder_radius: Range = (0.06, 0.14)  # x image size
     blur_p: float = 0.3  # probability of a slight blur (the camera's, not augmentation)

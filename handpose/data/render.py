@@ -54,7 +54,8 @@ def _background(rng: np.random.Generator, draw_size: int, d: Difficulty) -> Imag
     img = Image.fromarray(bg.astype(np.uint8))
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(*d.clutter_strokes))):
-        colour = FINGER_RGB[rng.integers(5)] if rng.random() < 0.5 else rng.uniform(0, 255, 3)
+        finger_like = rng.random() < d.clutter_finger_colour_p
+        colour = FINGER_RGB[rng.integers(5)] if finger_like else rng.uniform(0, 255, 3)
         colour = _rgb(colour * rng.uniform(0.5, 1.1))
         p = rng.uniform(0, draw_size, 4)
         width = int(rng.uniform(0.02, 0.09) * draw_size)

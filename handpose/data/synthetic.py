@@ -94,7 +94,7 @@ def make_sample(
     rng = np.random.default_rng([seed, SPLIT_IDS[split], index])
     while True:
         flex, abd, glob = sample_pose(rng, d)
-        betas = np.clip(rng.normal(0, 1, 10), -d.betas_clip, d.betas_clip)
+        betas = np.clip(rng.normal(0, d.betas_std, 10), -d.betas_clip, d.betas_clip)
         theta = angles_to_theta(
             torch.tensor(flex[None], dtype=torch.float32),
             torch.tensor(abd[None], dtype=torch.float32),

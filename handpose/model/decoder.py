@@ -8,6 +8,12 @@ Dropout sits at four positions per attention-and-feed-forward layer: attention w
 (SDPA ``dropout_p``, self and cross), attention outputs (self and cross) and both
 feed-forward positions; :meth:`PoseNet.set_dropout_rate` changes them all.
 
+With ``spatial_init`` every query starts as its learned embedding plus a code of the whole
+patch grid (:class:`SpatialInit`: tokens reduced to a few channels, flattened, an MLP). At
+initialisation cross-attention is near uniform, i.e. a mean over tokens that discards where
+things are; the code gives the queries the layout from the first step, and cross-attention
+then refines it (on the tiny CPU preset: val MPJPE 59.8 vs 64.3 mm at 800 steps).
+
 The heads start near a mean pose: identity finger rotations, a global orientation with the
 fingers up in the image and the palm facing the camera (rotation of pi about x), zero betas,
 the root at the image centre and 500 mm deep (a bias of log(500) on the log-depth output).
@@ -80,6 +86,23 @@ class DecoderLayer(nn.Module):
         return x + self.ff(self.norm3(x))
 
 
+class SpatialInit(nn.Module):
+    """Patch tokens (B, N, token_dim) -> (B, dim): LayerNorm, per-token projection to
+    ``reduce_dim`` channels, flatten (position-specific weights), MLP."""
+
+    def __init__(self, token_dim: int, num_patches: int, dim: int, reduce_dim: int = 32,
+                 hidden: int = 512) -> None:
+        super().__init__()
+        self.num_patches = num_patches
+        self.reduce = nn.Sequential(nn.LayerNorm(token_dim), nn.Linear(token_dim, reduce_dim))
+        self.mlp = nn.Sequential(nn.Linear(num_patches * reduce_dim, hidden), nn.GELU(),
+                                 nn.Linear(hidden, dim))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens (B, T, token_dim) whose last ``num_patches`` are the patch grid."""
+        return self.mlp(self.reduce(tokens[:, -self.num_patches:]).flatten(1))
+
+
 def mean_pose_6d() -> Tensor:
     """(16, 6) initial 6D rotations (first two matrix columns): global Rx(pi), identity rest."""
     pose = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).repeat(NUM_ROT, 1)
@@ -96,8 +119,12 @@ class HandDecoder(nn.Module):
 
     def __init__(self, token_dim: int, dim: int, context_dim: int, num_layer: int,
                  num_head: int, dim_head: int, dim_mlp: int, dropout: float,
-                 num_betas: int) -> None:
+                 num_betas: int, num_patches: int | None = None) -> None:
+        """``num_patches``: the backbone's patch-grid size for :class:`SpatialInit`; None
+        leaves it out (learned queries only)."""
         super().__init__()
+        self.spatial_init = (SpatialInit(token_dim, num_patches, dim)
+                             if num_patches else None)
         self.context_proj = (nn.Identity() if token_dim == context_dim
                              else nn.Linear(token_dim, context_dim))
         self.queries = nn.Parameter(torch.zeros(1, NUM_QUERIES, dim))
@@ -126,6 +153,8 @@ class HandDecoder(nn.Module):
     def forward(self, tokens: Tensor) -> dict[str, Tensor]:
         context = self.context_proj(tokens)
         x = self.queries.expand(tokens.shape[0], -1, -1)
+        if self.spatial_init is not None:
+            x = x + self.spatial_init(tokens)[:, None]
         for layer in self.layers:
             x = layer(x, context)
         with torch.autocast(x.device.type, enabled=False):  # heads in float32 (depth!)

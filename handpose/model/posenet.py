@@ -42,7 +42,8 @@ class PoseNet(nn.Module):
         self.img_size = m.img_size
         self.backbone = build_backbone(m)
         self.decoder = HandDecoder(self.backbone.embed_dim, h.dim, h.context_dim, h.num_layer,
-                                   h.num_head, h.dim_head, h.dim_mlp, h.dropout, m.num_betas)
+                                   h.num_head, h.dim_head, h.dim_mlp, h.dropout, m.num_betas,
+                                   self.backbone.grid ** 2 if h.spatial_init else None)
         self.hand = build_hand_model(m.hand_model)
 
     def set_dropout_rate(self, p: float) -> None:
