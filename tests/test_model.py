@@ -137,8 +137,10 @@ def test_set_dropout_rate_reaches_every_dropout():
     model = build_model(make_cfg(*TINY))
     drops, sdpa = decoder_dropouts(model)
     n = len(model.decoder.layers)
-    # per layer: self/cross attention outputs + 2 feed-forward; self/cross attention weights
-    assert len(drops) == 4 * n and len(sdpa) == 2 * n
+    # per layer: self/cross attention outputs + 2 feed-forward; self/cross attention weights;
+    # plus the spatial query init's hidden layer
+    assert len(drops) == 4 * n + 1 and len(sdpa) == 2 * n
+    assert model.decoder.spatial_init.mlp[2] in drops
     assert not [m for m in model.backbone.modules() if isinstance(m, nn.Dropout)]
     for rate in (0.37, 0.0):
         model.set_dropout_rate(rate)

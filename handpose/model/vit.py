@@ -155,7 +155,8 @@ class VisionTransformer(nn.Module):
         """DINOv2's initialisation (used when no checkpoint is loaded), except ``pos_embed``:
         fixed 2D sin-cos values (as MAE), still learned. DINOv2's N(0, 0.02) start leaves the
         position nearly invisible next to the patch embedding, which slows training from
-        scratch (tiny CPU preset at 800 steps: val MPJPE 64.3 vs 72.8 mm)."""
+        scratch (tiny CPU preset, 800 steps, dropout 0, lambda_img 0.05, lambda_shape 0.3:
+        val MPJPE 64.3 mm vs 72.8 mm; one run each)."""
         with torch.no_grad():
             self.pos_embed.zero_()
             self.pos_embed[0, 1:] = sincos_2d(self.grid, self.embed_dim)
