@@ -68,7 +68,7 @@ def test_a_node_without_its_token_refuses_to_start(tmp_path, token_source):
 def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
     shared, name = tmp_path / "shared", "multinode"
     job_id = f"handpose-multinode-{uuid.uuid4().hex[:8]}"
-    runtime_env = {"excludes": ["data", "outputs", "results", ".git", "**/__pycache__"]}
+    runtime_env = {"excludes": ["/data", "/outputs", "/results", ".git", "**/__pycache__"]}
     with local_cluster(tmp_path, workers=1, cpus_per_node=1) as cluster:
         node_ids = cluster.alive_node_ids()
         assert len(node_ids) == 2
