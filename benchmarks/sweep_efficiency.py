@@ -105,6 +105,7 @@ def run_full(spec_path: Path, seed: int, trials: int, storage: Path,
     from ray.tune.search import ConcurrencyLimiter
 
     from handpose.data import ensure_dataset
+    from handpose.tracking import init_aim_repo
     from sweeps.dropout_warmup import absolutize
     from sweeps.search import make_searcher
     from sweeps.summary import finish
@@ -116,6 +117,8 @@ def run_full(spec_path: Path, seed: int, trials: int, storage: Path,
     absolutize(base_cfg)
     if base_cfg.AIM.enabled and not base_cfg.AIM.server_url:
         base_cfg.AIM.server_url = str(sweep_dir)  # one Aim repo per sweep, as the CLI does
+    if base_cfg.AIM.enabled:
+        init_aim_repo(base_cfg.AIM.server_url)
     ensure_dataset(base_cfg)
     searcher = ConcurrencyLimiter(make_searcher(spec, sweep_dir, base_cfg.GENERAL.total_step),
                                   max_concurrent=spec.max_concurrent)

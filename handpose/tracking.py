@@ -83,13 +83,27 @@ class Tracker:
             self.aim_run.close()
 
 
+def init_aim_repo(url: str) -> None:
+    """Create the local Aim repo at ``url`` unless it exists (``aim://`` servers: nothing).
+
+    Aim's init opens the repo index read-write, so two processes initialising the same repo
+    at once fail on its lock (seen when two sweep trials started together): sweep drivers
+    call this once before any trial starts, and runs only init a repo that is missing."""
+    if "://" in url:
+        return
+    from aim import Repo  # heavy import, only when tracking
+
+    path = Path(url).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    if not Repo.exists(str(path)):
+        Repo.from_path(str(path), init=True)
+
+
 def _open_aim_run(cfg: DictConfig, run_dir: Path, aim_hash: str | None):
-    from aim import Repo, Run  # heavy import, only when tracking
+    from aim import Run  # heavy import, only when tracking
 
     repo = resolve_aim_repo(cfg, run_dir)
-    if "://" not in repo:
-        Path(repo).mkdir(parents=True, exist_ok=True)
-        Repo.from_path(repo, init=True)
+    init_aim_repo(repo)
     run = Run(run_hash=aim_hash, repo=repo, experiment=cfg.AIM.experiment,
               force_resume=aim_hash is not None, system_tracking_interval=None,
               capture_terminal_logs=False)

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from handpose.config import from_container, validate  # noqa: E402
 from handpose.data import ensure_dataset, expand_sources  # noqa: E402
 from handpose.errors import UserError, run_cli  # noqa: E402
+from handpose.tracking import init_aim_repo  # noqa: E402
 from sweeps.spec import SPEC_PATH, SweepSpec, load_spec  # noqa: E402
 from sweeps.summary import finish  # noqa: E402
 
@@ -186,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     for split in ("train", "val"):
         expand_sources(base_cfg.DATA[split].source, f"DATA.{split}.source")
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    if base_cfg.AIM.enabled:  # once, here: trials that init it together collide on its lock
+        init_aim_repo(base_cfg.AIM.server_url)
     base = OmegaConf.to_container(base_cfg, resolve=True)
     if not args.resume:
         OmegaConf.save({"preset": spec.preset, "spec": str(Path(args.spec).resolve()),
