@@ -142,21 +142,24 @@ def timeline(run_dir: Path, launched: float, wall: float, log_step: int, val_eve
             **window_stats(train_windows(run_dir / "log.txt"), log_step, val_every, batch)}
 
 
-def run_bare(out: Path, overrides: list[str], threads: int) -> dict[str, Any]:
-    """``python -m handpose.train`` with the trial's thread count; -> its numbers."""
+def run_bare(out: Path, overrides: list[str], threads: int,
+             sample_s: float) -> dict[str, Any]:
+    """``python -m handpose.train`` with the trial's thread count; -> its numbers (CPU
+    sampled every ``sample_s``)."""
     cmd = [sys.executable, "-m", "handpose.train", "--config-name", "stage1-tiny", *overrides,
            f"GENERAL.output_dir={out}", "GENERAL.run_name=run", f"AIM.server_url={out}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     launched = time.time()
-    with CpuSampler() as cpu:
+    with CpuSampler(sample_s) as cpu:
         wall = run_checked(cmd, env)
     return {"kind": "bare", "run_dir": out / "run", "launched": launched, "wall": wall,
             "ray_init_s": None, "exit_code": 0, "config": None, **_cpu(cpu)}
 
 
-def run_tune(storage: Path, spec_path: Path, overrides: list[str]) -> dict[str, Any]:
+def run_tune(storage: Path, spec_path: Path, overrides: list[str],
+             sample_s: float) -> dict[str, Any]:
     """The sweep CLI with one trial on a Ray started here (as the sweep starts one) unless
-    this process has one; -> its numbers."""
+    this process has one; -> its numbers (CPU sampled every ``sample_s``)."""
     import ray
 
     from sweeps.dropout_warmup import main as sweep_main
@@ -167,7 +170,7 @@ def run_tune(storage: Path, spec_path: Path, overrides: list[str]) -> dict[str, 
     try:
         launched = time.time()
         t0 = time.perf_counter()
-        with CpuSampler() as cpu:
+        with CpuSampler(sample_s) as cpu:
             code = sweep_main(["--preset", PRESET, "--spec", str(spec_path), "--num-samples",
                                "1", "--storage", str(storage), "--name", "one", *overrides])
         wall = time.perf_counter() - t0
@@ -253,12 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         spec, cfg = load_spec(PRESET, spec_path, extra_overrides=tuple(overrides))
         point = trial_overrides(spec.points_to_evaluate[0]) if spec.points_to_evaluate else []
         threads = int(spec.resources.get("cpu", 1))
+        sample_s = 0.1 if args.toy else 1.0  # a toy run can end between 1 s samples
         for i in range(args.repeats):
             kinds = ("bare", "tune") if i % 2 == 0 else ("tune", "bare")
             for kind in kinds:
-                run = (run_bare(tmp / f"bare-{i}", overrides + point, threads)
+                run = (run_bare(tmp / f"bare-{i}", overrides + point, threads, sample_s)
                        if kind == "bare" else run_tune(tmp / f"tune-{i}", spec_path,
-                                                       overrides))
+                                                       overrides, sample_s))
                 run.update(repeat=i, threads=threads, **timeline(
                     run["run_dir"], run.pop("launched"), run.pop("wall"),
                     args.log_step, val_step(cfg), cfg.TRAIN.sample_per_device))
