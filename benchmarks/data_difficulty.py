@@ -42,10 +42,10 @@ from benchmarks.common import (  # noqa: E402
     synthetic_overrides,
     write_results,
 )
-from handpose import metrics as M  # noqa: E402
 from handpose.config import load_config  # noqa: E402
 from handpose.data import build_val_stream, ensure_dataset  # noqa: E402
 from handpose.errors import run_cli  # noqa: E402
+from handpose.evaluate import METRICS, train_eval_stream  # noqa: E402
 
 NAME = "data_difficulty"
 # name -> overrides; "dropout_warmup" values are fractions of the budget
@@ -63,20 +63,18 @@ TARGET_SPREAD = 0.10
 
 
 def mean_pose_baseline(overrides: list[str], train_samples: int) -> dict[str, float]:
-    """MPJPE (mm) on the validation set of predicting the mean ``joints_cam`` of the first
-    ``train_samples`` of the (fixed-order) train shards."""
+    """MPJPE (mm) on the validation set of predicting the mean ``joints_cam`` of the fixed
+    train subset (``train_eval_stream`` with ``train_samples`` samples)."""
     cfg = load_config("stage1-tiny", overrides)
     ensure_dataset(cfg)
-    sub = cfg.copy()
-    sub.DATA.val.source = list(cfg.DATA.train.source)
-    sub.DATA.val.max_samples = train_samples
-    mean = torch.cat([b["joints_cam"].float() for b in build_val_stream(sub)]).mean(0)
-    errs = {"mpjpe": [], "mpjpe_rel": [], "pa_mpjpe": []}
+    cfg.DATA.train_eval_samples = train_samples
+    mean = torch.cat([b["joints_cam"].float() for b in train_eval_stream(cfg)]).mean(0)
+    names = ("mpjpe", "mpjpe_rel", "pa_mpjpe")
+    errs: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for b in build_val_stream(cfg):
         gt, valid = b["joints_cam"].float(), b["joint_valid"].float()
-        pred = mean.expand_as(gt)
-        for name in errs:
-            errs[name].append(getattr(M, name)(pred, gt, valid))
+        for name in names:
+            errs[name].append(METRICS[name](mean.expand_as(gt), gt, valid))
     return {k: torch.cat(v).mean().item() for k, v in errs.items()}
 
 

@@ -227,6 +227,7 @@ def run_sweep(args: argparse.Namespace, spec: SweepSpec, base: dict, base_cfg, n
         code = 1 if report["failed"] else code
     return code
 
+
 def resume_cmd(args: argparse.Namespace, name: str) -> str:
     cmd = f"python sweeps/dropout_warmup.py --resume --name {name}"
     if args.storage != DEFAULT_STORAGE:

@@ -94,6 +94,21 @@ def test_rendered_images_depend_on_the_pose(tmp_path, size):
     assert a["jpg"] != b["jpg"] and a["json"]["joints_cam"] != b["json"]["joints_cam"]
 
 
+def test_difficulty_knobs_shape_and_clutter_change_what_they_say():
+    from dataclasses import replace
+
+    from handpose.data.difficulty import DEFAULT
+    from handpose.data.synthetic import make_sample
+
+    kin = HandKinematics()
+    base = make_sample(kin, 0, "train", 3, 64)
+    rigid = make_sample(kin, 0, "train", 3, 64, replace(DEFAULT, betas_std=0.0))
+    assert np.abs(base["json"]["betas"]).max() > 0 and not np.any(rigid["json"]["betas"])
+    plain = make_sample(kin, 0, "train", 3, 64, replace(DEFAULT, clutter_finger_colour_p=0.0))
+    # only the distractors' colours change: same scene, labels and random stream
+    assert plain["json"] == base["json"] and plain["jpg"] != base["jpg"]
+
+
 def _syn_cfg(folder, pattern="train-*.tar", n_train=6):
     from handpose.config import load_config
 

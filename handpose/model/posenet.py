@@ -23,6 +23,7 @@ from handpose.model.vit import build_backbone
 # reference focal length (px per px of image side) of the decoder's depth output
 REF_FOCAL_PER_PX = 1.75
 
+
 class PoseNet(nn.Module):
     """``forward(img (B, 3, S, S), K (B, 3, 3)) -> dict`` of hand predictions.
 
