@@ -60,19 +60,24 @@ def test_killed_trial_resumes_from_checkpoint_and_nan_trial_errors(data_dir, tmp
     spec = _spec(tmp_path, {"LOSS.lambda_trans": {"type": "choice", "values": [0.05, 1e38]}},
                  [{"LOSS.lambda_trans": 0.05}, {"LOSS.lambda_trans": 1e38}], num_samples=2)
     storage = tmp_path / "res"
-    proc = subprocess.Popen(_sweep_cmd(spec, storage, "faults", data_dir, "GENERAL.total_step=80"),
+    proc = subprocess.Popen(_sweep_cmd(spec, storage, "faults", data_dir, "GENERAL.total_step=80",
+                                       "GENERAL.log_step=5"),
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         sweep = storage / "faults"
 
-        def healthy_run():
+        def healthy_run_past_first_checkpoint():
+            # Tune lets a trial train on after a report only once the driver has registered
+            # the report's checkpoint, so a step logged after validation 20 means a kill now
+            # resumes from a checkpoint (a kill right after metrics.jsonl's line may not).
             for log in sweep.glob("runs/*/log.txt"):
                 cfg = yaml.safe_load((log.parent / "config.yaml").read_text())
-                if cfg["LOSS"]["lambda_trans"] == 0.05 and _val_steps(log.parent / "metrics.jsonl"):
+                steps = [int(s) for s in re.findall(r"^(\d+)/80 lr=", log.read_text(), re.M)]
+                if cfg["LOSS"]["lambda_trans"] == 0.05 and any(s > 20 for s in steps):
                     return log.parent
             return None
 
-        run = _wait_for(healthy_run, 150, "the healthy trial's first validation")
+        run = _wait_for(healthy_run_past_first_checkpoint, 150, "the healthy trial past step 20")
         pid = int(re.search(r"pid (\d+)", (run / "log.txt").read_text()).group(1))
         os.kill(pid, signal.SIGKILL)  # the trial's worker process dies mid-run
         out, _ = proc.communicate(timeout=240)
