@@ -109,6 +109,21 @@ def test_difficulty_knobs_shape_and_clutter_change_what_they_say():
     assert plain["json"] == base["json"] and plain["jpg"] != base["jpg"]
 
 
+def test_light_falloff_makes_absolute_depth_visible():
+    from dataclasses import replace
+
+    from handpose.data.difficulty import DEFAULT
+    from handpose.data.render import _shade
+
+    rgb = np.array([200.0, 100.0, 50.0])
+    # the nearest part of a near hand and of a far hand: relative shading alone (falloff 0)
+    # cannot tell them apart, the light does
+    near, far = (_shade(rgb, z, z, z + 50, DEFAULT) for z in (300.0, 500.0))
+    assert all(n > f for n, f in zip(near, far, strict=True))
+    flat = replace(DEFAULT, light_falloff=0.0)
+    assert _shade(rgb, 300.0, 300.0, 350.0, flat) == _shade(rgb, 500.0, 500.0, 550.0, flat)
+
+
 def _syn_cfg(folder, pattern="train-*.tar", n_train=6):
     from handpose.config import load_config
 

@@ -1,7 +1,8 @@
 """Render a hand (21 joints in camera mm + intrinsics) into an RGB image with numpy/Pillow.
 
 Bones are thick lines whose width is the bone's diameter projected at its depth (so width
-scales with 1/z), in per-finger colours shaded darker with depth; joints are rounded caps;
+scales with 1/z), in per-finger colours lit by a light at the camera (brightness falls off
+with depth) and shaded by depth within the hand; joints are rounded caps;
 the palm is a filled polygon. Parts are drawn far to near (painter's algorithm), so nearer
 parts occlude farther ones. The background is a colour ramp cluttered with distractor
 strokes and blobs in finger-like colours; an occluding blob, blur, lighting and noise vary
@@ -38,10 +39,13 @@ def _rgb(colour: np.ndarray) -> RGB:
     return r, g, b
 
 
-def _shade(rgb: np.ndarray, depth: float, z_near: float, z_far: float) -> RGB:
-    """Brighter when near (x1.15), darker when far (x0.6), linear in depth."""
+def _shade(rgb: np.ndarray, depth: float, z_near: float, z_far: float, d: Difficulty) -> RGB:
+    """``rgb`` lit by a light at the camera, ``(d.light_ref_mm / depth) ** d.light_falloff``
+    (absolute depth), times 1.1 for the hand's nearest part down to 0.85 for its farthest
+    (relative depth, linear between ``z_near`` and ``z_far`` mm), times 0.9."""
     t = 0.0 if z_far <= z_near else (depth - z_near) / (z_far - z_near)
-    return _rgb(rgb * (1.15 - 0.55 * t))
+    light = (d.light_ref_mm / max(depth, 1.0)) ** d.light_falloff
+    return _rgb(rgb * (1.1 - 0.25 * t) * light * 0.9)
 
 
 def _background(rng: np.random.Generator, draw_size: int, d: Difficulty) -> Image.Image:
@@ -96,20 +100,20 @@ def render_hand(
     for depth, bone in sorted(items, key=lambda it: -it[0]):  # far -> near
         if bone is None:
             poly = [tuple(uv[i]) for i in PALM_IDX]
-            draw.polygon(poly, fill=_shade(skin, depth, z_near, z_far))
+            draw.polygon(poly, fill=_shade(skin, depth, z_near, z_far, d))
             continue
         f, a, b = bone
         width = max(2, int(2 * BONE_RADIUS_MM[f] * focal / max(depth, 1.0)))
         draw.line(
             [tuple(uv[a]), tuple(uv[b])],
-            fill=_shade(FINGER_RGB[f], depth, z_near, z_far),
+            fill=_shade(FINGER_RGB[f], depth, z_near, z_far, d),
             width=width,
         )
         for j in (a, b):  # rounded joints, slightly darker
             r = 0.55 * width
             draw.ellipse(
                 [uv[j][0] - r, uv[j][1] - r, uv[j][0] + r, uv[j][1] + r],
-                fill=_shade(FINGER_RGB[f] * 0.8, float(z[j]), z_near, z_far),
+                fill=_shade(FINGER_RGB[f] * 0.8, float(z[j]), z_near, z_far, d),
             )
     if rng.random() < d.occluder_p:
         c = uv[rng.integers(21)] + rng.normal(0, 6 * s, 2)

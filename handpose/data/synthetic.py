@@ -44,7 +44,7 @@ from handpose.model.kinematics import (
 )
 
 GENERATOR = "handpose.data.synthetic"
-GENERATOR_VERSION = "1"  # bump when the sampling or rendering code changes the bytes
+GENERATOR_VERSION = "2"  # bump when the sampling or rendering code changes the bytes
 SAMPLES_PER_SHARD = 1000
 SPLIT_IDS = {"train": 0, "val": 1}
 JPEG_QUALITY = 92
