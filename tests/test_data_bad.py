@@ -26,6 +26,16 @@ def _copy_with(src, dst, damage):
             tout.addfile(info, io.BytesIO(data))
 
 
+def _cut(src, where: str) -> bytes:
+    """The bytes of tar ``src`` cut at its middle member: inside its data (``"data"``),
+    inside its header (``"header"``) or exactly where its header starts (``"boundary"``)."""
+    with tarfile.open(src) as tar:
+        members = tar.getmembers()
+    m = members[len(members) // 2]
+    at = {"data": m.offset_data + m.size // 2, "header": m.offset + 100, "boundary": m.offset}
+    return src.read_bytes()[: at[where]]
+
+
 def _cfg(folder, *extra):
     return load_config(
         "stage1-tiny",
@@ -68,13 +78,22 @@ def test_too_many_bad_samples_stop_naming_the_shard(damaged):
 
 
 def test_truncated_tar_is_skipped_and_training_goes_on(data_dir, tmp_path):
-    raw = (data_dir / "train-000000.tar").read_bytes()
-    (tmp_path / "train-000000.tar").write_bytes(raw[: len(raw) // 2 + 100])  # cut mid-member
+    (tmp_path / "train-000000.tar").write_bytes(_cut(data_dir / "train-000000.tar", "data"))
     shutil.copy(data_dir / "val-000000.tar", tmp_path / "val-000000.tar")
     stream = build_train_stream(_cfg(tmp_path, "DATA.max_bad_fraction=0.5"))
     batches = [next(stream) for _ in range(12)]  # several epochs of the surviving half
     assert all(len(b["key"]) == 16 for b in batches)
     assert stream.bad_samples >= 1
+
+
+@pytest.mark.parametrize("where", ["data", "header", "boundary"])
+def test_a_tar_cut_anywhere_counts_as_bad(data_dir, tmp_path, where):
+    # tarfile itself ends quietly at a cut header: without the end-of-archive check a tar
+    # cut there would pass for a shorter, complete one
+    (tmp_path / "val-000000.tar").write_bytes(_cut(data_dir / "val-000000.tar", where))
+    stream = build_val_stream(_cfg(tmp_path, "DATA.max_bad_fraction=0.6"))
+    keys = [k for b in stream for k in b["key"]]
+    assert stream.bad_samples == 1 and 25 <= len(keys) <= 32  # of 64; the rest are lost
 
 
 def test_bad_json_values_are_rejected(damaged, tmp_path):
@@ -94,8 +113,7 @@ def test_bad_json_values_are_rejected(damaged, tmp_path):
 def test_problems_found_mid_epoch_are_counted(data_dir, tmp_path):
     """A truncated shard read after the first batch still counts, once per epoch."""
     shutil.copy(data_dir / "train-000000.tar", tmp_path / "train-000000.tar")
-    raw = (data_dir / "val-000000.tar").read_bytes()
-    (tmp_path / "train-000001.tar").write_bytes(raw[: len(raw) // 2 + 100])
+    (tmp_path / "train-000001.tar").write_bytes(_cut(data_dir / "val-000000.tar", "data"))
     shutil.copy(data_dir / "val-000000.tar", tmp_path / "val-000000.tar")
     cfg = _cfg(tmp_path, "DATA.train.shuffle_buffer=4", "DATA.max_bad_fraction=0.5")
     stream, states = build_train_stream(cfg), []

@@ -88,8 +88,22 @@ def _members(fh: IO[bytes], shard: str, bad: list[str]) -> Iterator[RawSample]:
                     yield from _complete(current, bad)
                 current = RawSample(key, shard)
             current.parts[ext] = tar.extractfile(member).read()
+        _check_end(fh, tar)
     if current is not None:
         yield from _complete(current, bad)
+
+
+def _check_end(fh: IO[bytes], tar: tarfile.TarFile) -> None:
+    """Raise ``tarfile.ReadError`` if a local, uncompressed tar stops without its
+    end-of-archive block: ``tarfile`` takes a tar cut at (or inside) a member header for a
+    complete one. Streams (URLs, pipes) and compressed tars cannot be checked this way."""
+    seekable = getattr(fh, "seekable", None)  # webdataset's Pipe has none
+    if getattr(tar.fileobj, "comptype", None) != "tar" or not (seekable and seekable()):
+        return
+    fh.seek(tar.offset)
+    block = fh.read(tarfile.BLOCKSIZE)
+    if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
+        raise tarfile.ReadError(f"truncated at byte {tar.offset} (no end-of-archive block)")
 
 
 def read_shard(shard: str, bad: list[str]) -> Iterator[RawSample]:
