@@ -102,18 +102,22 @@ def setting_overrides(setting: dict[str, Any], steps: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = base_parser(NAME, __doc__)
-    p.add_argument("--steps", type=int, default=800, help="training budget (the recipe's)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training budget (default: the recipe's GENERAL.total_step)")
     p.add_argument("--parallel", type=int, default=2, help="runs at a time")
     p.add_argument("--baseline-samples", type=int, default=2000,
-                   help="train samples whose mean pose is the baseline")
+                   help="train samples (at most) whose mean pose is the baseline")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE for every run")
     args = p.parse_args(argv)
     machine = machine_info()
     settings = dict(list(SETTINGS.items())[:2]) if args.toy else SETTINGS
-    steps = 4 if args.toy else args.steps
+    recipe = load_config("stage1-tiny")
+    steps = 4 if args.toy else args.steps or recipe.GENERAL.total_step
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
     with tempfile.TemporaryDirectory(prefix="bench-difficulty-") as tmp:
-        common = synthetic_overrides(args.data, Path(tmp), 2000, 256) + list(args.overrides)
+        syn = recipe.DATA.synthetic  # without --data: a set of the default size
+        common = [*synthetic_overrides(args.data, Path(tmp), syn.train, syn.val),
+                  *args.overrides]
         if args.toy:
             common += [*TOY_OVERRIDES, "GENERAL.checkpoint_step=2", "GENERAL.log_step=2"]
         baseline = mean_pose_baseline(common, 32 if args.toy else args.baseline_samples)

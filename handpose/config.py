@@ -115,7 +115,7 @@ class SplitCfg:
 @dataclass
 class SyntheticCfg:
     dir: str = DEFAULT_DATA_DIR  # generated here on first use when DATA.*.source point here
-    train: int = 4000
+    train: int = 1000
     val: int = 500
     seed: int = 0
     image_size: int = 128

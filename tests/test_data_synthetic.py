@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from handpose.data.difficulty import DEFAULT
 from handpose.data.render import project
 from handpose.data.synthetic import generate
 from handpose.model.kinematics import HandKinematics
@@ -40,7 +41,7 @@ def test_samples_follow_the_schema_and_the_kinematic_model(data_dir):
         joints, K = np.array(ann["joints_cam"]), np.array(ann["K"])
         assert joints.shape == (21, 3) and K.shape == (3, 3)
         assert ann["mano_valid"] == 1 and ann["side"] == "right" and sum(ann["joint_valid"]) == 21
-        assert 200 < joints[0, 2] < 700, "root depth is in millimetres"
+        assert DEFAULT.depth_mm[0] <= joints[0, 2] <= DEFAULT.depth_mm[1], "root depth in mm"
         uv = project(joints, K)
         assert (uv > 0).all() and (uv < 128).all(), "every joint is inside the image"
         rel = kin.forward_theta(
@@ -97,22 +98,22 @@ def test_rendered_images_depend_on_the_pose(tmp_path, size):
 def test_difficulty_knobs_shape_and_clutter_change_what_they_say():
     from dataclasses import replace
 
-    from handpose.data.difficulty import DEFAULT
     from handpose.data.synthetic import make_sample
 
     kin = HandKinematics()
     base = make_sample(kin, 0, "train", 3, 64)
     rigid = make_sample(kin, 0, "train", 3, 64, replace(DEFAULT, betas_std=0.0))
     assert np.abs(base["json"]["betas"]).max() > 0 and not np.any(rigid["json"]["betas"])
-    plain = make_sample(kin, 0, "train", 3, 64, replace(DEFAULT, clutter_finger_colour_p=0.0))
+    busy = replace(DEFAULT, clutter_strokes=(3, 4))
+    finger, plain = (make_sample(kin, 0, "train", 3, 64, replace(busy, clutter_finger_colour_p=p))
+                     for p in (1.0, 0.0))
     # only the distractors' colours change: same scene, labels and random stream
-    assert plain["json"] == base["json"] and plain["jpg"] != base["jpg"]
+    assert plain["json"] == finger["json"] and plain["jpg"] != finger["jpg"]
 
 
 def test_light_falloff_makes_absolute_depth_visible():
     from dataclasses import replace
 
-    from handpose.data.difficulty import DEFAULT
     from handpose.data.render import _shade
 
     rgb = np.array([200.0, 100.0, 50.0])

@@ -30,6 +30,7 @@ import webdataset as wds
 from PIL import Image
 from tqdm import tqdm
 
+from handpose.config import SyntheticCfg
 from handpose.data.difficulty import DEFAULT, Difficulty
 from handpose.data.render import project, render_hand
 from handpose.errors import UserError, run_cli
@@ -250,12 +251,13 @@ def _publish(tmp: Path, out: Path, manifest: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    d = SyntheticCfg()  # the sizes training generates on first use
     p = argparse.ArgumentParser(description="Write synthetic hand shards (WebDataset).")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--train", type=int, default=4000, help="train samples")
-    p.add_argument("--val", type=int, default=500, help="validation samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=128, help="image side, px")
+    p.add_argument("--train", type=int, default=d.train, help="train samples")
+    p.add_argument("--val", type=int, default=d.val, help="validation samples")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--image-size", type=int, default=d.image_size, help="image side, px")
     a = p.parse_args(argv)
     generate(a.out, a.train, a.val, a.seed, a.image_size)
     print(f"wrote {a.train} train + {a.val} val samples to {a.out}")
