@@ -195,28 +195,16 @@ def fit_trials(spec: Any, base: dict[str, Any], sweep_dir: Path, num_samples: in
     scheduler (no early stopping); -> the ``ResultGrid``. With a ``search_alg`` the spec's
     search space is searched, else every trial trains the base config. ``reuse_actors`` and
     ``max_concurrent`` (0: as many as the resources allow) go to Tune's ``TuneConfig``."""
-    from ray import tune
-
-    from sweeps.dropout_warmup import make_trainable
-    from sweeps.reporting import progress_reporter
     from sweeps.spec import tune_space
+    from sweeps.tuning import make_trainable, make_tuner, progress_reporter
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the sweep's trial table (CLIReporter)
-    tuner = tune.Tuner(
-        make_trainable(spec, base, str(sweep_dir.parent), sweep_dir),
+    tuner = make_tuner(
+        make_trainable(spec, base, str(sweep_dir.parent), sweep_dir), spec,
+        name=sweep_dir.name, storage=str(sweep_dir.parent),
         param_space=tune_space(spec) if search_alg is not None else {},
-        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=search_alg,
-                                    scheduler=None, num_samples=num_samples,
-                                    reuse_actors=reuse_actors,
-                                    max_concurrent_trials=max_concurrent),
-        run_config=tune.RunConfig(
-            name=sweep_dir.name, storage_path=str(sweep_dir.parent),
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=spec.keep_checkpoints, checkpoint_score_attribute=spec.metric,
-                checkpoint_score_order=spec.mode),
-            progress_reporter=progress_reporter(spec) if search_alg is not None else None,
-            verbose=1))
+        num_samples=num_samples, search_alg=search_alg, max_concurrent=max_concurrent,
+        reuse_actors=reuse_actors,
+        reporter=progress_reporter(spec) if search_alg is not None else None)
     return tuner.fit()
 
 

@@ -120,11 +120,13 @@ def run_full(spec_path: Path, seed: int, trials: int, storage: Path,
     if base_cfg.AIM.enabled:
         init_aim_repo(base_cfg.AIM.server_url)
     ensure_dataset(base_cfg)
-    searcher = ConcurrencyLimiter(make_searcher(spec, sweep_dir, base_cfg.GENERAL.total_step),
-                                  max_concurrent=spec.max_concurrent)
+    searcher = ConcurrencyLimiter(
+        make_searcher(spec, sweep_dir, base_cfg.GENERAL.total_step, trials),
+        max_concurrent=spec.max_concurrent)
     results = fit_trials(spec, OmegaConf.to_container(base_cfg, resolve=True), sweep_dir,
                          trials, searcher)
-    code = finish(results, spec, base_cfg, sweep_dir, "(a benchmark sweep: not resumable)")
+    code = finish(results, spec, base_cfg, sweep_dir, trials,
+                  "(a benchmark sweep: not resumable)")
     return sweep_record("full", seed, sweep_dir, time.perf_counter() - t0, code)
 
 

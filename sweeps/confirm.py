@@ -18,22 +18,18 @@ import copy
 import json
 import math
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # `python sweeps/confirm.py` without an install
-    sys.path.insert(0, str(REPO))
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
-import numpy as np  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-
-from handpose.config import apply_overrides, from_container, validate  # noqa: E402
-from handpose.errors import UserError, run_cli  # noqa: E402
-from sweeps.spec import SweepSpec, load_spec, trial_overrides  # noqa: E402
+from handpose.config import apply_overrides, from_container, validate
+from handpose.errors import UserError, run_cli
+from sweeps.common import best_pool, finite
+from sweeps.spec import SweepSpec, apply_params, load_spec
 
 FIRST_SEED = 1000  # training seeds FIRST_SEED, FIRST_SEED + 1, ...
 BASELINE = "baseline"
@@ -103,8 +99,7 @@ def load_sweep(sweep_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def resolved(base_cfg: DictConfig, overrides: dict[str, Any]) -> dict[str, Any]:
     """The full training config of ``overrides`` on ``base_cfg``, validated, as a dict."""
-    cfg = validate(apply_overrides(copy.deepcopy(base_cfg), trial_overrides(overrides)))
-    return OmegaConf.to_container(cfg, resolve=True)
+    return OmegaConf.to_container(validate(apply_params(base_cfg, overrides)), resolve=True)
 
 
 def select_candidates(summary: dict[str, Any], base_cfg: DictConfig, baseline: dict[str, Any],
@@ -112,9 +107,7 @@ def select_candidates(summary: dict[str, Any], base_cfg: DictConfig, baseline: d
     """The baseline followed by the top ``top_k`` trials (full-budget ones first, as for the
     sweep's own ``best``). Returns the candidates, the ids of top trials that are the
     baseline recipe itself (kept once, as the baseline) and the sweep winner's id."""
-    reported = [t for t in summary["trials"] if t.get("mpjpe") is not None]
-    pool = ([t for t in reported if t["status"] == "COMPLETED"]
-            or [t for t in reported if t["status"] != "ERROR"])
+    pool = best_pool(summary["trials"])
     if not pool:
         raise UserError("the sweep has no trial with a final MPJPE: nothing to confirm")
     baseline_cfg = resolved(base_cfg, baseline)
@@ -143,24 +136,17 @@ def _fit(spec: SweepSpec, base: dict[str, Any], candidates: list[Candidate],
          seeds: list[int], sweep_dir: Path):
     """Train every (candidate, seed) pair with Ray Tune (plain grid, no scheduler/searcher)."""
     from ray import tune
-    from ray.tune import CLIReporter
 
-    trainable = tune.with_parameters(
-        confirm_trial, base=base, runs_dir=str(sweep_dir / "confirm" / "runs"),
-        candidates={c.name: c.overrides for c in candidates})
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, {k: v for k, v in spec.resources.items() if v}),
+    from sweeps.tuning import make_trainable, make_tuner, progress_reporter
+
+    confirm_dir = sweep_dir / "confirm"
+    trainable = make_trainable(spec, base, str(sweep_dir), confirm_dir, fn=confirm_trial,
+                               candidates={c.name: c.overrides for c in candidates})
+    tuner = make_tuner(
+        trainable, spec, name="confirm", storage=str(sweep_dir),
         param_space={"config": tune.grid_search([c.name for c in candidates]),
                      "GENERAL.seed": tune.grid_search(seeds)},
-        run_config=tune.RunConfig(
-            name="confirm", storage_path=str(sweep_dir),
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
-            progress_reporter=CLIReporter(
-                metric_columns={"step": "step", "mpjpe": "mpjpe_mm"},
-                parameter_columns={"config": "config", "GENERAL.seed": "seed"},
-                max_report_frequency=15, max_progress_rows=30),
-            verbose=1))
+        reporter=progress_reporter(spec, {"config": "config", "GENERAL.seed": "seed"}))
     return tuner.fit()
 
 
@@ -173,9 +159,7 @@ def _final_results(results, total_step: int) -> tuple[dict[tuple[str, int], dict
     for r in results:
         key = (r.config["config"], int(r.config["GENERAL.seed"]))
         m = r.metrics or {}
-        mpjpe = m.get("mpjpe")
-        if (r.error is None and m.get("step") == total_step
-                and isinstance(mpjpe, (int, float)) and math.isfinite(mpjpe)):
+        if r.error is None and m.get("step") == total_step and finite(m.get("mpjpe")):
             done[key] = m
         else:
             reason = (error_reason(r.error) if r.error is not None
@@ -247,23 +231,6 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _connect_ray(address: str | None) -> bool:
-    """Use this process's Ray if initialised, else join ``address`` or start a new local Ray
-    (not a stray one found on this machine); True if connected here."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    try:
-        ctx = ray.init(address=address or "local", log_to_driver=False)
-    except (ConnectionError, ValueError, RuntimeError) as e:
-        raise UserError(f"cannot reach Ray at {address or 'local'}: "
-                        f"{str(e).splitlines()[0]}") from None
-    if ctx.dashboard_url:
-        print(f"Ray dashboard: http://{ctx.dashboard_url}")
-    return True
-
-
 def run_confirmation(sweep_dir: Path, top_k: int, seeds: int,
                      extra_overrides: Sequence[str] = (), address: str | None = None) -> dict:
     """Re-train the top ``top_k`` configurations of the finished sweep at ``sweep_dir`` and
@@ -299,7 +266,9 @@ def run_confirmation(sweep_dir: Path, top_k: int, seeds: int,
     from handpose.data import ensure_dataset
 
     ensure_dataset(base_cfg)  # before Ray: missing data is a user error, made only once
-    started = _connect_ray(address)
+    from sweeps.tuning import connect_ray
+
+    started = connect_ray(address)
     try:
         results = _fit(spec, OmegaConf.to_container(base_cfg, resolve=True), candidates,
                        seed_list, sweep_dir)
@@ -339,7 +308,6 @@ def run_confirmation(sweep_dir: Path, top_k: int, seeds: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our trial table (CLIReporter)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("sweep_dir", type=Path, help="a finished sweep folder (with summary.json)")
     p.add_argument("--top", type=int, default=3, metavar="K",

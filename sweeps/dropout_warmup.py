@@ -13,22 +13,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # `python sweeps/dropout_warmup.py` without an install
-    sys.path.insert(0, str(REPO))
+from omegaconf import OmegaConf
 
-from omegaconf import OmegaConf  # noqa: E402
-
-from handpose.config import from_container, validate  # noqa: E402
-from handpose.data import ensure_dataset, expand_sources  # noqa: E402
-from handpose.errors import UserError, run_cli  # noqa: E402
-from handpose.tracking import init_aim_repo  # noqa: E402
-from sweeps.spec import SPEC_PATH, SweepSpec, load_spec  # noqa: E402
-from sweeps.summary import finish  # noqa: E402
+from handpose.config import from_container, validate
+from handpose.data import ensure_dataset, expand_sources
+from handpose.data.shards import is_url
+from handpose.errors import UserError, run_cli
+from handpose.tracking import init_aim_repo
+from sweeps.spec import SPEC_PATH, SweepSpec, load_spec
 
 DEFAULT_STORAGE = "results"
 
@@ -74,8 +69,7 @@ def pick_preset(args: argparse.Namespace) -> str:
 def absolutize(cfg) -> None:
     """Trials run in other folders and on other nodes: make local paths absolute."""
     def fix(p: str) -> str:
-        return p if "://" in p or p.startswith("pipe:") or os.path.isabs(p) else str(
-            Path(p).resolve())
+        return p if is_url(p) or os.path.isabs(p) else str(Path(p).resolve())
     for split in ("train", "val"):
         cfg.DATA[split].source = [fix(s) for s in cfg.DATA[split].source]
     cfg.DATA.synthetic.dir = fix(cfg.DATA.synthetic.dir)
@@ -87,81 +81,29 @@ def absolutize(cfg) -> None:
 def local_folder(storage: str, name: str) -> Path:
     """Where the sweep's own files go: the sweep folder in local/NFS storage; with remote
     storage (s3://...) Tune's state goes there and ours to ./results/<name>."""
-    root = Path(DEFAULT_STORAGE).resolve() if "://" in storage else Path(storage)
+    root = Path(DEFAULT_STORAGE).resolve() if is_url(storage) else Path(storage)
     return root / name
 
 
 def storage_root(storage: str) -> str:
-    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
-
-
-def connect_ray(args: argparse.Namespace) -> None:
-    import ray
-
-    if ray.is_initialized():  # e.g. a test fixture's ray.init(num_cpus=2)
-        return
+    """``--storage`` as Tune wants it (absolute local path or URL); an unwritable local
+    folder is a one-line error, before Ray starts."""
+    if is_url(storage):
+        return storage
+    root = Path(storage).expanduser().resolve()
     try:
-        if args.address:
-            ctx = ray.init(address=args.address, log_to_driver=False)
-        else:
-            ctx = ray.init(num_cpus=args.num_cpus, include_dashboard=True,
-                           dashboard_host="127.0.0.1", log_to_driver=False)
-    except (ConnectionError, ValueError, RuntimeError) as e:
-        raise UserError(f"cannot reach Ray at {args.address or 'local'}: "
-                        f"{str(e).splitlines()[0]}") from None
-    url = ctx.dashboard_url
-    print(f"Ray dashboard: http://{url}" if url else "Ray dashboard: not running")
-
-
-def make_trainable(spec: SweepSpec, base: dict, storage: str, sweep_dir: Path):
-    """The trial function with the base config attached (via the object store) and the
-    per-trial resources of the spec. With local/NFS storage each trial's run folder is
-    ``<sweep>/runs/<trial>`` (shared by all nodes); with s3:// it stays in Tune's trial dir."""
-    from ray import tune
-
-    from sweeps.trainable import handpose_trial
-
-    runs_dir = None if "://" in storage else str(sweep_dir / "runs")
-    trial = tune.with_parameters(handpose_trial, base=base, runs_dir=runs_dir)
-    return tune.with_resources(trial,
-                               {k: v for k, v in spec.resources.items() if v})
-
-
-def build_tuner(spec: SweepSpec, base: dict, sweep_name: str, storage: str,
-                num_samples: int, sweep_dir: Path):
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import ConcurrencyLimiter
-
-    from sweeps.reporting import progress_reporter
-    from sweeps.search import make_searcher
-    from sweeps.spec import tune_space
-
-    total = base["GENERAL"]["total_step"]
-    searcher = ConcurrencyLimiter(make_searcher(spec, sweep_dir, total),
-                                  max_concurrent=spec.max_concurrent)
-    scheduler = ASHAScheduler(time_attr="step", max_t=total, grace_period=spec.grace_period,
-                              reduction_factor=spec.reduction_factor)
-    return tune.Tuner(
-        make_trainable(spec, base, storage, sweep_dir),
-        param_space=tune_space(spec),
-        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=searcher,
-                                    scheduler=scheduler, num_samples=num_samples),
-        run_config=tune.RunConfig(
-            name=sweep_name, storage_path=storage,
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=spec.keep_checkpoints, checkpoint_score_attribute=spec.metric,
-                checkpoint_score_order=spec.mode),
-            progress_reporter=progress_reporter(spec), verbose=1),
-    )
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"--storage {storage}: cannot write there ({e.strerror or e})") from None
+    return str(root)
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our trial table (CLIReporter)
     args = parse_args(argv)
     storage = storage_root(args.storage)
-    preset = pick_preset(args)
     if args.resume:
         if not args.name:
             raise UserError("--resume needs --name NAME (the sweep folder under --storage)")
@@ -173,11 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         spec, _ = load_spec(state.preset, state.spec, base_cfg=base_cfg)
         num_samples = int(state.num_samples)
     else:
-        spec, base_cfg = load_spec(preset, args.spec, extra_overrides=tuple(args.overrides))
+        spec, base_cfg = load_spec(pick_preset(args), args.spec,
+                                   extra_overrides=tuple(args.overrides))
         absolutize(base_cfg)
         num_samples = args.num_samples or spec.num_samples
     name = args.name or f"dropout_warmup-{spec.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = local_folder(storage, name)
+    if not args.resume and (sweep_dir / "sweep_state.yaml").exists():
+        raise UserError(f"--name {name}: {sweep_dir} already holds a sweep; continue it with "
+                        "--resume or choose another name")
     if base_cfg.AIM.enabled and not base_cfg.AIM.server_url:
         base_cfg.AIM.server_url = str(sweep_dir)  # one Aim repo per sweep
     print(f"preset: {spec.preset} ({'GPUs visible' if spec.preset == 'gpu' else 'CPU'}), "
@@ -207,19 +153,57 @@ def main(argv: list[str] | None = None) -> int:
             os.chdir(launch_dir)
 
 
+def build_tuner(spec: SweepSpec, base: dict, name: str, storage: str, num_samples: int,
+                sweep_dir: Path):
+    """The sweep's Tuner: prune-aware Optuna TPE (the baseline first) + schedule-aware ASHA
+    with sentinels, on the sweep trainable."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    from sweeps.common import SCHEDULER_FILE
+    from sweeps.scheduler import ReadyStep, SweepASHA, pick_sentinels
+    from sweeps.search import make_searcher
+    from sweeps.spec import tune_space
+    from sweeps.tuning import make_trainable, make_tuner, progress_reporter
+
+    g, s = base["GENERAL"], spec.scheduler
+    total = g["total_step"]
+    ready = ReadyStep(val_every=g["val_step"] or g["checkpoint_step"],
+                      warmup=g["dropout_warmup_step"], schedule=g["dropout_schedule"],
+                      ramp=g["dropout_ramp_step"], rate=base["MODEL"]["handec"]["dropout"])
+    scheduler = SweepASHA(
+        ready_step=ready if s.schedule_aware else None,
+        sentinels=pick_sentinels(num_samples, s.sentinel_fraction, s.min_sentinels, spec.seed),
+        state_path=sweep_dir / SCHEDULER_FILE, time_attr="step", max_t=total,
+        grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    searcher = ConcurrencyLimiter(make_searcher(spec, sweep_dir, total, num_samples),
+                                  max_concurrent=spec.max_concurrent)
+    return make_tuner(make_trainable(spec, base, storage, sweep_dir), spec, name=name,
+                      storage=storage, param_space=tune_space(spec), num_samples=num_samples,
+                      search_alg=searcher, scheduler=scheduler,
+                      reporter=progress_reporter(spec))
+
+
 def run_sweep(args: argparse.Namespace, spec: SweepSpec, base: dict, base_cfg, name: str,
               storage: str, num_samples: int, sweep_dir: Path) -> int:
-    connect_ray(args)
-    if args.resume:
-        from ray import tune
+    import ray
+    from ray import tune
 
-        trainable = make_trainable(spec, base, storage, sweep_dir)
-        tuner = tune.Tuner.restore(f"{storage}/{name}", trainable=trainable,
+    from sweeps.summary import finish
+    from sweeps.tuning import connect_ray, make_trainable
+
+    connect_ray(args.address, args.num_cpus)
+    if is_url(storage) and len([n for n in ray.nodes() if n["Alive"]]) > 1:
+        raise UserError(f"--storage {storage}: remote storage is not supported on a multi-node "
+                        "cluster yet (the study, the scheduler state and the Aim repo live on "
+                        "the driver's disk); use a shared file system path")
+    if args.resume:
+        tuner = tune.Tuner.restore(f"{storage}/{name}",
+                                   trainable=make_trainable(spec, base, storage, sweep_dir),
                                    resume_unfinished=True, resume_errored=True)
     else:
         tuner = build_tuner(spec, base, name, storage, num_samples, sweep_dir)
     results = tuner.fit()
-    code = finish(results, spec, base_cfg, sweep_dir, resume_cmd(args, name))
+    code = finish(results, spec, base_cfg, sweep_dir, num_samples, resume_cmd(args, name))
     if code == 0 and args.confirm:
         from sweeps.confirm import run_confirmation
 

@@ -1,23 +1,68 @@
-"""The searcher: Ray's OptunaSearch (seeded TPE, the recipe as a start point), corrected so
-that trials ASHA stopped early reach the Optuna study as PRUNED, with their intermediate
-MPJPE per training step, instead of COMPLETE with an early rung's MPJPE (Ray 2.60's
-behaviour). The study lives in ``<sweep>/optuna.db`` (SQLite) so Optuna's own tools open it.
+"""The searcher: Ray's OptunaSearch (seeded TPE, the baseline as its first point), corrected so
+that
+
+- trials ASHA stopped early reach the study as PRUNED with their MPJPE per training step
+  (Ray 2.60 tells them COMPLETE with an early rung's MPJPE);
+- a diverged trial (non-finite loss) is told PRUNED with a penalty value at the step it
+  diverged, so TPE learns to avoid the region (FAIL trials are ignored by TPE);
+- a trial Optuna has already finished is never told again (a driver killed between a
+  ``tell`` and Tune's next state save reruns it on ``--resume``): no
+  ``UpdateFinishedTrialError`` can end ``tuner.fit()``;
+- on ``--resume``, trials the study holds as RUNNING but Tune does not know are told FAIL,
+  so constant-liar TPE stops treating them as pending.
+
+The study is an Optuna ``JournalStorage`` file (``<sweep>/optuna.journal``), the storage
+Optuna documents for shared file systems (NFS), which ``optuna-dashboard`` reads live.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeps.common import DIVERGED_PENALTY, STUDY_FILE
 from sweeps.spec import SweepSpec
 
-STUDY_FILE = "optuna.db"
+log = logging.getLogger(__name__)
+
+
+class _Private:
+    """The OptunaSearch internals we need, in one place (Ray offers no public hook to tell a
+    trial PRUNED or to map a Tune trial to its Optuna trial). ``tests/test_search.py``
+    checks that they still exist, so a Ray upgrade that renames them fails loudly."""
+
+    @staticmethod
+    def study(s: OptunaSearch) -> Any:
+        return s._ot_study
+
+    @staticmethod
+    def trial(s: OptunaSearch, trial_id: str) -> Any:
+        return s._ot_trials.get(trial_id)
+
+    @staticmethod
+    def known_trials(s: OptunaSearch) -> dict[str, Any]:
+        return s._ot_trials
+
+    @staticmethod
+    def completed(s: OptunaSearch) -> set[str]:
+        return s._completed_trials
+
+    @staticmethod
+    def is_running(s: OptunaSearch, ot_trial: Any) -> bool:
+        """What the storage says now (a Trial object keeps no state of its own)."""
+        from optuna.trial import TrialState
+
+        frozen = s._ot_study._storage.get_trial(ot_trial._trial_id)
+        return frozen.state == TrialState.RUNNING
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that reports intermediate values per ``time_attr`` (the training step)
-    and tells trials that ended before ``max_t`` without error as PRUNED."""
+    """OptunaSearch that reports intermediate values per ``time_attr`` (the training step),
+    tells trials that ended before ``max_t`` without error as PRUNED and never tells a
+    finished Optuna trial twice."""
 
     def __init__(self, *args, time_attr: str = "step", max_t: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -25,42 +70,101 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._max_t = max_t
         self._reported: dict[str, set[int]] = {}  # a retried trial re-reports its steps
 
+    def _open(self, trial_id: str) -> Any | None:
+        """The trial's Optuna trial if Optuna still holds it RUNNING, else None."""
+        if trial_id in _Private.completed(self):
+            return None
+        ot_trial = _Private.trial(self, trial_id)
+        if ot_trial is None:
+            return None
+        if not _Private.is_running(self, ot_trial):  # told already, before a driver crash
+            _Private.completed(self).add(trial_id)
+            return None
+        return ot_trial
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._completed_trials or self.metric not in result:
+        if self.metric not in result or trial_id in _Private.completed(self):
             return
         step = int(result[self._time_attr])
         seen = self._reported.setdefault(trial_id, set())
-        if step not in seen:
-            self._ot_trials[trial_id].report(float(result[self.metric]), step)
-            seen.add(step)
+        if step in seen:
+            return
+        ot_trial = self._open(trial_id)
+        if ot_trial is None:
+            return
+        value = DIVERGED_PENALTY if result.get("diverged") else float(result[self.metric])
+        ot_trial.report(value, step)
+        seen.add(step)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        if result is not None and not error:  # Tune hands the stopping result only to us
-            self.on_trial_result(trial_id, result)
-        stopped_early = (not error and result is not None and self.metric in result
-                         and int(result.get(self._time_attr, 0)) < self._max_t)
-        if not stopped_early or trial_id in self._completed_trials:
-            super().on_trial_complete(trial_id, result, error)
-            return
         from optuna.trial import TrialState
 
-        self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
-        self._completed_trials.add(trial_id)
+        if result is not None and not error:  # Tune hands the stopping result only to us
+            self.on_trial_result(trial_id, result)
+        ot_trial = self._open(trial_id)
+        if ot_trial is None:
+            return
+        diverged = bool(result and result.get("diverged"))
+        stopped_early = (not error and result is not None and self.metric in result
+                         and int(result.get(self._time_attr, 0)) < self._max_t)
+        try:
+            if diverged or stopped_early:
+                _Private.study(self).tell(ot_trial, state=TrialState.PRUNED)
+            elif error or result is None:
+                _Private.study(self).tell(ot_trial, state=TrialState.FAIL)
+            else:
+                _Private.study(self).tell(ot_trial, float(result[self.metric]))
+        except Exception as e:  # noqa: BLE001 - a storage hiccup must not end the sweep
+            log.warning("could not tell Optuna trial %s: %s", trial_id, e)
+        _Private.completed(self).add(trial_id)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Tune's saved searcher (``--resume``), then :meth:`fail_orphans`."""
+        super().restore(checkpoint_path)
+        n = self.fail_orphans()
+        if n:
+            log.warning("told FAIL to %d Optuna trials left RUNNING by a driver crash", n)
+
+    def fail_orphans(self) -> int:
+        """Tell FAIL every study trial that is RUNNING but belongs to no trial Tune knows
+        (asked after Tune's last state save, before a driver crash); returns how many."""
+        from optuna.trial import TrialState
+
+        study = _Private.study(self)
+        if study is None:
+            return 0
+        ours = {t.number for t in _Private.known_trials(self).values()}
+        n = 0
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.number not in ours:
+                study.tell(frozen.number, state=TrialState.FAIL)
+                n += 1
+        return n
 
 
-def study_url(sweep_dir: Path) -> str:
-    return f"sqlite:///{Path(sweep_dir).resolve() / STUDY_FILE}"
+def study_storage(sweep_dir: Path) -> Any:
+    """The sweep's Optuna storage: a journal file on the sweep folder (NFS-safe)."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(Path(sweep_dir).resolve() / STUDY_FILE)))
 
 
-def make_searcher(spec: SweepSpec, sweep_dir: Path, max_t: int) -> PruneAwareOptunaSearch:
-    """The searcher, its study stored in ``<sweep_dir>/optuna.db``."""
+def startup_trials(spec: SweepSpec, num_samples: int) -> int:
+    """TPE's random start-up trials: the spec's, else a quarter of the trials (>= 2)."""
+    return spec.startup_trials or max(2, num_samples // 4)
+
+
+def make_searcher(spec: SweepSpec, sweep_dir: Path, max_t: int,
+                  num_samples: int) -> PruneAwareOptunaSearch:
+    """The searcher, its study in ``<sweep_dir>/optuna.journal``."""
     import optuna
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(study_url(sweep_dir))
+    sampler = optuna.samplers.TPESampler(seed=spec.seed,
+                                         n_startup_trials=startup_trials(spec, num_samples),
+                                         constant_liar=True)
     return PruneAwareOptunaSearch(
-        metric=spec.metric, mode=spec.mode, time_attr="step", max_t=max_t,
-        sampler=optuna.samplers.TPESampler(seed=spec.seed),
+        metric=spec.metric, mode=spec.mode, time_attr="step", max_t=max_t, sampler=sampler,
         points_to_evaluate=spec.points_to_evaluate or None, study_name=sweep_dir.name,
-        storage=storage)
+        storage=study_storage(sweep_dir))

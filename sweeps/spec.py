@@ -1,6 +1,8 @@
-"""The sweep spec (``configs/sweep/*.yaml``): load a preset, validate it, build the space.
+"""The sweep spec (``configs/sweep/*.yaml``): typed presets, validated, resolved to a space.
 
-Everything here runs before Ray starts, so bad input fails fast with a one-line error.
+The YAML is read into the dataclasses below (``handpose.config.from_container``'s rules:
+typed defaults, struct mode, unknown keys rejected), so every default lives here once.
+Everything runs before Ray starts, so bad input fails fast with a one-line error.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from handpose.config import CONFIG_DIR, apply_overrides, load_config, validate
+from handpose.config import CONFIG_DIR, from_container, load_config, validate
 from handpose.errors import ConfigError
 
 SPEC_PATH = CONFIG_DIR / "sweep" / "dropout_warmup.yaml"
@@ -22,56 +25,122 @@ TYPES = ("int", "float", "choice")
 
 
 @dataclass
+class ParamCfg:
+    """One searched key: ``int``/``float`` in [low, high] (``log``; ``scale: total_step``
+    means low/high are fractions of the budget) or ``choice`` among ``values``."""
+
+    type: str = MISSING
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    scale: str | None = None
+    values: list[Any] | None = None
+
+
+@dataclass
+class ResourcesCfg:
+    """Per trial: ``workers`` data-parallel workers of ``cpu`` CPUs and ``gpu`` GPUs each."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+    workers: int = 1
+
+
+@dataclass
+class SchedulerCfg:
+    """ASHA on the training step (``sweeps/scheduler.py``)."""
+
+    grace_period: int = 300  # steps
+    reduction_factor: float = 2.0
+    # no rung decision before a trial's dropout is at its target and validated once
+    schedule_aware: bool = True
+    sentinel_fraction: float = 0.2  # trials run to the full budget whatever ASHA says
+    min_sentinels: int = 2
+
+
+@dataclass
+class PresetCfg:
+    base_config: str = "stage1-tiny"
+    base_overrides: list[str] = field(default_factory=list)
+    num_samples: int = 10
+    max_concurrent: int = 2
+    seed: int = 0
+    # TPE's random start-up trials; null: a quarter of num_samples (at least 2)
+    startup_trials: int | None = None
+    resources: ResourcesCfg = field(default_factory=ResourcesCfg)
+    max_failures: int = 2
+    keep_checkpoints: int = 1  # Tune keeps the latest per trial: all exact resume needs
+    scheduler: SchedulerCfg = field(default_factory=SchedulerCfg)
+    space: dict[str, ParamCfg] = field(default_factory=dict)
+    # null: one point, the base config's own values of the searched keys (the baseline)
+    points_to_evaluate: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class SpecFileCfg:
+    metric: str = "mpjpe"
+    mode: str = "min"
+    defaults: Any = None  # a YAML anchor block that presets merge (`<<: *defaults`)
+    presets: dict[str, PresetCfg] = field(default_factory=dict)
+
+
+@dataclass
 class SweepSpec:
+    """A resolved preset: its settings, and the space in training-config units."""
+
     preset: str
     metric: str
     mode: str
-    base_config: str
-    base_overrides: list[str]
-    num_samples: int
-    max_concurrent: int
-    seed: int
-    resources: dict[str, float]
-    max_failures: int
-    keep_checkpoints: int
-    grace_period: int
-    reduction_factor: float
-    space: dict[str, dict[str, Any]]  # resolved: scaled bounds in training-config units
-    points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
+    settings: PresetCfg
+    space: dict[str, dict[str, Any]]  # key -> {type, low, high, log, scale} or {type, values}
+    points_to_evaluate: list[dict[str, Any]]
+
+    def __getattr__(self, name: str) -> Any:  # spec.num_samples etc. read the preset
+        if name == "settings":
+            raise AttributeError(name)
+        return getattr(self.settings, name)
+
+    @property
+    def grace_period(self) -> int:
+        return self.settings.scheduler.grace_period
+
+    @property
+    def reduction_factor(self) -> float:
+        return self.settings.scheduler.reduction_factor
+
+
+def read_spec_file(path: str | Path) -> SpecFileCfg:
+    try:
+        raw = OmegaConf.load(path)
+        typed = OmegaConf.merge(OmegaConf.structured(SpecFileCfg), raw)
+        return OmegaConf.to_object(typed)
+    except FileNotFoundError:
+        raise ConfigError(f"sweep spec not found: {path}") from None
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or ""
+        raise ConfigError(f"{path}: bad key {key}: {str(e).splitlines()[0]}") from None
 
 
 def load_spec(preset: str, path: str | Path = SPEC_PATH, base_cfg: DictConfig | None = None,
               extra_overrides: tuple[str, ...] = ()) -> tuple[SweepSpec, DictConfig]:
     """Load ``preset`` of the YAML at ``path``; returns the spec and the validated base config."""
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    presets = raw.get("presets", {})
-    if preset not in presets:
-        raise ConfigError(f"{path}: unknown preset {preset!r} (have: {', '.join(presets)})")
-    p = presets[preset]
-    known = {"base_config", "base_overrides", "num_samples", "max_concurrent", "seed",
-             "resources", "max_failures", "keep_checkpoints", "scheduler", "space",
-             "points_to_evaluate"}
-    unknown = set(p) - known
-    if unknown:
-        raise ConfigError(f"{path}: presets.{preset}: unknown key {sorted(unknown)[0]}")
-    overrides = list(p.get("base_overrides", [])) + list(extra_overrides)
-    cfg = base_cfg if base_cfg is not None else load_config(p["base_config"], overrides)
+    spec_file = read_spec_file(path)
+    if preset not in spec_file.presets:
+        raise ConfigError(f"{path}: unknown preset {preset!r} "
+                          f"(have: {', '.join(spec_file.presets)})")
+    p = spec_file.presets[preset]
+    p.base_overrides = list(p.base_overrides) + list(extra_overrides)
+    cfg = base_cfg if base_cfg is not None else load_config(p.base_config, p.base_overrides)
     total = cfg.GENERAL.total_step
-    space = {key: _resolve_param(key, dict(d), total, cfg) for key, d in p["space"].items()}
-    points = [_resolve_point(pt, p["space"], space, total)
-              for pt in p.get("points_to_evaluate", [])]
-    sched = p.get("scheduler", {})
-    spec = SweepSpec(
-        preset=preset, metric=raw.get("metric", "mpjpe"), mode=raw.get("mode", "min"),
-        base_config=p["base_config"], base_overrides=overrides,
-        num_samples=int(p.get("num_samples", 8)), max_concurrent=int(p.get("max_concurrent", 2)),
-        seed=int(p.get("seed", 0)), resources=dict(p.get("resources", {"cpu": 1})),
-        max_failures=int(p.get("max_failures", 2)),
-        keep_checkpoints=int(p.get("keep_checkpoints", 2)),
-        grace_period=int(sched.get("grace_period", 1)),
-        reduction_factor=float(sched.get("reduction_factor", 3)),
-        space=space, points_to_evaluate=points)
+    space = {key: _resolve_param(key, d, total, cfg) for key, d in p.space.items()}
+    if p.points_to_evaluate is None:
+        points = [_base_point(cfg, space)]
+    else:
+        points = [_resolve_point(pt, p.space, space, total) for pt in p.points_to_evaluate]
+    spec = SweepSpec(preset=preset, metric=spec_file.metric, mode=spec_file.mode, settings=p,
+                     space=space, points_to_evaluate=points)
     _check_spec(spec, cfg, path)
+    check_model_keys(cfg, space)
     return spec, cfg
 
 
@@ -79,71 +148,72 @@ def _check_spec(spec: SweepSpec, cfg: DictConfig, path: str | Path) -> None:
     where = f"{path}: presets.{spec.preset}"
     if spec.mode not in ("min", "max"):
         raise ConfigError(f"{path}: mode={spec.mode!r}: must be min or max")
-    for key in ("num_samples", "max_concurrent", "grace_period"):
+    for key in ("num_samples", "max_concurrent"):
         if getattr(spec, key) < 1:
             raise ConfigError(f"{where}.{key}={getattr(spec, key)}: must be >= 1")
-    if spec.reduction_factor < 2:
+    s = spec.scheduler
+    if s.grace_period < 1 or s.grace_period > cfg.GENERAL.total_step:
+        raise ConfigError(f"{where}.scheduler.grace_period={s.grace_period}: must be in "
+                          f"[1, GENERAL.total_step={cfg.GENERAL.total_step}]")
+    if s.reduction_factor < 2:
         raise ConfigError(f"{where}.scheduler.reduction_factor: must be >= 2")
-    if spec.grace_period > cfg.GENERAL.total_step:
-        raise ConfigError(f"{where}.scheduler.grace_period={spec.grace_period}: must be <= "
-                          f"GENERAL.total_step={cfg.GENERAL.total_step}")
-    for res, amount in spec.resources.items():
-        if res not in ("cpu", "gpu") or amount < 0:
-            raise ConfigError(f"{where}.resources.{res}={amount}: want cpu/gpu >= 0")
+    if not 0.0 <= s.sentinel_fraction <= 1.0 or s.min_sentinels < 0:
+        raise ConfigError(f"{where}.scheduler: want sentinel_fraction in [0, 1], "
+                          "min_sentinels >= 0")
+    r = spec.resources
+    if r.cpu < 0 or r.gpu < 0 or r.workers < 1:
+        raise ConfigError(f"{where}.resources: want cpu, gpu >= 0 and workers >= 1")
+    if spec.startup_trials is not None and spec.startup_trials < 1:
+        raise ConfigError(f"{where}.startup_trials={spec.startup_trials}: must be >= 1")
 
 
-def _resolve_param(key: str, d: dict[str, Any], total: int, cfg: DictConfig) -> dict[str, Any]:
+def _resolve_param(key: str, d: ParamCfg, total: int, cfg: DictConfig) -> dict[str, Any]:
     if any(key == p or key.startswith(p) for p in FROZEN_PREFIXES):
         raise ConfigError(f"search space key {key}: the validation stream is fixed for the "
                           "sweep (one val seed, one val set) and may not be searched")
     if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
         raise ConfigError(f"search space: unknown config key {key}")
-    kind = d.get("type")
-    if kind not in TYPES:
-        raise ConfigError(f"search space {key}: type={kind!r}: must be one of {', '.join(TYPES)}")
-    if kind == "choice":
-        values = list(d.get("values") or [])
-        if not values:
+    if d.type not in TYPES:
+        raise ConfigError(f"search space {key}: type={d.type!r}: must be one of "
+                          f"{', '.join(TYPES)}")
+    if d.type == "choice":
+        if not d.values:
             raise ConfigError(f"search space {key}: choice needs a non-empty 'values' list")
-        for v in values:
+        for v in d.values:
             _check_value(cfg, key, v)
-        return {"type": "choice", "values": values}
-    if "low" not in d or "high" not in d:
+        return {"type": "choice", "values": list(d.values)}
+    if d.low is None or d.high is None:
         raise ConfigError(f"search space {key}: needs low and high")
-    scale = d.get("scale")
-    if scale not in (None, "total_step"):
-        raise ConfigError(f"search space {key}: scale={scale!r}: only total_step is known")
-    factor = total if scale else 1
-    low, high = d["low"] * factor, d["high"] * factor
-    if kind == "int":
+    if d.scale not in (None, "total_step"):
+        raise ConfigError(f"search space {key}: scale={d.scale!r}: only total_step is known")
+    factor = total if d.scale else 1
+    low, high = d.low * factor, d.high * factor
+    if d.type == "int":
         low, high = int(round(low)), int(round(high))
     if low > high:
-        raise ConfigError(f"search space {key}: low={d['low']} > high={d['high']}")
-    if d.get("log") and low <= 0:
-        raise ConfigError(f"search space {key}: log range needs low > 0 (got {d['low']})")
+        raise ConfigError(f"search space {key}: low={d.low} > high={d.high}")
+    if d.log and low <= 0:
+        raise ConfigError(f"search space {key}: log range needs low > 0 (got {d.low})")
     for v in (low, high):
         _check_value(cfg, key, v)
-    return {"type": kind, "low": low, "high": high, "log": bool(d.get("log", False)),
-            "scale": factor}
+    return {"type": d.type, "low": low, "high": high, "log": d.log, "scale": factor}
 
 
 def _check_value(cfg: DictConfig, key: str, value: Any) -> None:
     """Apply ``key=value`` to a copy of the base config and validate (catches dropout >= 1)."""
-    trial = copy.deepcopy(cfg)
-    apply_overrides(trial, [f"{key}={value}"])
     try:
-        validate(trial)
+        validate(apply_params(cfg, {key: value}))
     except ConfigError as e:
         raise ConfigError(f"search space {key}: value {value!r} is invalid: {e}") from None
 
 
-def _resolve_point(point: dict[str, Any], raw_space: dict[str, Any], space: dict[str, Any],
-                   total: int) -> dict[str, Any]:
+def _resolve_point(point: dict[str, Any], raw_space: dict[str, ParamCfg],
+                   space: dict[str, Any], total: int) -> dict[str, Any]:
     out = {}
     for key, value in point.items():
         if key not in space:
             raise ConfigError(f"points_to_evaluate: {key} is not in the search space")
-        if space[key]["type"] != "choice" and raw_space[key].get("scale"):
+        if space[key]["type"] != "choice" and raw_space[key].scale:
             value = value * total
         if space[key]["type"] == "int":
             value = int(round(value))
@@ -151,6 +221,59 @@ def _resolve_point(point: dict[str, Any], raw_space: dict[str, Any], space: dict
             raise ConfigError(f"points_to_evaluate: {key}={value} is outside the search range")
         out[key] = value
     return out
+
+
+def _base_point(cfg: DictConfig, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The baseline: the base config's own values of the searched keys (in range)."""
+    point = {key: OmegaConf.select(cfg, key) for key in space}
+    for key, value in point.items():
+        d = space[key]
+        inside = value in d["values"] if d["type"] == "choice" else d["low"] <= value <= d["high"]
+        if not inside:
+            raise ConfigError(f"search space {key}: the base config's value {value!r} (the "
+                              "baseline) is outside the search range")
+    return point
+
+
+def check_model_keys(cfg: DictConfig, space: dict[str, dict[str, Any]]) -> None:
+    """Build the model on the meta device (no memory, no weights) at each end of every
+    searched ``MODEL.*`` key: what only the model checks fails here, not in every trial."""
+    model_keys = [k for k in space if k.startswith("MODEL.")]
+    if not model_keys:
+        return
+    import torch
+
+    from handpose.model import build_model
+
+    for key in model_keys:
+        d = space[key]
+        for value in d["values"] if d["type"] == "choice" else (d["low"], d["high"]):
+            trial = apply_params(cfg, {key: value, "MODEL.backbone.checkpoint": None})
+            try:
+                with torch.device("meta"):
+                    build_model(trial)
+            except Exception as e:  # noqa: BLE001 - any failure here is the value's fault
+                text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise ConfigError(f"search space {key}: value {value!r} does not build the "
+                                  f"model: {text}") from None
+
+
+def apply_params(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
+    """A copy of ``cfg`` with the searched values set as typed values (not re-parsed text)."""
+    out = copy.deepcopy(cfg)
+    for key, value in params.items():
+        if OmegaConf.select(out, key, default="__missing__") == "__missing__":
+            raise ConfigError(f"unknown config key: {key}")
+        try:
+            OmegaConf.update(out, key, value, merge=False)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"bad value for {key}: {value!r} ({type(e).__name__})") from None
+    return out
+
+
+def trial_config(base: dict[str, Any], params: dict[str, Any]) -> DictConfig:
+    """A trial's validated training config: the sweep's base config + searched values."""
+    return validate(apply_params(from_container(base, "sweep base config"), params))
 
 
 def tune_space(spec: SweepSpec) -> dict[str, Any]:
@@ -169,5 +292,5 @@ def tune_space(spec: SweepSpec) -> dict[str, Any]:
 
 
 def trial_overrides(params: dict[str, Any]) -> list[str]:
-    """Searched values -> ``KEY=VALUE`` overrides of the base config (sorted)."""
+    """Searched values as ``KEY=VALUE`` text (sorted), for people and command lines."""
     return [f"{k}={v}" for k, v in sorted(params.items())]

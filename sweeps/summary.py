@@ -1,21 +1,33 @@
-"""Sweep results -> ``summary.json``, ``best_config.yaml``, ``leaderboard.csv`` + console text."""
+"""Sweep results -> ``summary.json``, ``best_config.yaml``, ``leaderboard.csv`` + console text.
+
+A trial's status comes from what it reported and from the scheduler's own record (public
+``ResultGrid`` data, no Tune internals): ERROR (an exception, or a diverged loss), COMPLETED
+(reached the budget), STOPPED_EARLY (stopped by ASHA) or UNFINISHED (anything else: the
+sweep was interrupted). Trials the sweep never created count as unfinished too.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
-import math
+import pickle
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from handpose.config import apply_overrides
-from sweeps.spec import SweepSpec, trial_overrides
-
-
-def _finite(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+from sweeps.common import (
+    COMPLETED,
+    ERROR,
+    SCHEDULER_FILE,
+    STOPPED_EARLY,
+    UNFINISHED,
+    best_pool,
+    finite,
+)
+from sweeps.fidelity import best_vs_baseline, fidelity, validation_noise
+from sweeps.scheduler import rungs
+from sweeps.spec import SweepSpec, apply_params, trial_overrides
 
 
 def error_reason(err: BaseException) -> str:
@@ -26,9 +38,18 @@ def error_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"[:500]
 
 
-def collect_trials(results, spec: SweepSpec, total_step: int) -> list[dict[str, Any]]:
+def scheduler_record(sweep_dir: Path) -> dict[str, Any]:
+    """What the scheduler saved: trial creation order, sentinels, the trials it stopped."""
+    path = sweep_dir / SCHEDULER_FILE
+    if not path.is_file():
+        return {"trial_index": {}, "sentinels": set(), "stopped": set()}
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def collect_trials(results, spec: SweepSpec, total_step: int,
+                   record: dict[str, Any]) -> list[dict[str, Any]]:
     """One dict per trial from a Tune ``ResultGrid`` (status, searched values, curve)."""
-    statuses = {t.trial_id: t.status for t in results._experiment_analysis.trials}
     trials = []
     for r in results:
         m = r.metrics or {}
@@ -37,51 +58,60 @@ def collect_trials(results, spec: SweepSpec, total_step: int) -> list[dict[str, 
         df = r.metrics_dataframe
         curve = []
         if df is not None and "step" in df and spec.metric in df:
-            curve = [[int(s), _finite(v)] for s, v in zip(df["step"], df[spec.metric], strict=True)]
+            curve = [[int(s), finite(v)] for s, v in zip(df["step"], df[spec.metric], strict=True)]
         last_step = int(m.get("step", 0) or 0)
-        status = statuses.get(trial_id, "UNKNOWN")
-        if r.error is not None:
-            status = "ERROR"
-        elif status == "TERMINATED":
-            status = "COMPLETED" if last_step >= total_step else "STOPPED_EARLY"
+        error = error_reason(r.error) if r.error is not None else m.get("error")
+        if error is not None:
+            status = ERROR
+        elif last_step >= total_step:
+            status = COMPLETED
+        elif trial_id in record["stopped"]:
+            status = STOPPED_EARLY
+        else:
+            status = UNFINISHED
         trials.append({
             "trial_id": trial_id, "status": status, "overrides": params,
-            "last_step": last_step, "mpjpe": _finite(m.get(spec.metric)),
+            "last_step": last_step, "mpjpe": finite(m.get(spec.metric)),
             "best_mpjpe": min((v for _, v in curve if v is not None), default=None),
-            "mpjpe_rel": _finite(m.get("mpjpe_rel")), "pa_mpjpe": _finite(m.get("pa_mpjpe")),
-            "rte": _finite(m.get("rte")), "val_fingerprint": m.get("val_fingerprint"),
+            "mpjpe_rel": finite(m.get("mpjpe_rel")), "pa_mpjpe": finite(m.get("pa_mpjpe")),
+            "rte": finite(m.get("rte")), "val_fingerprint": m.get("val_fingerprint"),
             "node_id": m.get("node_id"), "path": str(r.path), "run_dir": m.get("run_dir"),
-            "curve": curve,
-            "error": None if r.error is None else error_reason(r.error),
+            "curve": curve, "error": error,
+            "sentinel": trial_id in record["sentinels"],
+            "baseline": record["trial_index"].get(trial_id) == 0,
         })
     sign = 1 if spec.mode == "min" else -1
     trials.sort(key=lambda t: (t["mpjpe"] is None, sign * (t["mpjpe"] or 0)))
     return trials
 
 
-def pick_best(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Best last-reported metric among full-budget trials (else among all that reported)."""
-    full = [t for t in trials if t["status"] == "COMPLETED" and t["mpjpe"] is not None]
-    pool = full or [t for t in trials if t["mpjpe"] is not None and t["status"] != "ERROR"]
-    return pool[0] if pool else None  # trials are sorted best first
-
-
 def write_outputs(sweep_dir: Path, spec: SweepSpec, base_cfg: DictConfig,
-                  trials: list[dict[str, Any]]) -> dict[str, Any]:
-    best = pick_best(trials)
+                  trials: list[dict[str, Any]], num_samples: int) -> dict[str, Any]:
+    pool = best_pool(trials)
+    best = pool[0] if pool else None
+    baseline = next((t for t in trials if t["baseline"]), None)
+    total = base_cfg.GENERAL.total_step
     prints = sorted({t["val_fingerprint"] for t in trials if t["val_fingerprint"]})
+    steps = rungs(spec.scheduler.grace_period, spec.scheduler.reduction_factor, total)
     summary = {
         "metric": spec.metric, "mode": spec.mode, "preset": spec.preset,
-        "total_step": base_cfg.GENERAL.total_step, "val_seed": base_cfg.GENERAL.val_seed,
+        "total_step": total, "val_seed": base_cfg.GENERAL.val_seed,
+        "num_samples": num_samples,
         "val_fingerprints": prints, "comparable": len(prints) == 1,
         "best": None if best is None else {
             "trial_id": best["trial_id"], "overrides": best["overrides"],
             "mpjpe": best["mpjpe"], "step": best["last_step"]},
+        "baseline": None if baseline is None else {
+            k: baseline[k] for k in ("trial_id", "overrides", "mpjpe", "status", "last_step")},
+        "best_vs_baseline": best_vs_baseline(best, baseline, validation_noise(trials)),
+        "sentinels": sorted(t["trial_id"] for t in trials if t["sentinel"]),
+        "rungs": steps,
+        "fidelity": fidelity(trials, steps, total),
         "trials": trials,
     }
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if best is not None:
-        cfg = apply_overrides(base_cfg.copy(), trial_overrides(best["overrides"]))
+        cfg = apply_params(base_cfg, best["overrides"])
         cfg.GENERAL.resume_path = None
         cfg.GENERAL.run_name = f"best-{best['trial_id']}"
         (sweep_dir / "best_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -89,10 +119,11 @@ def write_outputs(sweep_dir: Path, spec: SweepSpec, base_cfg: DictConfig,
     with open(sweep_dir / "leaderboard.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["rank", "trial_id", "status", "last_step", "mpjpe", "mpjpe_rel", "pa_mpjpe",
-                    "rte", "val_fingerprint", *keys])
+                    "rte", "val_fingerprint", "baseline", "sentinel", *keys])
         for i, t in enumerate(trials, 1):
             w.writerow([i, t["trial_id"], t["status"], t["last_step"], t["mpjpe"],
                         t["mpjpe_rel"], t["pa_mpjpe"], t["rte"], t["val_fingerprint"],
+                        int(t["baseline"]), int(t["sentinel"]),
                         *[t["overrides"].get(k) for k in keys]])
     return summary
 
@@ -116,10 +147,12 @@ def _fmt(v: Any) -> str:
 
 
 def finish(results, spec: SweepSpec, base_cfg: DictConfig, sweep_dir: Path,
-           resume_cmd: str) -> int:
-    """Write the sweep's files and print the leaderboard, the winner and what to run next."""
-    trials = collect_trials(results, spec, base_cfg.GENERAL.total_step)
-    summary = write_outputs(sweep_dir, spec, base_cfg, trials)
+           num_samples: int, resume_cmd: str) -> int:
+    """Write the sweep's files and print the leaderboard, the winner against the baseline,
+    the fidelity check and what to run next. 0 when every trial finished, else 1."""
+    trials = collect_trials(results, spec, base_cfg.GENERAL.total_step,
+                            scheduler_record(sweep_dir))
+    summary = write_outputs(sweep_dir, spec, base_cfg, trials, num_samples)
     print("\n" + format_leaderboard(summary))
     prints = summary["val_fingerprints"]
     if summary["comparable"]:
@@ -127,11 +160,14 @@ def finish(results, spec: SweepSpec, base_cfg: DictConfig, sweep_dir: Path,
               f"(val_seed {summary['val_seed']}, fingerprint {prints[0]}): MPJPE is comparable")
     else:
         print(f"\nWARNING: trials validated on {len(prints)} different streams: {prints}")
-    unfinished = [t for t in trials if t["status"] not in ("COMPLETED", "STOPPED_EARLY", "ERROR")]
     best = summary["best"]
     if best is not None:
         print(f"best: {best['trial_id']} mpjpe={best['mpjpe']:.2f}mm at step {best['step']}")
         print("  " + " ".join(trial_overrides(best["overrides"])))
+    if summary["best_vs_baseline"] is not None:
+        print(summary["best_vs_baseline"]["sentence"])
+    print(f"fidelity: {summary['fidelity']['message']} (sentinels: "
+          f"{', '.join(summary['sentinels']) or 'none'})")
     print(f"\nresults: {sweep_dir} (summary.json, leaderboard.csv, best_config.yaml)")
     if best is not None:
         print(f"train the best config: python -m handpose.train --config-name "
@@ -139,7 +175,10 @@ def finish(results, spec: SweepSpec, base_cfg: DictConfig, sweep_dir: Path,
     if base_cfg.AIM.enabled:
         print(f"open Aim: aim up --repo {base_cfg.AIM.server_url}")
     print(f"report (plots, tables): python sweeps/report.py {sweep_dir}")
+    unfinished = sum(t["status"] == UNFINISHED for t in trials) + max(
+        0, num_samples - len(trials))
     if unfinished:
-        print(f"\n{len(unfinished)} trials did not finish; resume with: {resume_cmd}")
+        print(f"\nINTERRUPTED: {unfinished} of {num_samples} trials did not finish; "
+              f"resume with: {resume_cmd}")
         return 1
     return 0

@@ -13,7 +13,7 @@ import ray
 from handpose.config import load_config
 from handpose.train import train
 from sweeps.dropout_warmup import main
-from sweeps.search import study_url
+from sweeps.search import study_storage
 
 from .conftest import data_overrides
 
@@ -79,7 +79,7 @@ def test_best_config_trains(smoke_sweep, tmp_path):
 def test_optuna_study_sees_pruned_trials(smoke_sweep):
     _, sweep_dir = smoke_sweep
     summary = json.loads((sweep_dir / "summary.json").read_text())
-    study = optuna.load_study(study_name="smoke", storage=study_url(sweep_dir))
+    study = optuna.load_study(study_name="smoke", storage=study_storage(sweep_dir))
     states = sorted(t.state.name for t in study.trials)
     want = sorted("PRUNED" if t["status"] == "STOPPED_EARLY" else "COMPLETE"
                   for t in summary["trials"])

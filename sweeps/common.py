@@ -1,0 +1,29 @@
+"""Small facts and rules shared by the sweep, its summary, the confirmation and the report.
+
+No Ray import here: the report and the summary readers run without a cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+STUDY_FILE = "optuna.journal"  # the Optuna study of a sweep, in its folder
+SCHEDULER_FILE = "scheduler_state.pkl"  # ASHA's rungs, saved as they change
+DIVERGED_PENALTY = 1.0e6  # mm: what Optuna is told for a trial whose loss became NaN/inf
+# Tune's trial statuses as the summary states them
+COMPLETED, STOPPED_EARLY, ERROR, UNFINISHED = ("COMPLETED", "STOPPED_EARLY", "ERROR",
+                                               "UNFINISHED")
+
+
+def finite(x: Any) -> float | None:
+    """``x`` as a float if it is a finite number, else None."""
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def best_pool(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials that may be called best, best first (``trials`` come sorted best first):
+    those that ran the full budget, else every trial that reported and did not fail."""
+    reported = [t for t in trials if t.get("mpjpe") is not None]
+    return ([t for t in reported if t["status"] == COMPLETED]
+            or [t for t in reported if t["status"] != ERROR])

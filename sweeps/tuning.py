@@ -1,0 +1,95 @@
+"""The Ray plumbing, in one place: connecting to Ray, the trial's resources, the live trial
+table, and ``Tuner`` construction for the sweep, the confirmation and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our trial table (CLIReporter), not Ray's
+# Tune keeps one checkpoint per trial, so it snapshots its state at every checkpoint (that
+# keeps the saved searcher close to the study); its warning about that is expected here.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from handpose.data.shards import is_url  # noqa: E402
+from handpose.errors import UserError  # noqa: E402
+from sweeps.spec import SweepSpec  # noqa: E402
+
+
+def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Use this process's Ray if initialised, else join ``address`` or start a new local Ray
+    with its dashboard (never a stray one found on this machine). Prints the dashboard URL
+    and how to get its token. True if connected here (the caller shuts it down)."""
+    if ray.is_initialized():  # e.g. a test fixture's ray.init(num_cpus=2)
+        return False
+    kwargs: dict[str, Any] = {"log_to_driver": False}
+    if not address:
+        kwargs.update(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1")
+    try:
+        ctx = ray.init(address=address or "local", **kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"cannot reach Ray at {address or 'local'}: {text}") from None
+    if ctx.dashboard_url:
+        print(f"Ray dashboard: http://{ctx.dashboard_url} (it asks for a token: "
+              "`ray get-auth-token` prints it)")
+    else:
+        print("Ray dashboard: not running")
+    return True
+
+
+def with_resources(trainable: Callable, spec: SweepSpec) -> Any:
+    """``trainable`` with the spec's per-trial resources (``cpu``, ``gpu``)."""
+    r = spec.resources
+    return tune.with_resources(trainable, {k: v for k, v in (("cpu", r.cpu), ("gpu", r.gpu))
+                                           if v})
+
+
+def make_trainable(spec: SweepSpec, base: dict[str, Any], storage: str, sweep_dir: Path,
+                   fn: Callable | None = None, **extra: Any) -> Any:
+    """The trial function (default ``sweeps.trainable.handpose_trial``) with the base config
+    attached (via the object store) and the spec's resources. With local/NFS storage each
+    trial's run folder is ``<sweep>/runs/<trial>`` (shared by all nodes); with s3:// it
+    stays in Tune's trial folder."""
+    if fn is None:
+        from sweeps.trainable import handpose_trial as fn
+    runs_dir = None if is_url(storage) else str(sweep_dir / "runs")
+    return with_resources(tune.with_parameters(fn, base=base, runs_dir=runs_dir, **extra),
+                          spec)
+
+
+def progress_reporter(spec: SweepSpec, parameter_columns: dict[str, str] | None = None
+                      ) -> tune.CLIReporter:
+    """The live table: the top trials by MPJPE (the header counts trials by status), the
+    searched values, the step and the decoder's current dropout rate (``dropout_now``, apart
+    from the searched target ``dropout``)."""
+    return tune.CLIReporter(
+        metric_columns={"step": "step", "mpjpe": "mpjpe_mm", "rte": "rte_mm",
+                        "dropout_rate": "dropout_now"},
+        parameter_columns=parameter_columns or {k: k.split(".")[-1] for k in spec.space},
+        max_report_frequency=15, sort_by_metric=True, max_progress_rows=20)
+
+
+def make_tuner(trainable: Any, spec: SweepSpec, *, name: str, storage: str,
+               param_space: dict[str, Any], num_samples: int = 1, search_alg: Any = None,
+               scheduler: Any = None, reporter: Any = None, max_concurrent: int = 0,
+               reuse_actors: bool = False) -> tune.Tuner:
+    """A ``Tuner`` with the spec's metric, failure policy and checkpoint policy: Tune keeps
+    one checkpoint per trial (the latest: all that exact resume needs)."""
+    return tune.Tuner(
+        trainable, param_space=param_space,
+        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=search_alg,
+                                    scheduler=scheduler, num_samples=num_samples,
+                                    max_concurrent_trials=max_concurrent,
+                                    reuse_actors=reuse_actors),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
+            progress_reporter=reporter, verbose=1))
