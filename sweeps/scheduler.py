@@ -114,6 +114,8 @@ class SweepASHA(ASHAScheduler):
         step = result.get(self._time_attr, 0)
         if self._ready_step is not None and step < self._ready_step(trial.config):
             return TrialScheduler.CONTINUE  # dropout not at its target yet: not compared
+        if trial.trial_id not in self._trial_info:  # restored trial Tune did not re-add
+            super().on_trial_add(tune_controller, trial)
         action = super().on_trial_result(tune_controller, trial, result)
         if trial.trial_id in self.sentinels and step < self._max_t:
             action = TrialScheduler.CONTINUE

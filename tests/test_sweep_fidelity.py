@@ -1,0 +1,49 @@
+"""What the summary says about a sweep: rank correlation of rungs with the final MPJPE,
+validation noise, and the best trial against the baseline."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeps.fidelity import best_vs_baseline, fidelity, spearman, validation_noise
+
+
+def _trial(tid, curve, status="COMPLETED"):
+    return {"trial_id": tid, "status": status, "curve": [[s, v] for s, v in curve],
+            "mpjpe": curve[-1][1]}
+
+
+def test_spearman_matches_hand_computed_values():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ranks x = 1 2 3 4, y = 2 1 4 3: d^2 = 4 -> 1 - 6*4/(4*15) = 0.6
+    assert spearman([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(0.6)
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_fidelity_flags_a_rung_that_ranks_trials_unlike_the_end():
+    good = [_trial(f"t{i}", [(100, 50 + i), (200, 40 + i)]) for i in range(4)]
+    f = fidelity(good, [100, 200], 200)
+    assert f["per_rung"] == [{"step": 100, "n": 4, "spearman": pytest.approx(1.0)}]
+    assert not f["low"] and "ranks trials like final" in f["message"]
+    flipped = [_trial(f"t{i}", [(100, 50 - i), (200, 40 + i)]) for i in range(4)]
+    stopped = _trial("s", [(100, 10.0)], status="STOPPED_EARLY")  # not full budget: unused
+    f = fidelity(flipped + [stopped], [100, 200], 200)
+    assert f["low"] and f["n_full"] == 4
+    assert "early stopping may have discarded winners" in f["message"]
+    assert "too few" in fidelity(good[:2], [100, 200], 200)["message"]
+
+
+def test_best_against_baseline_and_noise():
+    base = _trial("base", [(1, 60.0), (2, 61.0), (3, 59.0), (4, 60.0)])
+    best = _trial("best", [(1, 50.0), (2, 51.0), (3, 49.0), (4, 58.0)])
+    noise = validation_noise([base, best])
+    assert noise == pytest.approx((1.0 + 22.3333**0.5) / 2)  # stds of the last 3
+    v = best_vs_baseline(best, base, noise)
+    assert v["diff_mm"] == pytest.approx(-2.0) and not v["beyond_noise"]
+    assert "within the validation noise" in v["sentence"] and "--confirm" in v["sentence"]
+    far = _trial("far", [(1, 30.0), (2, 30.0), (3, 30.0), (4, 30.0)])
+    v = best_vs_baseline(far, base, 1.0)
+    assert v["beyond_noise"] and "better than the baseline beyond" in v["sentence"]
+    same = best_vs_baseline(base, base, 1.0)
+    assert same["diff_mm"] == 0.0 and "is the baseline" in same["sentence"]
