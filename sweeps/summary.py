@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sweeps.aim_runs import close_and_index
 from sweeps.common import (
     COMPLETED,
     ERROR,
@@ -153,6 +154,8 @@ def finish(results, spec: SweepSpec, base_cfg: DictConfig, sweep_dir: Path,
     trials = collect_trials(results, spec, base_cfg.GENERAL.total_step,
                             scheduler_record(sweep_dir))
     summary = write_outputs(sweep_dir, spec, base_cfg, trials, num_samples)
+    if base_cfg.AIM.enabled:
+        close_and_index(base_cfg.AIM.server_url, {t["trial_id"] for t in trials})
     print("\n" + format_leaderboard(summary))
     prints = summary["val_fingerprints"]
     if summary["comparable"]:
@@ -166,8 +169,8 @@ def finish(results, spec: SweepSpec, base_cfg: DictConfig, sweep_dir: Path,
         print("  " + " ".join(trial_overrides(best["overrides"])))
     if summary["best_vs_baseline"] is not None:
         print(summary["best_vs_baseline"]["sentence"])
-    print(f"fidelity: {summary['fidelity']['message']} (sentinels: "
-          f"{', '.join(summary['sentinels']) or 'none'})")
+    print(f"fidelity: {summary['fidelity']['message']}; run to the full budget whatever "
+          f"ASHA says: {', '.join(summary['sentinels']) or 'none'} (the baseline included)")
     print(f"\nresults: {sweep_dir} (summary.json, leaderboard.csv, best_config.yaml)")
     if best is not None:
         print(f"train the best config: python -m handpose.train --config-name "

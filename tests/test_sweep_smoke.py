@@ -114,3 +114,33 @@ def test_every_trial_is_one_aim_run_in_the_sweep_repo(smoke_sweep):
         dropout = next(m for m in run.metrics() if m.name == "dropout_rate"
                        and m.context.to_dict() == {"subset": "train"})
         assert list(dropout.dataframe()["step"])[:2] == [10, 20], "dropout_rate every 10 steps"
+
+
+def test_aim_sdk_sees_every_trial_closed_without_manual_indexing(smoke_sweep):
+    from aim import Repo
+
+    _, sweep_dir = smoke_sweep
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    runs = list(Repo.from_path(str(sweep_dir)).iter_runs())
+    assert sorted(r["sweep"]["trial_id"] for r in runs) == sorted(
+        t["trial_id"] for t in summary["trials"])
+    assert not any(r.active for r in runs), "ASHA-stopped and finished runs are closed"
+
+
+def test_summary_states_baseline_sentinels_and_fidelity(smoke_sweep):
+    _, sweep_dir = smoke_sweep
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    (base,) = [t for t in summary["trials"] if t["baseline"]]
+    assert base["overrides"]["GENERAL.dropout_warmup_step"] == 6  # the base config's values
+    assert base["overrides"]["LOSS.lambda_shape"] == 0.3 and base["status"] == "COMPLETED"
+    assert summary["baseline"]["trial_id"] == base["trial_id"]
+    assert summary["sentinels"] == [base["trial_id"]]  # smoke: no random sentinels
+    assert summary["rungs"] == [20, 40]
+    vs = summary["best_vs_baseline"]
+    assert vs["diff_mm"] == pytest.approx(summary["best"]["mpjpe"] - base["mpjpe"])
+    if summary["best"]["trial_id"] == base["trial_id"]:
+        assert "is the baseline" in vs["sentence"]
+    else:
+        assert vs["noise_mm"] > 0 and "--confirm" in vs["sentence"]
+        assert ("within the validation noise" in vs["sentence"]) == (not vs["beyond_noise"])
+    assert [r["step"] for r in summary["fidelity"]["per_rung"]] == [20, 40]

@@ -69,3 +69,20 @@ def test_cli_rejects_bad_input_before_ray(tmp_path, args, message):
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr.strip().splitlines()[-1]
     assert "Ray dashboard" not in proc.stdout  # failed before any Ray work
+
+
+def test_cli_rejects_unwritable_storage_and_a_reused_name(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    used = tmp_path / "res" / "taken"
+    used.mkdir(parents=True)
+    (used / "sweep_state.yaml").write_text("preset: smoke\n")
+    for args, message in ((["--storage", str(blocker / "sub")], "cannot write there"),
+                          (["--storage", str(tmp_path / "res"), "--name", "taken"],
+                           "already holds a sweep")):
+        proc = subprocess.run([sys.executable, "sweeps/dropout_warmup.py", "--smoke", *args],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], proc.stderr
+        assert "Ray dashboard" not in proc.stdout
