@@ -18,15 +18,11 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from handpose.errors import UserError
+from sweeps.common import COMPLETED, UNFINISHED, finite
+from sweeps.fidelity import value_at
 
-STUDY_FILE = "optuna.db"  # sweeps.search.STUDY_FILE (not imported: that module pulls in Ray)
 FINAL_KEYS = ("mpjpe", "mpjpe_rel", "pa_mpjpe", "rte")
 IGNORED_CONFIG_KEYS = ("GENERAL.run_name", "GENERAL.output_dir")  # differ between any two runs
-
-
-def finite(x: Any) -> float | None:
-    """``x`` as a float if it is a finite number, else None."""
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 @dataclass
@@ -44,6 +40,13 @@ class Entry:
     timeline: list[dict[str, Any]] = field(default_factory=list)  # Ray result.json reports
     summary_curve: list[tuple[int, float]] = field(default_factory=list)
     error: str | None = None
+    baseline: bool = False  # the trial of the base config's own values (full budget)
+    sentinel: bool = False  # ran the full budget whatever ASHA said (fidelity check)
+
+    @property
+    def role(self) -> str:
+        """"baseline", "sentinel" or "" (what the leaderboard's role column says)."""
+        return "baseline" if self.baseline else "sentinel" if self.sentinel else ""
 
     def curve(self) -> list[tuple[int, float]]:
         """Validation MPJPE (mm) by step: from ``metrics.jsonl``, else from ``summary.json``."""
@@ -154,6 +157,7 @@ def load_sweep(sweep_dir: Path) -> tuple[Sweep, list[Entry]]:
             id=str(t["trial_id"]), kind="trial", status=str(t.get("status", "UNKNOWN")),
             params=dict(t.get("overrides") or {}), final=final, run_dir=run_dir, train=train,
             val=val, timeline=timeline, error=t.get("error"),
+            baseline=bool(t.get("baseline")), sentinel=bool(t.get("sentinel")),
             summary_curve=[(int(s), float(v)) for s, v in t.get("curve") or []
                            if finite(v) is not None]))
     return Sweep(sweep_dir, summary, confirm), entries
@@ -168,7 +172,7 @@ def load_run(run_dir: Path) -> tuple[Entry, dict[str, Any]]:
     done = bool(val) and isinstance(total, int) and last["step"] >= total
     final = {k: finite(last.get(k)) for k in FINAL_KEYS}
     final.update(last_step=last.get("step"), val_fingerprint=last.get("val_fingerprint"))
-    entry = Entry(id=run_dir.name, kind="run", status="COMPLETED" if done else "UNFINISHED",
+    entry = Entry(id=run_dir.name, kind="run", status=COMPLETED if done else UNFINISHED,
                   params={}, final=final, run_dir=run_dir, train=train, val=val)
     return entry, config
 
@@ -226,7 +230,7 @@ def leaderboard(data: ReportData) -> list[dict[str, Any]]:
         curve = e.curve()
         best = min(curve, key=lambda p: p[1]) if curve else (None, None)
         rows.append({
-            "rank": rank, "id": e.id, "kind": e.kind, "status": e.status,
+            "rank": rank, "id": e.id, "kind": e.kind, "role": e.role, "status": e.status,
             "last_step": e.final["last_step"], "mpjpe": e.final["mpjpe"],
             "best_mpjpe": best[1], "best_step": best[0],
             **{k: e.final[k] for k in FINAL_KEYS[1:]},
@@ -298,34 +302,17 @@ def best_so_far(entries: list[Entry]) -> list[dict[str, float]]:
     return out
 
 
-def param_importance(sweep_dir: Path) -> tuple[dict[str, float] | None, str]:
-    """PED-ANOVA importance of each searched parameter on the sweep's Optuna study, and a
-    note saying what it rests on or why there is none (never raises)."""
-    db = sweep_dir / STUDY_FILE
-    if not db.is_file():
-        return None, f"no Optuna study ({STUDY_FILE}) in {sweep_dir}"
-    import optuna
-    from sqlalchemy.exc import SQLAlchemyError
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = f"sqlite:///{db.resolve()}"
-    try:
-        names = optuna.get_all_study_names(url)
-        name = sweep_dir.name if sweep_dir.name in names else names[0] if len(names) == 1 else None
-        if name is None:
-            return None, f"{db}: {len(names)} studies, none named {sweep_dir.name}"
-        study = optuna.load_study(study_name=name, storage=url)
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        n_done = states.count(optuna.trial.TrialState.COMPLETE)
-        n_pruned = states.count(optuna.trial.TrialState.PRUNED)
-        if n_done < 2:
-            return None, (f"not enough trials for importance: {n_done} complete in the Optuna "
-                          f"study (needs at least 2; {n_pruned} pruned trials do not count)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            imp = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
-    except (SQLAlchemyError, ValueError, KeyError, RuntimeError) as e:
-        return None, f"{db}: importance unavailable ({type(e).__name__}: {e})"
-    return dict(imp), (f"PED-ANOVA (Optuna) on the {n_done} complete trials of study "
-                       f"'{name}' ({n_pruned} pruned trials not used); few trials make it noisy")
+def fidelity_points(entries: list[Entry], rungs: list[int], total_step: int | None
+                    ) -> list[dict[str, Any]]:
+    """One row per trial that ran the full budget: its MPJPE (mm) at each rung before the
+    budget (the last validation at or before it, as the summary's correlation uses) and
+    its final MPJPE."""
+    steps = [s for s in rungs if total_step is None or s < total_step]
+    rows = []
+    for e in entries:
+        if e.kind != "trial" or e.status != COMPLETED or e.final["mpjpe"] is None:
+            continue
+        curve = [[s, v] for s, v in e.curve()]
+        rows.append({"id": e.id, "role": e.role, "final": e.final["mpjpe"],
+                     **{str(s): value_at(curve, s) for s in steps}})
+    return rows

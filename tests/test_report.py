@@ -1,25 +1,31 @@
 """sweeps/report.py on a realistic fake sweep folder (no Ray) and on two plain run folders:
 every section, valid embedded and on-disk PNGs, parseable CSV/JSON, exit code 2 on bad input,
-and (when Chromium is installed) a headless render of the page."""
+the baseline, sentinels and the fidelity check, importance with a bootstrap interval, log
+axes from the study, a 300-trial sweep in bounded time, and (when Chromium is installed) a
+headless render of the page."""
 
 from __future__ import annotations
 
 import base64
 import csv
 import json
+import math
+import random
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from handpose.errors import UserError
-from sweeps.report import main
-from sweeps.report_data import param_importance
+from sweeps.report import build_report, main
+from sweeps.report_study import MIN_FINISHED, log_keys, open_study, param_importance
 
 REPO = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -36,6 +42,7 @@ SPACE = {  # configs/sweep/dropout_warmup.yaml, smoke preset (warmup scaled to 6
     "LOSS.lambda_rel": optuna.distributions.FloatDistribution(0.002, 0.05, log=True),
     "LOSS.lambda_img": optuna.distributions.FloatDistribution(0.0002, 0.01, log=True),
 }
+LOG_KEYS = {k for k, d in SPACE.items() if getattr(d, "log", False)}
 # trial id -> (status, searched values, validation MPJPE (mm) at steps 20, 40, 60, ...)
 TRIALS = {
     "aaaa0001": ("COMPLETED", (6, "step", 0.1, 0.05, 3.0, 3.0, 0.012, 0.002), [90.0, 85.0, 80.0]),
@@ -44,11 +51,19 @@ TRIALS = {
     "aaaa0004": ("ERROR", (10, "step", 0.2, 0.1, 2.0, 2.0, 0.02, 0.0005), [99.0]),
 }
 GAP = 3.0  # val minus train MPJPE (mm) in every fake validation
+BEST_VS_BASELINE = "The best trial is within the validation noise of the baseline: -2.0 mm"
+FIDELITY_MESSAGE = "2 trials reached the full budget: too few to tell (needs 3)"
 HEADINGS = ("Overview", "Leaderboard", "Validation MPJPE over steps",
+            "Fidelity (early stopping check)",
             "MPJPE at shared validation steps", "Best MPJPE so far",
             "Validation std and generalisation gap", "Dropout schedule",
             "Train vs validation loss", "Searched parameters vs final MPJPE",
             "Hyperparameter importance", "Confirmation (multi-seed)", "Data files")
+
+
+def journal(sweep: Path) -> JournalStorage:
+    """The sweep's Optuna study storage, as sweeps/search.py makes it."""
+    return JournalStorage(JournalFileBackend(str(sweep / "optuna.journal")))
 
 
 def write_run(run_dir: Path, curve: list[float], dropout: float, warmup: int,
@@ -81,7 +96,7 @@ def make_sweep(root: Path, confirm: bool = True) -> Path:
     only by its summary curve), with its Optuna study and, optionally, confirm.json."""
     sweep = root / "fake"
     sweep.mkdir(parents=True)
-    study = optuna.create_study(study_name=sweep.name, storage=f"sqlite:///{sweep}/optuna.db",
+    study = optuna.create_study(study_name=sweep.name, storage=journal(sweep),
                                 direction="minimize")
     trials = []
     for i, (tid, (status, values, curve)) in enumerate(TRIALS.items()):
@@ -111,11 +126,21 @@ def make_sweep(root: Path, confirm: bool = True) -> Path:
             "val_fingerprint": FINGERPRINT, "node_id": "n1", "path": str(trial_dir),
             "run_dir": str(run_dir) if i >= 2 else None,
             "curve": [[20 * (k + 1), v] for k, v in enumerate(curve)],
-            "error": "NonFiniteLossError: non-finite loss" if status == "ERROR" else None})
+            "error": "NonFiniteLossError: non-finite loss" if status == "ERROR" else None,
+            "baseline": tid == "aaaa0002", "sentinel": tid == "aaaa0002"})
     summary = {"metric": "mpjpe", "mode": "min", "preset": "smoke", "total_step": TOTAL,
                "val_seed": 42, "val_fingerprints": [FINGERPRINT], "comparable": True,
                "best": {"trial_id": "aaaa0001", "overrides": trials[0]["overrides"],
-                        "mpjpe": 80.0, "step": TOTAL}, "trials": trials}
+                        "mpjpe": 80.0, "step": TOTAL},
+               "baseline": {"trial_id": "aaaa0002", "overrides": trials[1]["overrides"],
+                            "mpjpe": 82.0, "status": "COMPLETED", "last_step": TOTAL},
+               "best_vs_baseline": {"diff_mm": -2.0, "noise_mm": 3.0, "beyond_noise": False,
+                                    "sentence": BEST_VS_BASELINE},
+               "sentinels": ["aaaa0002"], "rungs": [20, 40],
+               "fidelity": {"n_full": 2, "low": False, "message": FIDELITY_MESSAGE,
+                            "per_rung": [{"step": 20, "spearman": None, "n": 2},
+                                         {"step": 40, "spearman": None, "n": 2}]},
+               "trials": trials}
     (sweep / "summary.json").write_text(json.dumps(summary))
     if confirm:
         rows = [  # as sweeps/confirm.py writes them
@@ -168,12 +193,19 @@ def test_sweep_report_sections_images_and_tables(sweep_report):
     sweep, out = sweep_report
     html = (out / "report.html").read_text(encoding="utf-8")
     check_page(html, out)
-    assert {p.name for p in out.glob("*.png")} == {
-        "mpjpe_vs_step.png", "best_so_far.png", "generalisation_gap.png",
-        "dropout_schedule.png", "train_vs_val_loss.png", "params_vs_mpjpe.png",
-        "importance.png"}
+    assert {p.name for p in out.glob("*.png")} == {  # no importance: 2 complete trials
+        "mpjpe_vs_step.png", "fidelity.png", "best_so_far.png", "generalisation_gap.png",
+        "dropout_schedule.png", "train_vs_val_loss.png", "params_vs_mpjpe.png"}
     board = read_csv(out / "trials.csv")
     assert [r["id"] for r in board] == list(TRIALS)  # ranked by final MPJPE
+    assert [r["role"] for r in board] == ["", "baseline", "", ""]
+    assert '<tr class="base"><td class="n">2</td><td>aaaa0002</td><td>baseline</td>' in html
+    for text in (BEST_VS_BASELINE, FIDELITY_MESSAGE, "too few finished trials (2) for "
+                 "importance", "aaaa0002 (the base config&#x27;s own values): 82.00 mm",
+                 "1 trials ran the full budget whatever ASHA said: aaaa0002",
+                 "log x axis: the keys searched with log: true"):
+        assert text in html, text
+    assert "early stopping may have discarded winners" not in html
     assert [r["status"] for r in board] == [s for s, _, _ in TRIALS.values()]
     assert float(board[0]["mpjpe"]) == 80.0 and board[0]["LOSS.lambda_trans"] == "0.05"
     assert board[3]["error"] == "NonFiniteLossError: non-finite loss" and not board[0]["error"]
@@ -201,8 +233,10 @@ def test_sweep_report_json(sweep_report):
     best = [p["best_mpjpe"] for p in report["best_so_far"]]
     assert best == sorted(best, reverse=True) and best[-1] == 80.0
     assert report["best_so_far"][-1]["total_steps"] == 60 + 60 + 40
-    assert set(report["importance"]["values"]) == set(SPACE)
-    assert "2 complete" in report["importance"]["note"]
+    assert report["importance"]["rows"] == [] and report["importance"]["n_finished"] == 2
+    assert set(report["log_keys"]) == LOG_KEYS  # from the study's distributions
+    assert [(p["id"], p["role"], p["20"], p["40"]) for p in report["fidelity_points"]] == [
+        ("aaaa0001", "", 90.0, 85.0), ("aaaa0002", "baseline", 92.0, 86.0)]
     assert report["confirm"]["rows"][1]["config"] == "aaaa0002"
 
 
@@ -232,14 +266,155 @@ def test_sweep_plus_run_uses_searched_keys(sweep_report, tmp_path):
     assert board[0]["MODEL.handec.dropout"] == "0.1" and board[0]["LOSS.lambda_trans"] == ""
 
 
-def test_importance_needs_two_complete_trials(tmp_path):
-    sweep = tmp_path / "one"
+def fake_trials(n: int, seed: int = 0, prune_every: int = 3) -> list[optuna.trial.FrozenTrial]:
+    """``n`` study trials whose value (mm) depends mostly on lambda_trans (log distance to
+    0.05), a little on dropout, plus noise; every ``prune_every``-th trial is complete, the
+    others pruned (no value)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        params = {k: (rng.choice(d.choices) if hasattr(d, "choices") else
+                      rng.randint(d.low, d.high) if isinstance(d, optuna.distributions.
+                                                                IntDistribution)
+                      else d.low * (d.high / d.low) ** rng.random() if d.log
+                      else rng.uniform(d.low, d.high)) for k, d in SPACE.items()}
+        value = (80 + 20 * abs(math.log(params["LOSS.lambda_trans"] / 0.05))
+                 + 5 * params["MODEL.handec.dropout"] + rng.gauss(0, 0.5))
+        done = i % prune_every == 0
+        out.append(optuna.trial.create_trial(
+            params=params, distributions=SPACE, value=value if done else None,
+            intermediate_values={20: value + 3},
+            state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED))
+    return out
+
+
+def test_importance_bootstrap_interval(tmp_path):
+    sweep = tmp_path / "imp"
     sweep.mkdir()
-    study = optuna.create_study(study_name="one", storage=f"sqlite:///{sweep}/optuna.db")
-    trial = study.ask(SPACE)
-    study.tell(trial, 80.0)
-    values, text = param_importance(sweep)
-    assert values is None and "not enough trials" in text and "1 complete" in text
+    optuna.create_study(study_name="imp", storage=journal(sweep)).add_trials(fake_trials(90))
+    study, _ = open_study(sweep)
+    start = time.perf_counter()
+    imp = param_importance(study, "")
+    seconds = time.perf_counter() - start
+    assert (imp.n_finished, imp.resamples) == (30, 200) and seconds < 10
+    assert [r["parameter"] for r in imp.rows][0] == "LOSS.lambda_trans"
+    assert {r["parameter"] for r in imp.rows} == set(SPACE)
+    for r in imp.rows:
+        assert 0.0 <= r["p5"] <= r["median"] <= r["p95"] <= 1.0
+    # 30 trials: the top 10% PED-ANOVA looks at are 3 trials; the whiskers say so
+    assert max(r["p95"] - r["p5"] for r in imp.rows) > 0.2
+    assert "30 trials that ran the full budget" in imp.note and "60 stopped early" in imp.note
+    assert log_keys(study, sweep) == LOG_KEYS
+    again = param_importance(open_study(sweep)[0], "")
+    assert again.rows == imp.rows  # seeded: the same report twice
+
+
+def test_importance_too_few_and_old_sqlite_study(tmp_path):
+    sweep = tmp_path / "old"
+    sweep.mkdir()  # a sweep from before the journal: optuna.db
+    optuna.create_study(study_name="old", storage=f"sqlite:///{sweep}/optuna.db").add_trials(
+        fake_trials(3 * (MIN_FINISHED - 1)))
+    study, where = open_study(sweep)
+    assert study is not None and "optuna.db" in where
+    imp = param_importance(study, where)
+    assert imp.rows == [] and imp.note.startswith(
+        f"too few finished trials ({MIN_FINISHED - 1}) for importance")
+    empty = tmp_path / "none"
+    empty.mkdir()
+    study, why = open_study(empty)
+    assert study is None and param_importance(study, why).note == why
+    assert "no Optuna study (optuna.journal)" in why
+
+
+def test_log_keys_from_spec_when_no_study(tmp_path):
+    state = {"preset": "smoke", "spec": str(REPO / "configs/sweep/dropout_warmup.yaml"),
+             "num_samples": 4, "base": {}}
+    (tmp_path / "sweep_state.yaml").write_text(yaml.safe_dump(state))
+    assert log_keys(None, tmp_path) == {"LOSS.lambda_trans", "LOSS.lambda_theta",
+                                        "LOSS.lambda_shape", "LOSS.lambda_rel",
+                                        "LOSS.lambda_img"}
+    state["spec"] = str(tmp_path / "gone.yaml")  # a moved spec: linear axes, no error
+    (tmp_path / "sweep_state.yaml").write_text(yaml.safe_dump(state))
+    assert log_keys(None, tmp_path) is None
+    assert log_keys(None, tmp_path / "elsewhere") is None
+
+
+def make_big_sweep(root: Path, n: int, seed: int = 0) -> Path:
+    """A sweep folder of ``n`` scripted trials (rungs at steps 20 and 40 of 60): summary.json
+    with the baseline, sentinels (every 5th trial) and the summary's own fidelity check,
+    one minimal run folder per trial (val lines only) and the journal study. Rung MPJPE
+    barely predicts final MPJPE, so the fidelity check is low."""
+    from sweeps.fidelity import fidelity
+
+    sweep = root / "big"
+    (sweep / "runs").mkdir(parents=True)
+    study_trials = fake_trials(n, seed, prune_every=1)  # values only; states below
+    rng = random.Random(seed)
+    trials, frozen = [], []
+    for i, ft in enumerate(study_trials):
+        tid = f"t{i:05d}"
+        final = ft.value
+        curve = [150 + rng.uniform(0, 60), final + rng.uniform(0, 10), final]  # step 20: noise
+        sentinel, baseline = i % 5 == 0, i == 7
+        status = ("ERROR" if i % 97 == 3 else "UNFINISHED" if i % 89 == 4
+                  else "COMPLETED" if sentinel or baseline or i % 4 == 1 else "STOPPED_EARLY")
+        curve = curve[:1 + (i % 2)] if status in ("STOPPED_EARLY", "UNFINISHED") else (
+            curve[:1] if status == "ERROR" else curve)
+        run_dir = sweep / "runs" / f"handpose_trial_{tid}"
+        run_dir.mkdir()
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(
+            {"step": 20 * (k + 1), "split": "val", "mpjpe": v, "val_fingerprint": FINGERPRINT})
+            + "\n" for k, v in enumerate(curve)))
+        trials.append({
+            "trial_id": tid, "status": status, "overrides": ft.params,
+            "last_step": 20 * len(curve), "mpjpe": curve[-1], "best_mpjpe": min(curve),
+            "val_fingerprint": FINGERPRINT, "path": str(sweep / f"trial_{tid}"),
+            "run_dir": str(run_dir), "curve": [[20 * (k + 1), v] for k, v in enumerate(curve)],
+            "error": "NonFiniteLossError: non-finite loss" if status == "ERROR" else None,
+            "sentinel": sentinel or baseline, "baseline": baseline})
+        frozen.append(optuna.trial.create_trial(
+            params=ft.params, distributions=SPACE,
+            value=final if status == "COMPLETED" else None,
+            state=optuna.trial.TrialState.COMPLETE if status == "COMPLETED"
+            else optuna.trial.TrialState.PRUNED))
+    optuna.create_study(study_name=sweep.name, storage=journal(sweep)).add_trials(frozen)
+    trials.sort(key=lambda t: t["mpjpe"])
+    base = next(t for t in trials if t["baseline"])
+    (sweep / "summary.json").write_text(json.dumps({
+        "metric": "mpjpe", "mode": "min", "preset": "scale", "total_step": TOTAL,
+        "val_seed": 42, "best": {"trial_id": trials[0]["trial_id"], "mpjpe": trials[0]["mpjpe"],
+                                 "step": TOTAL},
+        "baseline": {k: base[k] for k in ("trial_id", "overrides", "mpjpe", "status",
+                                          "last_step")},
+        "best_vs_baseline": None, "sentinels": [t["trial_id"] for t in trials if t["sentinel"]],
+        "rungs": [20, 40], "fidelity": fidelity(trials, [20, 40], TOTAL), "trials": trials}))
+    return sweep
+
+
+def test_report_at_scale(tmp_path):
+    """300 trials: top-k lines and a band, tables cut to --rows plus the baseline, the low
+    fidelity said plainly, importance with intervals; in bounded time."""
+    sweep = make_big_sweep(tmp_path, 300)
+    start = time.perf_counter()
+    page = build_report([sweep], rows=20, lines=10).read_text(encoding="utf-8")
+    seconds = time.perf_counter() - start
+    assert seconds < 15, seconds
+    out = sweep / "report"
+    check_page(page, out)
+    board = page.split('<section id="leaderboard">')[1].split("</section>")[0]
+    base_rank = next(int(r["rank"]) for r in read_csv(out / "trials.csv") if r["role"] ==
+                     "baseline")
+    assert base_rank > 20 and board.count("<tr") == 1 + 20 + 1  # header, top 20, baseline
+    assert board.count('<tr class="base">') == 1 and "279 more entries not shown" in board
+    assert len(read_csv(out / "trials.csv")) == 300
+    fid = page.split('<section id="fidelity">')[1].split("</section>")[0]
+    assert '<p class="warn">early stopping may have discarded winners' in fid
+    report = json.loads((out / "report.json").read_text())
+    imp = report["importance"]
+    assert imp["n_finished"] >= MIN_FINISHED and imp["resamples"] >= 50
+    top, *others = imp["rows"]  # ~100 full-budget trials: the interval clears the rest
+    assert top["parameter"] == "LOSS.lambda_trans" and top["p5"] > max(r["p95"] for r in others)
+    assert "UNFINISHED" in {r["status"] for r in report["leaderboard"]}
 
 
 def test_bad_input(tmp_path):
