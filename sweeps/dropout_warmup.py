@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, metavar="S", default=3,
                    help="training seeds per config for --confirm (>= 2)")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the base config")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     if args.num_samples is not None and args.num_samples < 1:
         raise UserError(f"--num-samples={args.num_samples}: must be >= 1")
     if args.confirm < 0 or (args.confirm and args.seeds < 2):

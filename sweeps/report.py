@@ -73,18 +73,20 @@ def overview(data: D.ReportData) -> str:
         best, base = s.get("best") or {}, s.get("baseline") or {}
         items["best trial"] = (f"{best['trial_id']}: {fmt(best.get('mpjpe'))} mm at step "
                                f"{best.get('step')}" if best else None)
-        items["baseline"] = (f"{base['trial_id']} (the base config's own values): "
-                             f"{fmt(base.get('mpjpe'))} mm at step {base.get('last_step')}, "
-                             f"{str(base.get('status')).lower()}" if base else
-                             "none (no trial evaluated the base config's own values)")
+        if "baseline" in s:  # absent: a sweep from before baselines
+            items["baseline"] = (f"{base['trial_id']} (the base config's own values): "
+                                 f"{fmt(base.get('mpjpe'))} mm at step {base.get('last_step')}"
+                                 f", {str(base.get('status')).lower()}" if base else
+                                 "none (no trial evaluated the base config's own values)")
         versus = s.get("best_vs_baseline") or {}
         if versus.get("sentence"):
             warn += note(versus["sentence"], "note" if versus.get("beyond_noise") else "warn")
-        sentinels = s.get("sentinels") or []
-        items["sentinels"] = (f"{len(sentinels)} trials ran the full budget whatever ASHA "
-                              "said: " + ", ".join(sentinels[:12])
-                              + (f" and {len(sentinels) - 12} more" if len(sentinels) > 12
-                                 else "")) if sentinels else "none"
+        sentinels = s.get("sentinels")
+        if sentinels is not None:
+            items["sentinels"] = (f"{len(sentinels)} trials ran the full budget whatever ASHA "
+                                  "said: " + ", ".join(sentinels[:12])
+                                  + (f" and {len(sentinels) - 12} more" if len(sentinels) > 12
+                                     else "")) if sentinels else "none"
         items["ASHA rungs (steps)"] = s.get("rungs")
     runs = [e for e in data.entries if e.kind == "run"]
     if runs:

@@ -9,6 +9,7 @@ report says why there is no importance instead.
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.common import STUDY_FILE
 
@@ -39,11 +42,25 @@ class Importance:
     note: str = ""
 
 
-def open_study(sweep_dir: Path) -> tuple[Any | None, str]:
+class _ShallowTrial(FrozenTrial):
+    """A complete trial that an in-memory study copies shallowly: the study deep-copies every
+    trial it is given and then only sets its number and id, and those deep copies were most
+    of a bootstrap resample's cost."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _ShallowTrial:
+        return copy.copy(self)
+
+    @classmethod
+    def of(cls, t: FrozenTrial) -> _ShallowTrial:
+        return cls(number=0, state=TrialState.COMPLETE, value=t.value,
+                   datetime_start=t.datetime_start, datetime_complete=t.datetime_complete,
+                   params=t.params, distributions=t.distributions, user_attrs={},
+                   system_attrs={}, intermediate_values={}, trial_id=0)
+
+
+def open_study(sweep_dir: Path) -> tuple[optuna.Study | None, str]:
     """The sweep's Optuna study (journal, else the older SQLite file) and, when there is
     none, why not (never raises)."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     journal, db = sweep_dir / STUDY_FILE, sweep_dir / OLD_STUDY_FILE
     where = journal if journal.is_file() else db if db.is_file() else None
@@ -67,10 +84,8 @@ def open_study(sweep_dir: Path) -> tuple[Any | None, str]:
         return None, f"{where}: unreadable ({type(e).__name__}: {first})"
 
 
-def _ped_anova(trials: list[Any]) -> dict[str, float]:
-    """PED-ANOVA importances of ``trials`` (complete FrozenTrials) in an in-memory study."""
-    import optuna
-
+def _ped_anova(trials: list[FrozenTrial]) -> dict[str, float]:
+    """PED-ANOVA importances of ``trials`` (complete) in an in-memory study."""
     study = optuna.create_study(direction="minimize")
     study.add_trials(trials)
     with warnings.catch_warnings():
@@ -79,21 +94,18 @@ def _ped_anova(trials: list[Any]) -> dict[str, float]:
             study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), normalize=True)
 
 
-def param_importance(study: Any | None, why_not: str, seed: int = 0) -> Importance:
+def param_importance(study: optuna.Study | None, why_not: str, seed: int = 0) -> Importance:
     """Importance of each searched key over the study's complete trials, with a bootstrap:
     the complete trials resampled with replacement, PED-ANOVA on each resample. Resamples:
     ``RESAMPLES``, fewer for big studies (at most ``RESAMPLE_TRIALS`` trials in all, at
     least ``MIN_RESAMPLES``): about 5 s for 1000 complete trials on one core."""
     if study is None:
         return Importance(note=why_not)
-    import optuna
-
     start = time.perf_counter()
     states = [t.state for t in study.get_trials(deepcopy=False)]
-    complete = [t for t in study.get_trials(deepcopy=False,
-                                            states=(optuna.trial.TrialState.COMPLETE,))
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.value is not None]
-    n_pruned = states.count(optuna.trial.TrialState.PRUNED)
+    n_pruned = states.count(TrialState.PRUNED)
     if len(complete) < MIN_FINISHED:
         return Importance(n_finished=len(complete), note=(
             f"too few finished trials ({len(complete)}) for importance: it needs at least "
@@ -102,9 +114,7 @@ def param_importance(study: Any | None, why_not: str, seed: int = 0) -> Importan
     if study.direction != optuna.study.StudyDirection.MINIMIZE:
         return Importance(n_finished=len(complete), note="importance: the study maximizes; "
                           "the report expects MPJPE (minimize)")
-    # slim copies: the in-memory study deep-copies every trial it is given
-    slim = [optuna.trial.create_trial(params=t.params, distributions=t.distributions,
-                                      value=t.value) for t in complete]
+    slim = [_ShallowTrial.of(t) for t in complete]
     full = _ped_anova(slim)
     n_boot = max(MIN_RESAMPLES, min(RESAMPLES, RESAMPLE_TRIALS // len(slim)))
     rng = np.random.default_rng(seed)
@@ -125,7 +135,7 @@ def param_importance(study: Any | None, why_not: str, seed: int = 0) -> Importan
         "region they cover; wide whiskers: the ranking is not settled."))
 
 
-def log_keys(study: Any | None, sweep_dir: Path | None) -> set[str] | None:
+def log_keys(study: optuna.Study | None, sweep_dir: Path | None) -> set[str] | None:
     """The searched keys on a log scale (``log: true``): from the study's distributions,
     else from the sweep spec named in ``sweep_state.yaml``; None when neither is readable
     (the plots then use linear axes)."""

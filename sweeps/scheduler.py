@@ -13,7 +13,7 @@
   MPJPE (``sweeps/fidelity.py``).
 - **State.** Ray does not keep a scheduler's state across ``Tuner.restore``
   (ray-project/ray#30838). This one saves its own (rungs, stops, sentinels) to
-  ``<sweep>/scheduler_state.pkl`` whenever it changes and restores it on first use.
+  ``<sweep>/scheduler_state.pickle`` whenever it changes and restores it on first use.
 """
 
 from __future__ import annotations

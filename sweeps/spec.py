@@ -70,6 +70,7 @@ class PresetCfg:
     resources: ResourcesCfg = field(default_factory=ResourcesCfg)
     max_failures: int = 2
     keep_checkpoints: int = 1  # Tune keeps the latest per trial: all exact resume needs
+    keep_stopped_checkpoints: bool = False  # false: trials ASHA stopped lose theirs at the end
     scheduler: SchedulerCfg = field(default_factory=SchedulerCfg)
     space: dict[str, ParamCfg] = field(default_factory=dict)
     # null: one point, the base config's own values of the searched keys (the baseline)

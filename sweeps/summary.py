@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,22 @@ def collect_trials(results, spec: SweepSpec, total_step: int,
     return trials
 
 
+def prune_checkpoints(trials: list[dict[str, Any]], keep_stopped: bool) -> None:
+    """One copy of each checkpoint: drop what a trial's run folder still holds (Tune may
+    stop a trial between its report and the deletion of its local copy) and, unless
+    ``keep_stopped``, the checkpoints of trials ASHA stopped; record each trial's bytes."""
+    for t in trials:
+        if t["run_dir"]:
+            shutil.rmtree(Path(t["run_dir"]) / "checkpoints", ignore_errors=True)
+        tune_ckpts = list(Path(t["path"]).glob("checkpoint_*"))
+        if t["status"] == STOPPED_EARLY and not keep_stopped:
+            for c in tune_ckpts:
+                shutil.rmtree(c, ignore_errors=True)
+            tune_ckpts = []
+        t["checkpoint_bytes"] = sum(f.stat().st_size for c in tune_ckpts
+                                    for f in c.rglob("*") if f.is_file())
+
+
 def write_outputs(sweep_dir: Path, spec: SweepSpec, base_cfg: DictConfig,
                   trials: list[dict[str, Any]], num_samples: int) -> dict[str, Any]:
     pool = best_pool(trials)
@@ -153,6 +170,7 @@ def finish(results, spec: SweepSpec, base_cfg: DictConfig, sweep_dir: Path,
     the fidelity check and what to run next. 0 when every trial finished, else 1."""
     trials = collect_trials(results, spec, base_cfg.GENERAL.total_step,
                             scheduler_record(sweep_dir))
+    prune_checkpoints(trials, spec.keep_stopped_checkpoints)
     summary = write_outputs(sweep_dir, spec, base_cfg, trials, num_samples)
     if base_cfg.AIM.enabled:
         close_and_index(base_cfg.AIM.server_url, {t["trial_id"] for t in trials})

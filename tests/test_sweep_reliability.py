@@ -94,6 +94,11 @@ def test_killed_trial_resumes_from_checkpoint_and_nan_trial_errors(data_dir, tmp
     assert re.search(r"resumed from .*checkpoint.* at step (20|40|60)", log), log[-2000:]
     assert nan["status"] == "ERROR" and "non-finite loss" in nan["error"]
     assert summary["best"]["trial_id"] == healthy["trial_id"]
+    nan_log = (Path(nan["run_dir"]) / "log.txt").read_text()
+    assert "resumed from" not in nan_log, "a diverged trial is not retried"
+    # one copy of each checkpoint: Tune's (the latest only), none left in the run folders
+    assert not list(sweep.glob("runs/*/checkpoints/checkpoint-*"))
+    assert len(list(Path(healthy["path"]).glob("checkpoint_*"))) == 1
 
 
 def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_path):
@@ -101,9 +106,10 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_p
                             "LOSS.lambda_trans": {"type": "choice", "values": [0.02, 0.1]}},
                  [], num_samples=3)
     storage = tmp_path / "res"
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    # Tune's default state-save period: a trial Optuna saw finish may still be running in
+    # the saved state, and the restored searcher must not crash on it
     cmd = _sweep_cmd(spec, storage, "crash", data_dir, "GENERAL.total_step=60")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     sweep = storage / "crash"
 
@@ -129,3 +135,35 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_p
         assert after[trial] == before[trial]
     for trial, steps in after.items():  # nothing validated twice: unfinished ones continued
         assert len(steps) == len(set(steps)), (trial, steps)
+
+
+def test_ctrl_c_reports_an_interrupted_sweep_and_resume_finishes_it(data_dir, tmp_path):
+    spec = _spec(tmp_path, {"MODEL.handec.dropout": {"type": "choice", "values": [0.0, 0.2]}},
+                 [], num_samples=3)
+    storage = tmp_path / "res"
+    cmd = _sweep_cmd(spec, storage, "intr", data_dir, "GENERAL.total_step=120",
+                     "--confirm", "1", "--seeds", "2")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    sweep = storage / "intr"
+    try:
+        _wait_for(lambda: any(40 in _val_steps(p) for p in sweep.glob("runs/*/metrics.jsonl")),
+                  200, "a trial past its second validation")
+        proc.send_signal(signal.SIGINT)  # Ctrl-C once
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out[-3000:]
+    assert "INTERRUPTED" in out and "--resume --name intr" in out, out[-3000:]
+    assert "confirmation:" not in out  # --confirm never starts on an unfinished sweep
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert "UNFINISHED" in {t["status"] for t in summary["trials"]}
+    res = subprocess.run(_sweep_cmd(spec, storage, "intr", data_dir, "--resume"), cwd=REPO,
+                         capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = json.loads((sweep / "summary.json").read_text())
+    got = [(t["status"], t["last_step"], t["error"]) for t in summary["trials"]]
+    assert len(got) == 3 and all(s in ("COMPLETED", "STOPPED_EARLY") for s, _, _ in got), got
+    for p in sweep.glob("runs/*/metrics.jsonl"):
+        steps = _val_steps(p)
+        assert len(steps) == len(set(steps)), (p, steps)
