@@ -266,6 +266,22 @@ def test_sweep_plus_run_uses_searched_keys(sweep_report, tmp_path):
     assert board[0]["MODEL.handec.dropout"] == "0.1" and board[0]["LOSS.lambda_trans"] == ""
 
 
+def test_sweep_from_before_baselines(tmp_path):
+    """An older summary.json (no baseline, sentinels, rungs or fidelity) still reports."""
+    sweep = make_sweep(tmp_path, confirm=False)
+    summary = json.loads((sweep / "summary.json").read_text())
+    for key in ("baseline", "best_vs_baseline", "sentinels", "rungs", "fidelity"):
+        del summary[key]
+    for t in summary["trials"]:
+        del t["baseline"], t["sentinel"]
+    (sweep / "summary.json").write_text(json.dumps(summary))
+    html = build_report([sweep], tmp_path / "rep", lines=2, rows=3).read_text(encoding="utf-8")
+    check_page(html, tmp_path / "rep")
+    assert "<dt>baseline</dt>" not in html and "<dt>sentinels</dt>" not in html
+    assert "no fidelity check in summary.json" in html and 'class="base"' not in html
+    assert "1 more entries not shown (1 error; final MPJPE 99.00-99.00 mm)" in html
+
+
 def fake_trials(n: int, seed: int = 0, prune_every: int = 3) -> list[optuna.trial.FrozenTrial]:
     """``n`` study trials whose value (mm) depends mostly on lambda_trans (log distance to
     0.05), a little on dropout, plus noise; every ``prune_every``-th trial is complete, the
@@ -398,7 +414,7 @@ def test_report_at_scale(tmp_path):
     start = time.perf_counter()
     page = build_report([sweep], rows=20, lines=10).read_text(encoding="utf-8")
     seconds = time.perf_counter() - start
-    assert seconds < 15, seconds
+    assert seconds < 60, seconds  # the issue's bound for 1000 trials; ~5 s on an idle core
     out = sweep / "report"
     check_page(page, out)
     board = page.split('<section id="leaderboard">')[1].split("</section>")[0]
