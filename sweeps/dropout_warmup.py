@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -101,7 +102,9 @@ def storage_root(storage: str) -> str:
     return str(root)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) -> int:
+    """The CLI. ``trainable_fn`` replaces the trial function (``sweeps.trainable.
+    handpose_trial``, same signature) for benchmarks that script the trials."""
     args = parse_args(argv)
     storage = storage_root(args.storage)
     if args.resume:
@@ -147,14 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     launch_dir = os.getcwd()
     os.chdir(sweep_dir)
     try:
-        return run_sweep(args, spec, base, base_cfg, name, storage, num_samples, sweep_dir)
+        return run_sweep(args, spec, base, base_cfg, name, storage, num_samples, sweep_dir,
+                         trainable_fn)
     finally:
         with contextlib.suppress(OSError):
             os.chdir(launch_dir)
 
 
 def build_tuner(spec: SweepSpec, base: dict, name: str, storage: str, num_samples: int,
-                sweep_dir: Path):
+                sweep_dir: Path, trainable_fn: Callable | None = None):
     """The sweep's Tuner: prune-aware Optuna TPE (the baseline first) + schedule-aware ASHA
     with sentinels, on the sweep trainable."""
     from ray.tune.search import ConcurrencyLimiter
@@ -177,14 +181,16 @@ def build_tuner(spec: SweepSpec, base: dict, name: str, storage: str, num_sample
         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     searcher = ConcurrencyLimiter(make_searcher(spec, sweep_dir, total, num_samples),
                                   max_concurrent=spec.max_concurrent)
-    return make_tuner(make_trainable(spec, base, storage, sweep_dir), spec, name=name,
+    return make_tuner(make_trainable(spec, base, storage, sweep_dir, trainable_fn), spec,
+                      name=name,
                       storage=storage, param_space=tune_space(spec), num_samples=num_samples,
                       search_alg=searcher, scheduler=scheduler,
                       reporter=progress_reporter(spec))
 
 
 def run_sweep(args: argparse.Namespace, spec: SweepSpec, base: dict, base_cfg, name: str,
-              storage: str, num_samples: int, sweep_dir: Path) -> int:
+              storage: str, num_samples: int, sweep_dir: Path,
+              trainable_fn: Callable | None = None) -> int:
     import ray
     from ray import tune
 
@@ -198,10 +204,11 @@ def run_sweep(args: argparse.Namespace, spec: SweepSpec, base: dict, base_cfg, n
                         "the driver's disk); use a shared file system path")
     if args.resume:
         tuner = tune.Tuner.restore(f"{storage}/{name}",
-                                   trainable=make_trainable(spec, base, storage, sweep_dir),
+                                   trainable=make_trainable(spec, base, storage, sweep_dir,
+                                                            trainable_fn),
                                    resume_unfinished=True, resume_errored=True)
     else:
-        tuner = build_tuner(spec, base, name, storage, num_samples, sweep_dir)
+        tuner = build_tuner(spec, base, name, storage, num_samples, sweep_dir, trainable_fn)
     results = tuner.fit()
     code = finish(results, spec, base_cfg, sweep_dir, num_samples, resume_cmd(args, name))
     if code == 0 and args.confirm:
