@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from handpose.errors import UserError
+from handpose.errors import UserError, first_line
 
 PREFIX = "checkpoint-"
 
@@ -84,6 +84,6 @@ def load_checkpoint(path: str | Path, with_state: bool = True) -> dict[str, Any]
         if with_state:
             out["state"] = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        why = (str(e).strip().splitlines() or [""])[0][:200]
+        why = first_line(e, 200)
         raise UserError(f"unreadable checkpoint: {ckpt} ({type(e).__name__}: {why})") from None
     return out

@@ -7,15 +7,16 @@ Struct mode rejects unknown keys; any problem raises :class:`ConfigError` naming
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from handpose.errors import ConfigError
+from handpose.errors import ConfigError, first_line
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_DATA_DIR = "data/synthetic"
@@ -37,7 +38,7 @@ class GeneralCfg:
     output_dir: str = "outputs"
     run_name: str | None = None
     aim_log_step: int = 10
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
 
 
 @dataclass
@@ -90,7 +91,7 @@ class HandecCfg:
 @dataclass
 class ModelCfg:
     img_size: int = 224
-    hand_model: str = "kinematic"  # seam for a MANO layer later
+    hand_model: str = "kinematic"  # handpose.model.kinematics.HAND_MODELS
     num_betas: int = 10
     backbone: BackboneCfg = field(default_factory=BackboneCfg)
     handec: HandecCfg = field(default_factory=HandecCfg)
@@ -106,10 +107,15 @@ class LossCfg:
 
 
 @dataclass
-class SplitCfg:
+class TrainSplitCfg:
     source: list = field(default_factory=lambda: [DEFAULT_DATA_DIR + "/train-*.tar"])
-    max_samples: int | None = None
-    shuffle_buffer: int = 500
+    shuffle_buffer: int = 500  # samples
+
+
+@dataclass
+class ValSplitCfg:
+    source: list = field(default_factory=lambda: [DEFAULT_DATA_DIR + "/val-*.tar"])
+    max_samples: int | None = None  # a fixed subset chosen with GENERAL.val_seed
 
 
 @dataclass
@@ -123,10 +129,8 @@ class SyntheticCfg:
 
 @dataclass
 class DataCfg:
-    train: SplitCfg = field(default_factory=SplitCfg)
-    val: SplitCfg = field(
-        default_factory=lambda: SplitCfg(source=[DEFAULT_DATA_DIR + "/val-*.tar"], max_samples=None)
-    )
+    train: TrainSplitCfg = field(default_factory=TrainSplitCfg)
+    val: ValSplitCfg = field(default_factory=ValSplitCfg)
     val_batch_size: int = 64
     train_eval_samples: int = 256  # fixed train subset validated in eval mode (0: off)
     max_bad_fraction: float = 0.01
@@ -171,9 +175,38 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, OmegaConf.to_container(parsed)["v"]
 
 
+# Keys that were accepted and never used. A config.yaml saved by an older run holds them
+# with these (their default) values: they are dropped when it is loaded. Any other value,
+# or setting one by an override, is a ConfigError naming the key.
+DEPRECATED = {
+    "DATA.train.max_samples": (None, "it never limited training"),
+    "DATA.val.shuffle_buffer": (500, "validation is never shuffled"),
+}
+
+
+def _deprecated(key: str) -> ConfigError:
+    return ConfigError(f"{key} is deprecated ({DEPRECATED[key][1]}): remove it")
+
+
+def _drop_deprecated(data: dict | DictConfig, source: str) -> DictConfig:
+    """A copy of ``data`` without the :data:`DEPRECATED` keys that hold their old default."""
+    data = data.copy() if isinstance(data, DictConfig) else OmegaConf.create(data)
+    with open_dict(data):
+        for key, (old, _) in DEPRECATED.items():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(data, parent, default=None)
+            if isinstance(node, DictConfig) and leaf in node:
+                if node[leaf] != old:
+                    raise ConfigError(f"{source}: {_deprecated(key)}")
+                del node[leaf]
+    return data
+
+
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     for item in overrides:
         key, value = parse_override(item)
+        if key in DEPRECATED:
+            raise _deprecated(key)
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise ConfigError(f"unknown config key: {key}")
         try:
@@ -188,10 +221,10 @@ def from_container(data: dict | DictConfig, source: str = "<dict>") -> DictConfi
     cfg = OmegaConf.structured(Config)
     OmegaConf.set_struct(cfg, True)
     try:
-        cfg = OmegaConf.merge(cfg, data)
+        cfg = OmegaConf.merge(cfg, _drop_deprecated(data, source))
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or ""
-        raise ConfigError(f"{source}: bad config key {key}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{source}: bad config key {key}: {first_line(e)}") from None
     return cfg
 
 
@@ -210,30 +243,67 @@ def _check(cond: bool, key: str, value: Any, want: str) -> None:
         raise ConfigError(f"{key}={value!r}: must be {want}")
 
 
+def _positive(section: DictConfig, prefix: str, keys: str, strict: bool = True) -> None:
+    for key in keys.split():
+        value = section[key]
+        _check(value > 0 if strict else value >= 0, f"{prefix}.{key}", value,
+               "> 0" if strict else ">= 0")
+
+
 def validate(cfg: DictConfig) -> DictConfig:
+    """Check everything that can be checked without building anything (model, data, Ray):
+    ranges, choices, the backbone arch and depth, the hand model, the device. Raises
+    :class:`ConfigError` (one line, naming the key) at the first problem."""
+    from handpose.model.kinematics import HAND_MODELS, NUM_BETAS
+    from handpose.model.vit import ARCHS
+    from handpose.schedules import DROPOUT_SCHEDULES, check_dropout_rate
+
     g, t, m, d = cfg.GENERAL, cfg.TRAIN, cfg.MODEL, cfg.DATA
-    for key in ("total_step", "log_step", "checkpoint_step", "aim_log_step", "keep_checkpoints"):
-        _check(g[key] > 0, f"GENERAL.{key}", g[key], "> 0")
+    _positive(g, "GENERAL", "total_step log_step checkpoint_step aim_log_step keep_checkpoints")
+    _positive(g, "GENERAL", "dropout_warmup_step dropout_ramp_step", strict=False)
     _check(g.val_step is None or g.val_step > 0, "GENERAL.val_step", g.val_step, "> 0")
-    for key in ("dropout_warmup_step", "dropout_ramp_step"):
-        _check(g[key] >= 0, f"GENERAL.{key}", g[key], ">= 0")
-    _check(g.dropout_schedule in ("step", "linear", "cosine"), "GENERAL.dropout_schedule",
-           g.dropout_schedule, "one of step, linear, cosine")
-    _check(0.0 <= m.handec.dropout < 1.0, "MODEL.handec.dropout", m.handec.dropout, "in [0, 1)")
+    _check(g.dropout_schedule in DROPOUT_SCHEDULES, "GENERAL.dropout_schedule",
+           g.dropout_schedule, f"one of {', '.join(DROPOUT_SCHEDULES)}")
+    _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", g.device) is not None, "GENERAL.device",
+           g.device, "auto, cpu, cuda or cuda:N")
+    try:
+        check_dropout_rate(m.handec.dropout, "MODEL.handec.dropout")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     _check(t.lr > 0, "TRAIN.lr", t.lr, "> 0")
-    _check(t.backbone_lr >= 0, "TRAIN.backbone_lr", t.backbone_lr, ">= 0")
-    _check(t.sample_per_device > 0, "TRAIN.sample_per_device", t.sample_per_device, "> 0")
+    _positive(t, "TRAIN", "sample_per_device grad_clip")
+    _positive(t, "TRAIN", "backbone_lr weight_decay warmup_step num_workers", strict=False)
+    _check(0.0 <= t.min_lr_ratio <= 1.0, "TRAIN.min_lr_ratio", t.min_lr_ratio, "in [0, 1]")
     _check(t.mixed_precision in ("no", "bf16", "fp16"), "TRAIN.mixed_precision",
            t.mixed_precision, "one of no, bf16, fp16")
-    _check(0.0 <= t.augmentation.blur_p <= 1.0, "TRAIN.augmentation.blur_p",
-           t.augmentation.blur_p, "in [0, 1]")
+    aug = t.augmentation
+    _positive(aug, "TRAIN.augmentation", "crop_jitter scale_jitter color_jitter blur_sigma",
+              strict=False)
+    _check(aug.scale_jitter < 1.0, "TRAIN.augmentation.scale_jitter", aug.scale_jitter, "< 1")
+    _check(0.0 <= aug.blur_p <= 1.0, "TRAIN.augmentation.blur_p", aug.blur_p, "in [0, 1]")
     for key, value in cfg.LOSS.items():
         _check(value >= 0, f"LOSS.{key}", value, ">= 0")
-    _check(m.img_size % m.backbone.patch_size == 0, "MODEL.img_size", m.img_size,
-           f"a multiple of MODEL.backbone.patch_size={m.backbone.patch_size}")
-    _check(m.handec.num_layer > 0, "MODEL.handec.num_layer", m.handec.num_layer, "> 0")
+    bb, h = m.backbone, m.handec
+    _positive(m, "MODEL", "img_size")
+    _positive(bb, "MODEL.backbone", "patch_size")
+    _positive(bb, "MODEL.backbone", "num_register_tokens", strict=False)
+    _check(m.img_size % bb.patch_size == 0, "MODEL.img_size", m.img_size,
+           f"a multiple of MODEL.backbone.patch_size={bb.patch_size}")
+    _check(bb.arch in ARCHS, "MODEL.backbone.arch", bb.arch, f"one of {', '.join(ARCHS)}")
+    max_depth = ARCHS[bb.arch].depth
+    _check(bb.depth is None or 1 <= bb.depth <= max_depth, "MODEL.backbone.depth", bb.depth,
+           f"in 1..{max_depth} ({bb.arch}) or null")
+    _check(m.hand_model in HAND_MODELS, "MODEL.hand_model", m.hand_model,
+           f"one of {', '.join(HAND_MODELS)}")
+    _check(m.hand_model != "kinematic" or m.num_betas == NUM_BETAS, "MODEL.num_betas",
+           m.num_betas, f"{NUM_BETAS} (the kinematic hand model has {NUM_BETAS})")
+    _positive(h, "MODEL.handec", "num_layer num_head dim_head dim_mlp dim context_dim")
     _check(0.0 <= d.max_bad_fraction <= 1.0, "DATA.max_bad_fraction", d.max_bad_fraction,
            "in [0, 1]")
+    _positive(d, "DATA", "val_batch_size")
+    _positive(d, "DATA", "train_eval_samples", strict=False)
+    _positive(d.train, "DATA.train", "shuffle_buffer")
+    _positive(d.synthetic, "DATA.synthetic", "train val image_size")
     for split in ("train", "val"):
         _check(len(d[split].source) > 0, f"DATA.{split}.source", list(d[split].source),
                "a non-empty list")

@@ -18,12 +18,19 @@ class DataError(UserError):
     """Missing data folder, a glob that matches nothing, too many bad samples."""
 
 
+def first_line(e: BaseException, limit: int | None = None) -> str:
+    """The first non-blank line of ``str(e)`` (at most ``limit`` characters), or the
+    exception's type name when its message is empty."""
+    lines = str(e).strip().splitlines()
+    text = lines[0].strip() if lines else type(e).__name__
+    return text if limit is None else text[:limit]
+
+
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run ``main``; a :class:`UserError` becomes ``error: <msg>`` on stderr and exit 2."""
     try:
         code = main()
     except UserError as e:
-        lines = str(e).strip().splitlines() or [type(e).__name__]
-        print(f"error: {lines[0]}", file=sys.stderr)
+        print(f"error: {first_line(e)}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)

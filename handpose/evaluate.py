@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from handpose import metrics as M
 from handpose.checkpoint import load_checkpoint
 from handpose.config import apply_overrides, from_container, validate
-from handpose.data import build_val_stream, ensure_dataset
+from handpose.data import DecodeCfg, Subset, ValStream, build_val_stream, ensure_dataset
 from handpose.errors import run_cli
 from handpose.losses import compute_losses
 from handpose.model import build_model
@@ -55,15 +55,15 @@ def evaluate_stream(model: torch.nn.Module, stream: Iterable[dict[str, Any]],
     return out
 
 
-def train_eval_stream(cfg: DictConfig):
-    """A fixed subset of the train shards, read like validation (for the generalisation gap)."""
-    n = cfg.DATA.train_eval_samples
-    if n <= 0:
+def train_eval_stream(cfg: DictConfig) -> ValStream | None:
+    """``DATA.train_eval_samples`` train samples (a fixed subset chosen with
+    ``GENERAL.val_seed``) read like validation, for the generalisation gap; None when 0."""
+    d = cfg.DATA
+    if d.train_eval_samples <= 0:
         return None
-    sub = cfg.copy()
-    sub.DATA.val.source = list(cfg.DATA.train.source)
-    sub.DATA.val.max_samples = n
-    return build_val_stream(sub)
+    return ValStream(d.train.source, Subset(d.train_eval_samples, cfg.GENERAL.val_seed),
+                     d.val_batch_size, DecodeCfg.from_config(cfg), d.max_bad_fraction,
+                     what="DATA.train.source")
 
 
 def evaluate_checkpoint(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -11,6 +11,14 @@ import math
 DROPOUT_SCHEDULES = ("step", "linear", "cosine")
 
 
+def check_dropout_rate(p: float, what: str = "dropout rate") -> float:
+    """``p`` if it is a usable dropout rate, in [0, 1); else ValueError naming ``what``.
+    The one range check of a dropout rate (config validation and ``set_dropout_rate``)."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{what}={p!r}: must be in [0, 1)")
+    return float(p)
+
+
 def get_progressive_dropout(step: int, total_steps: int, warmup_steps: int,
                             target_dropout: float, schedule: str = "step",
                             ramp_steps: int = 0) -> float:

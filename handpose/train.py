@@ -13,6 +13,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,17 @@ from omegaconf import DictConfig
 
 from handpose.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from handpose.config import load_config, to_yaml, val_step, validate
-from handpose.data import build_train_stream, build_val_stream, ensure_dataset
+from handpose.data import (
+    TrainStream,
+    ValStream,
+    build_train_stream,
+    build_val_stream,
+    ensure_dataset,
+)
 from handpose.errors import run_cli
 from handpose.evaluate import evaluate_stream, train_eval_stream
 from handpose.losses import compute_losses
-from handpose.model import build_model, param_groups
+from handpose.model import PoseNet, build_model, param_groups
 from handpose.schedules import get_lr_scale, get_progressive_dropout
 from handpose.tracking import LOG, Tracker, format_train_line, setup_logging
 
@@ -88,6 +95,23 @@ def train_step(cfg: DictConfig, model: torch.nn.Module, optimizer: torch.optim.O
     return losses
 
 
+@dataclass
+class RunState:
+    """What one run carries from step to step (built in :func:`train`)."""
+
+    cfg: DictConfig
+    run_dir: Path
+    device: torch.device
+    model: PoseNet
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_stream: TrainStream
+    val_stream: ValStream
+    gap_stream: ValStream | None  # fixed train subset for gap_mpjpe (None: off)
+    tracker: Tracker
+    step: int = 0
+
+
 def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | None = None,
           aim_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one run; returns the last validation metrics.
@@ -111,8 +135,6 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr_scale(
         s, g.total_step, cfg.TRAIN.warmup_step, cfg.TRAIN.min_lr_ratio))
     train_stream = build_train_stream(cfg)
-    val_stream = build_val_stream(cfg)
-    gap_stream = train_eval_stream(cfg)
     step, aim_hash, resume_step = 0, None, None
     if g.resume_path:
         ckpt = load_checkpoint(g.resume_path)
@@ -126,21 +148,24 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
         resume_step = step
         LOG.info(f"resumed from {ckpt['dir']} at step {step}")
     forward = torch.compile(model) if cfg.TRAIN.compile else model
-    tracker = Tracker(cfg, run_dir, aim_hash, aim_extra, resume_step)
+    run = RunState(cfg, run_dir, device, model, optimizer, scheduler, train_stream,
+                   build_val_stream(cfg), train_eval_stream(cfg),
+                   Tracker(cfg, run_dir, aim_hash, aim_extra, resume_step), step)
     LOG.info(f"run folder {run_dir} | pid {os.getpid()} | device {device} | "
              f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
 
     sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
     count, metrics, t0 = 0, {}, time.time()
     try:
-        while step < g.total_step:
-            rate = dropout_at(cfg, step)
+        while run.step < g.total_step:
+            rate = dropout_at(cfg, run.step)
             model.set_dropout_rate(rate)
             model.train()
             batch = to_device(next(train_stream), device)
             losses = train_step(cfg, forward, optimizer, batch, device)
             scheduler.step()
-            step += 1
+            run.step += 1
+            step = run.step
             for k, v in losses.items():
                 sums[k] += v.detach().float()
             count += 1
@@ -150,8 +175,8 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
                 if not math.isfinite(avg["total"]):
                     raise NonFiniteLossError(f"non-finite loss at step {step}: {avg}")
                 lr = scheduler.get_last_lr()[-1]
-                tracker.track(step, "train", {**avg, "lr": lr, "dropout_rate": rate},
-                              to_jsonl=step % g.log_step == 0)
+                run.tracker.track(step, "train", {**avg, "lr": lr, "dropout_rate": rate},
+                                  to_jsonl=step % g.log_step == 0)
                 if step % g.log_step == 0:
                     LOG.info(format_train_line(step, g.total_step, lr, rate, avg) +
                              f" {count * cfg.TRAIN.sample_per_device / (time.time() - t0):.1f}"
@@ -160,34 +185,33 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
                     count, t0 = 0, time.time()
 
             if step % val_step(cfg) == 0 or step == g.total_step:
-                metrics = validate_and_checkpoint(cfg, model, device, step, rate, losses,
-                                                  val_stream, gap_stream, train_stream,
-                                                  optimizer, scheduler, tracker, run_dir, hook)
+                metrics = validate_and_checkpoint(run, rate, losses, hook)
     finally:
-        tracker.close()
+        run.tracker.close()
     return metrics
 
 
-def validate_and_checkpoint(cfg, model, device, step, rate, losses, val_stream, gap_stream,
-                            train_stream, optimizer, scheduler, tracker, run_dir,
-                            hook) -> dict[str, Any]:
-    """Validate, write metrics everywhere, save a checkpoint, call the hook."""
-    with autocast(cfg, device):
-        metrics = evaluate_stream(model, val_stream, device, cfg.LOSS)
-        if gap_stream is not None:
-            train_eval = evaluate_stream(model, gap_stream, device, cfg.LOSS)
+def validate_and_checkpoint(run: RunState, rate: float, losses: dict[str, torch.Tensor],
+                            hook: ValidationHook | None) -> dict[str, Any]:
+    """Validate at ``run.step`` (dropout ``rate``, last train ``losses``), write the metrics
+    everywhere, save a checkpoint, call the hook. Returns the metrics."""
+    cfg, step = run.cfg, run.step
+    with autocast(cfg, run.device):
+        metrics = evaluate_stream(run.model, run.val_stream, run.device, cfg.LOSS)
+        if run.gap_stream is not None:
+            train_eval = evaluate_stream(run.model, run.gap_stream, run.device, cfg.LOSS)
             metrics["train_mpjpe"] = train_eval["mpjpe"]
             metrics["gap_mpjpe"] = metrics["mpjpe"] - train_eval["mpjpe"]
-    metrics.update(step=step, dropout_rate=rate, bad_samples=train_stream.bad_samples,
+    metrics.update(step=step, dropout_rate=rate, bad_samples=run.train_stream.bad_samples,
                    **{f"train_{k}": v.item() for k, v in losses.items()})
-    tracker.track(step, "val", metrics, to_jsonl=True)
+    run.tracker.track(step, "val", metrics, to_jsonl=True)
     LOG.info(f"val {step}/{cfg.GENERAL.total_step} mpjpe={metrics['mpjpe']:.2f}mm "
              f"mpjpe_rel={metrics['mpjpe_rel']:.2f}mm pa_mpjpe={metrics['pa_mpjpe']:.2f}mm "
              f"rte={metrics['rte']:.2f}mm n={metrics['num_samples']} "
              f"fingerprint={metrics['val_fingerprint']}")
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "data": train_stream.state_dict(), "aim_hash": tracker.aim_hash}
-    ckpt = save_checkpoint(run_dir / "checkpoints", step, cfg, model, state,
+    state = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+             "data": run.train_stream.state_dict(), "aim_hash": run.tracker.aim_hash}
+    ckpt = save_checkpoint(run.run_dir / "checkpoints", step, cfg, run.model, state,
                            cfg.GENERAL.keep_checkpoints)
     if hook is not None:
         hook(metrics, ckpt)

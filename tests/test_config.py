@@ -88,3 +88,46 @@ def test_cli_bad_input_is_one_line_and_exit_2():
     proc = subprocess.run([sys.executable, "-m", "handpose.train", "--config-name", "nope"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "nope" in proc.stderr
+
+
+@pytest.mark.parametrize("override, key", [
+    ("MODEL.backbone.arch=vit_huge", "MODEL.backbone.arch"),
+    ("MODEL.backbone.depth=0", "MODEL.backbone.depth"),
+    ("MODEL.backbone.depth=13", "MODEL.backbone.depth"),  # vit_tiny has 12 blocks
+    ("MODEL.hand_model=mano", "MODEL.hand_model"),
+    ("MODEL.num_betas=16", "MODEL.num_betas"),
+    ("GENERAL.device=gpu", "GENERAL.device"),
+    ("TRAIN.grad_clip=0", "TRAIN.grad_clip"),
+    ("DATA.val_batch_size=0", "DATA.val_batch_size"),
+])
+def test_model_and_device_are_checked_before_anything_is_built(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("stage1-tiny", [override])
+
+
+def test_devices_that_are_accepted():
+    for device in ("auto", "cpu", "cuda", "cuda:1"):
+        assert load_config("stage1-tiny", [f"GENERAL.device={device}"]).GENERAL.device == device
+
+
+@pytest.mark.parametrize("key, value", [("DATA.train.max_samples", 10),
+                                        ("DATA.val.shuffle_buffer", 10)])
+def test_deprecated_keys_are_named(tmp_path, key, value):
+    with pytest.raises(ConfigError, match=rf"{key.replace('.', '[.]')} is deprecated"):
+        load_config("stage1-tiny", [f"{key}={value}"])
+    split, leaf = key.split(".")[1:]
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(f"DATA:\n  {split}:\n    {leaf}: {value}\n")
+    with pytest.raises(ConfigError, match=rf"{key.replace('.', '[.]')} is deprecated"):
+        load_config(str(saved))
+
+
+def test_old_saved_config_with_deprecated_defaults_loads(tmp_path):
+    """A config.yaml written before the split types: both keys at their old defaults."""
+    saved = tmp_path / "config.yaml"
+    saved.write_text("DATA:\n  train:\n    source: [a/train-*.tar]\n    max_samples: null\n"
+                     "    shuffle_buffer: 64\n  val:\n    source: [a/val-*.tar]\n"
+                     "    max_samples: 32\n    shuffle_buffer: 500\n")
+    cfg = load_config(str(saved))
+    assert cfg.DATA.train.shuffle_buffer == 64 and cfg.DATA.val.max_samples == 32
+    assert "max_samples" not in cfg.DATA.train and "shuffle_buffer" not in cfg.DATA.val

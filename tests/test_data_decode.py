@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from handpose.config import load_config
-from handpose.data.decode import MEAN, STD, decode
+from handpose.data.decode import MEAN, STD, DecodeCfg, decode
 from handpose.data.render import project
 from handpose.data.shards import RawSample
 
@@ -19,10 +19,10 @@ W, H = 160, 128  # not square: the centre crop drops columns
 
 
 def _cfg(*extra):
-    return load_config(
+    return DecodeCfg.from_config(load_config(
         "stage1-tiny",
         ["TRAIN.augmentation.crop_jitter=0.15", "TRAIN.augmentation.scale_jitter=0.3", *extra],
-    )
+    ))
 
 
 def _marker(left: bool) -> tuple[RawSample, np.ndarray]:
@@ -101,3 +101,19 @@ def test_blur_probability_changes_only_the_blur():
     assert blurred.std() < sharp.std()  # a blurred disc has softer edges
     # the draws that decide the crop/colour are the same, so the sum of intensities is close
     assert abs(float(sharp.mean() - blurred.mean())) < 0.02
+
+
+@pytest.mark.parametrize("extra, trusted", [
+    ({"hand_model": "kinematic", "source": "third-party"}, True),
+    ({"source": "synthetic"}, True),  # shards written before the tag: our own generator
+    ({"source": "third-party"}, False),  # untagged: whose theta is unknown
+    ({"hand_model": "mano", "source": "third-party"}, False),  # real MANO: other frames
+])
+def test_theta_is_trusted_only_for_our_hand_model(extra, trusted):
+    from handpose.data.decode import parse_annotation
+
+    ann = {"joints_cam": [[0, 0, 500]] * 21, "K": np.eye(3).tolist(), "mano_valid": 1,
+           "theta": [[0.1, 0.2, 0.3]] * 16, "betas": [0.5] * 10, **extra}
+    out = parse_annotation(json.dumps(ann).encode(), "kinematic")
+    assert out["mano_valid"] == float(trusted)
+    assert bool(out["theta"].any()) == trusted and bool(out["betas"].any()) == trusted

@@ -96,3 +96,13 @@ def test_evaluation_set_missing_images_and_bad_root(tmp_path):
         [sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and "missing" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_principal_point_moves_to_our_pixel_convention(tmp_path):
+    """FreiHAND's K centres pixel i at i (its viewer); ours at i + 0.5: cx, cy + 0.5 px."""
+    from handpose.data.freihand import load_annotations
+
+    _freihand(tmp_path, n=2, versions=1)
+    _, K = load_annotations(tmp_path)
+    assert np.allclose(K[:, 0, 2], 112.5) and np.allclose(K[:, 1, 2], 112.5)
+    assert np.allclose(K[:, 0, 0], [500.0, 501.0]) and np.allclose(K[:, 2], [0, 0, 1])

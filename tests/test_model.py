@@ -127,10 +127,11 @@ def test_theta_conversion_round_trips_up_to_pi():
     assert torch.equal(matrix_to_axis_angle(torch.eye(3)), torch.zeros(3))
 
 
-def decoder_dropouts(model: PoseNet) -> tuple[list[nn.Dropout], list[nn.Module]]:
-    mods = list(model.decoder.modules())
-    return ([m for m in mods if isinstance(m, nn.Dropout)],
-            [m for m in mods if hasattr(m, "dropout_p")])
+def decoder_dropouts(model: PoseNet) -> tuple[list[nn.Dropout], list[nn.Dropout]]:
+    """-> the applied dropouts, the attention-weight dropouts (whose ``.p`` SDPA reads)."""
+    named = list(model.decoder.named_modules())
+    return ([m for n, m in named if isinstance(m, nn.Dropout) and not n.endswith("attn_drop")],
+            [m for n, m in named if isinstance(m, nn.Dropout) and n.endswith("attn_drop")])
 
 
 def test_set_dropout_rate_reaches_every_dropout():
@@ -144,7 +145,7 @@ def test_set_dropout_rate_reaches_every_dropout():
     assert not [m for m in model.backbone.modules() if isinstance(m, nn.Dropout)]
     for rate in (0.37, 0.0):
         model.set_dropout_rate(rate)
-        assert all(m.p == rate for m in drops) and all(m.dropout_p == rate for m in sdpa)
+        assert all(m.p == rate for m in drops) and all(m.p == rate for m in sdpa)
     with pytest.raises(ValueError):
         model.set_dropout_rate(1.0)
 
@@ -174,7 +175,7 @@ def test_attention_weight_dropout_goes_through_sdpa():
     model = build_model(make_cfg(*TINY))
     model.set_dropout_rate(0.0)
     for m in decoder_dropouts(model)[1]:
-        m.dropout_p = 0.5  # only the attention-weight dropout is on
+        m.p = 0.5  # only the attention-weight dropout is on
     a, b = run_twice(model, train=True)
     assert not torch.allclose(a, b)
     a, b = run_twice(model, train=False)

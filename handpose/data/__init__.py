@@ -15,12 +15,15 @@ from pathlib import Path
 import webdataset as wds
 from omegaconf import DictConfig
 
+from handpose.data.decode import DecodeCfg
 from handpose.data.shards import expand_sources, is_url
-from handpose.data.streams import TrainStream, ValStream
+from handpose.data.streams import Subset, TrainStream, ValStream
 
 LOG = logging.getLogger("handpose")
 
 __all__ = [
+    "DecodeCfg",
+    "Subset",
     "TrainStream",
     "ValStream",
     "build_train_stream",
@@ -95,10 +98,17 @@ def ensure_dataset(cfg: DictConfig) -> None:
 def build_train_stream(cfg: DictConfig, rank: int = 0, world_size: int = 1) -> TrainStream:
     """Infinite iterator of training batch dicts for ``rank`` of ``world_size``, with
     ``state_dict()`` / ``load_state_dict()`` (exact resume) and ``bad_samples``."""
-    return TrainStream(cfg, rank, world_size)
+    d = cfg.DATA
+    return TrainStream(d.train, cfg.GENERAL.seed, cfg.TRAIN.sample_per_device,
+                       DecodeCfg.from_config(cfg), cfg.TRAIN.num_workers, d.max_bad_fraction,
+                       rank, world_size)
 
 
 def build_val_stream(cfg: DictConfig) -> ValStream:
     """Re-iterable validation batches in a fixed order; ``fingerprint``, ``num_samples`` and
     ``bad_samples`` are set after each full pass."""
-    return ValStream(cfg)
+    d = cfg.DATA
+    subset = None if d.val.max_samples is None else Subset(d.val.max_samples, cfg.GENERAL.val_seed)
+    return ValStream(d.val.source, subset, d.val_batch_size, DecodeCfg.from_config(cfg),
+                     d.max_bad_fraction)
+

@@ -6,33 +6,67 @@ square around the image centre (with scale/shift jitter when augmenting) and res
 jitter; ImageNet normalisation. ``K`` follows every geometric change so projections of
 ``joints_cam`` stay exact. Pixel coordinates are continuous (pixel ``i`` covers
 ``[i, i + 1)``), the convention of PIL's transforms.
+
+What decoding needs from the config is a :class:`DecodeCfg` (``DecodeCfg.from_config``).
 """
 
 from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image, ImageFilter
 
+from handpose.config import AugmentationCfg
 from handpose.data.shards import RawSample
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
+# Shards written before the ``hand_model`` tag existed: their source says which model
+# their theta/betas belong to (our synthetic generator poses our kinematic hand).
+UNTAGGED_SOURCE_MODEL = {"synthetic": "kinematic"}
+
+
+@dataclass(frozen=True)
+class DecodeCfg:
+    """What decoding one sample needs: the output size ``img_size`` (px), the training
+    ``augmentation`` and ``hand_model`` (``MODEL.hand_model``: whose theta/betas to trust)."""
+
+    img_size: int
+    augmentation: AugmentationCfg
+    hand_model: str = "kinematic"
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> DecodeCfg:
+        aug = OmegaConf.to_object(cfg.TRAIN.augmentation)
+        return cls(cfg.MODEL.img_size, aug, cfg.MODEL.hand_model)
+
+
 class BadSample(ValueError):
     """An undecodable image or a malformed annotation."""
 
 
-def parse_annotation(raw: bytes) -> dict[str, Any]:
+def theta_model(ann: dict[str, Any]) -> str | None:
+    """The hand model an annotation's ``theta``/``betas`` belong to: its ``hand_model`` tag,
+    else what its ``source`` implies (:data:`UNTAGGED_SOURCE_MODEL`), else None (unknown)."""
+    return ann.get("hand_model") or UNTAGGED_SOURCE_MODEL.get(ann.get("source"))
+
+
+def parse_annotation(raw: bytes, hand_model: str = "kinematic") -> dict[str, Any]:
     """The json part -> ``joints_cam`` (21, 3) mm, ``K`` (3, 3), ``joint_valid`` (21,),
     ``theta`` (16, 3) rad, ``betas`` (10,), ``mano_valid`` (scalar), ``left`` (bool).
 
+    ``theta``/``betas`` are used (``mano_valid`` 1) only when the json has ``mano_valid`` 1,
+    a ``theta`` and :func:`theta_model` equal to ``hand_model``; otherwise they are zeros
+    with ``mano_valid`` 0 (e.g. real MANO parameters, another joint order and rest frame,
+    are never trained on as if they were our kinematic model's).
     Raises :class:`BadSample` for malformed json, wrong shapes or non-finite values.
     """
     try:
@@ -42,7 +76,8 @@ def parse_annotation(raw: bytes) -> dict[str, Any]:
             "K": np.asarray(ann["K"], np.float32).reshape(3, 3),
             "joint_valid": np.asarray(ann.get("joint_valid", [1] * 21), np.float32).reshape(21),
         }
-        valid = bool(ann.get("mano_valid")) and ann.get("theta") is not None
+        valid = (bool(ann.get("mano_valid")) and ann.get("theta") is not None
+                 and theta_model(ann) == hand_model)
         out["theta"] = np.zeros((16, 3), np.float32)
         out["betas"] = np.zeros(10, np.float32)
         if valid:
@@ -81,12 +116,13 @@ def _draws(rng: np.random.Generator | None) -> dict[str, Any] | None:
     }
 
 
-def decode(raw: RawSample, cfg: DictConfig, rng: np.random.Generator | None) -> dict[str, Any]:
+def decode(raw: RawSample, decode_cfg: DecodeCfg,
+           rng: np.random.Generator | None) -> dict[str, Any]:
     """One sample of the batch schema; ``rng`` None means no augmentation (validation).
 
     Raises :class:`BadSample` when the json or the image cannot be used.
     """
-    ann = parse_annotation(raw.parts["json"])
+    ann = parse_annotation(raw.parts["json"], decode_cfg.hand_model)
     img = _open_image(raw.parts["jpg"])
     K, joints = ann["K"].copy(), ann["joints_cam"].copy()
     w, h = img.size
@@ -99,7 +135,7 @@ def decode(raw: RawSample, cfg: DictConfig, rng: np.random.Generator | None) -> 
         ann["theta"][:] = 0
         ann["betas"][:] = 0
     r = _draws(rng)
-    aug = cfg.TRAIN.augmentation
+    aug = decode_cfg.augmentation
     side = float(min(w, h))
     cx, cy = w / 2, h / 2
     if r is not None:
@@ -107,7 +143,7 @@ def decode(raw: RawSample, cfg: DictConfig, rng: np.random.Generator | None) -> 
         cx += r["shift"][0] * aug.crop_jitter * side
         cy += r["shift"][1] * aug.crop_jitter * side
     x0, y0 = cx - side / 2, cy - side / 2
-    size = cfg.MODEL.img_size
+    size = decode_cfg.img_size
     box = (x0, y0, x0 + side, y0 + side)
     img = img.transform((size, size), Image.Transform.EXTENT, box, Image.Resampling.BILINEAR)
     scale = size / side  # u' = (u - x0) * scale

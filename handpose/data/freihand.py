@@ -36,7 +36,7 @@ VERSIONS = {"training": 4, "evaluation": 1}  # images per annotation
 
 
 def load_annotations(root: Path, which: str = "training") -> tuple[np.ndarray, np.ndarray]:
-    """-> joints (N, 21, 3) in mm (camera space) and K (N, 3, 3) in px."""
+    """-> joints (N, 21, 3) in mm (camera space) and K (N, 3, 3) in px (our convention)."""
     try:
         xyz = np.asarray(json.loads((root / f"{which}_xyz.json").read_text()), np.float64)
         K = np.asarray(json.loads((root / f"{which}_K.json").read_text()), np.float64)
@@ -44,6 +44,12 @@ def load_annotations(root: Path, which: str = "training") -> tuple[np.ndarray, n
         raise DataError(f"FreiHAND root {root}: cannot read {which} annotations ({e})") from None
     if xyz.ndim != 3 or xyz.shape[1:] != (21, 3) or K.shape != (len(xyz), 3, 3):
         raise DataError(f"FreiHAND root {root}: unexpected shapes xyz {xyz.shape} K {K.shape}")
+    # Pixel convention: FreiHAND's own viewer (view_samples.py) draws projectPoints(xyz, K)
+    # = K @ xyz, with no offset, over matplotlib's imshow, which centres pixel i at i: its K
+    # puts pixel centres at integers. Ours (decode.py) has pixel i cover [i, i + 1), centre
+    # i + 0.5, so the principal point moves by half a pixel (0.5 px at 224 px).
+    K = K.copy()
+    K[:, :2, 2] += 0.5
     return xyz * 1000.0, K  # metres -> mm
 
 

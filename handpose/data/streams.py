@@ -11,7 +11,7 @@ fast-forwards raw samples without decoding them and continues bit for bit.
 
 Validation: a pure function of (val shards, GENERAL.val_seed, DATA.val settings): shards in
 the listed order, samples in file order, no shuffle; ``DATA.val.max_samples`` keeps a fixed
-subset (chosen with ``random.Random(val_seed)``, kept in file order). Every full pass sets
+:class:`Subset` (chosen with ``random.Random(val_seed)``, kept in file order). Every full pass sets
 ``fingerprint`` (sha256 of the ordered ``<shard file>/<key>`` list, first 16 hex digits).
 """
 
@@ -23,15 +23,17 @@ import random
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-from omegaconf import DictConfig
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from handpose.data.decode import BadSample, collate, decode
+from handpose.data.decode import BadSample, DecodeCfg, collate, decode
 from handpose.data.shards import RawSample, expand_sources, read_shard
 from handpose.errors import DataError
+
+if TYPE_CHECKING:
+    from handpose.config import TrainSplitCfg
 
 LOG = logging.getLogger("handpose")
 MIN_SAMPLES_FOR_BAD_CHECK = 500  # training: judge the bad fraction once this many were read
@@ -88,31 +90,27 @@ def epoch_samples(
 
 
 class _TrainBatches(IterableDataset):
-    """Batches from position ``start`` = (epoch, samples consumed); in a DataLoader worker
-    ``w`` of ``W``, only batches ``k % W == w`` are decoded. Each batch carries private keys
-    ``_end`` (the position after it), ``_read`` (samples read for it, bad ones included) and
-    ``_bad`` (its problems); a batch whose samples were all bad has no tensors."""
+    """Batches of ``stream`` (its settings only) from position ``start`` = (epoch, samples
+    consumed); in a DataLoader worker ``w`` of ``W``, only batches ``k % W == w`` are
+    decoded. Each batch carries private keys ``_end`` (the position after it), ``_read``
+    (samples read for it, bad ones included) and ``_bad`` (its problems); a batch whose
+    samples were all bad has no tensors."""
 
-    def __init__(
-        self, cfg: DictConfig, shards: list[str], rank: int, world: int, start: tuple[int, int]
-    ) -> None:
-        self.cfg, self.shards, self.rank, self.world, self.start = cfg, shards, rank, world, start
+    def __init__(self, stream: TrainStream, start: tuple[int, int]) -> None:
+        self.shards, self.seed, self.batch_size = stream.shards, stream.seed, stream.batch_size
+        self.shuffle_buffer, self.decode_cfg = stream.shuffle_buffer, stream.decode_cfg
+        self.rank, self.world, self.start = stream.rank, stream.world, start
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         w, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        cfg, bsz = self.cfg, self.cfg.TRAIN.sample_per_device
+        bsz = self.batch_size
         epoch, skip = self.start
         k, chunk, read_bad = 0, [], []
         while True:
             pos = 0
             raws = epoch_samples(
-                self.shards,
-                cfg.GENERAL.seed,
-                epoch,
-                self.rank,
-                self.world,
-                cfg.DATA.train.shuffle_buffer,
+                self.shards, self.seed, epoch, self.rank, self.world, self.shuffle_buffer,
                 read_bad,
             )
             for raw in raws:
@@ -144,9 +142,9 @@ class _TrainBatches(IterableDataset):
     ) -> dict[str, Any]:
         samples, read = [], len(chunk) + len(bad)  # bad holds the read problems so far
         for pos, raw in chunk:
-            rng = np.random.default_rng([self.cfg.GENERAL.seed, epoch, pos, self.rank])
+            rng = np.random.default_rng([self.seed, epoch, pos, self.rank])
             try:
-                samples.append(decode(raw, self.cfg, rng))
+                samples.append(decode(raw, self.decode_cfg, rng))
             except BadSample as e:
                 bad.append(f"{raw.shard}: {raw.key}: {e}")
                 LOG.warning(f"warning: skipping {raw.key} in {raw.shard}: {e}")
@@ -156,15 +154,22 @@ class _TrainBatches(IterableDataset):
 
 
 class TrainStream:
-    """Infinite iterator of training batches with an exact, resumable position.
+    """Infinite iterator of training batches (``batch_size`` samples of rank ``rank`` of
+    ``world_size``) with an exact, resumable position.
 
+    ``seed`` is ``GENERAL.seed``; ``split`` is ``DATA.train`` (sources, shuffle buffer).
     ``bad_samples`` counts skipped samples (restored with the state); more than
-    ``DATA.max_bad_fraction`` of them raises :class:`DataError`.
+    ``max_bad_fraction`` of them raises :class:`DataError`.
     """
 
-    def __init__(self, cfg: DictConfig, rank: int = 0, world_size: int = 1) -> None:
-        self.cfg, self.rank, self.world = cfg, rank, world_size
-        self.shards = expand_sources(cfg.DATA.train.source, "DATA.train.source")
+    def __init__(self, split: TrainSplitCfg, seed: int, batch_size: int, decode_cfg: DecodeCfg,
+                 num_workers: int = 0, max_bad_fraction: float = 0.01, rank: int = 0,
+                 world_size: int = 1) -> None:
+        self.seed, self.batch_size, self.shuffle_buffer = seed, batch_size, split.shuffle_buffer
+        self.decode_cfg, self.num_workers, self.max_bad_fraction = (decode_cfg, num_workers,
+                                                                    max_bad_fraction)
+        self.rank, self.world = rank, world_size
+        self.shards = expand_sources(split.source, "DATA.train.source")
         self.position = (0, 0)  # (epoch, samples of that epoch consumed by this rank)
         self.bad_samples, self.seen = 0, 0
         self._bad: deque[str] = deque(maxlen=1000)  # the latest problems, to name a shard
@@ -184,11 +189,10 @@ class TrainStream:
         return self
 
     def _batches(self) -> Iterator[dict[str, Any]]:
-        source = _TrainBatches(self.cfg, self.shards, self.rank, self.world, self.position)
-        workers = self.cfg.TRAIN.num_workers
-        if not workers:
+        source = _TrainBatches(self, self.position)
+        if not self.num_workers:
             return iter(source)
-        return iter(DataLoader(source, batch_size=None, num_workers=workers))
+        return iter(DataLoader(source, batch_size=None, num_workers=self.num_workers))
 
     def __next__(self) -> dict[str, Any]:
         """The next batch dict (docs/internals.md); skips batches whose samples were all bad."""
@@ -202,48 +206,60 @@ class TrainStream:
             self.bad_samples += len(bad)
             self._bad.extend(bad)
             check_bad_fraction(
-                self._bad, self.seen, self.cfg.DATA.max_bad_fraction, False, self.bad_samples
+                self._bad, self.seen, self.max_bad_fraction, False, self.bad_samples
             )
             if batch:
                 return batch
 
 
+class Subset(NamedTuple):
+    """Keep ``count`` samples chosen with ``random.Random(seed)`` (kept in file order)."""
+
+    count: int
+    seed: int
+
+
 class ValStream:
-    """Re-iterable validation batches in a fixed order.
+    """Re-iterable batches of ``batch_size`` in a fixed order: a pure function of the shards
+    ``sources`` (named ``what`` in errors), ``subset`` (None: every sample) and
+    ``decode_cfg``.
 
     After each full pass: ``fingerprint`` (16 hex digits over the ordered keys),
-    ``num_samples`` (validated) and ``bad_samples`` (skipped).
+    ``num_samples`` (validated) and ``bad_samples`` (skipped; more than
+    ``max_bad_fraction`` raises :class:`DataError`).
     """
 
-    def __init__(self, cfg: DictConfig) -> None:
-        self.cfg = cfg
-        self.shards = expand_sources(cfg.DATA.val.source, "DATA.val.source")
+    def __init__(self, sources: Sequence[str], subset: Subset | None, batch_size: int,
+                 decode_cfg: DecodeCfg, max_bad_fraction: float = 0.01,
+                 what: str = "DATA.val.source") -> None:
+        self.shards = expand_sources(sources, what)
+        self.subset, self.batch_size, self.decode_cfg = subset, batch_size, decode_cfg
+        self.max_bad_fraction, self.what = max_bad_fraction, what
         self.fingerprint: str | None = None
         self.num_samples = 0
         self.bad_samples = 0
         self._selected: set[int] | None = None
 
     def _subset(self) -> set[int] | None:
-        """Indices (file order, complete samples) kept by ``DATA.val.max_samples``."""
-        limit = self.cfg.DATA.val.max_samples
-        if limit is None:
+        """Indices (file order, complete samples) kept by ``subset``."""
+        if self.subset is None:
             return None
         if self._selected is None:
             total = sum(1 for s in self.shards for _ in read_shard(s, []))
-            rng = random.Random(self.cfg.GENERAL.val_seed)
-            self._selected = set(rng.sample(range(total), min(limit, total)))
+            rng = random.Random(self.subset.seed)
+            self._selected = set(rng.sample(range(total), min(self.subset.count, total)))
         return self._selected
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         subset, bad, keys, chunk = self._subset(), [], [], []
-        bsz, index = self.cfg.DATA.val_batch_size, 0
+        bsz, index = self.batch_size, 0
         for shard in self.shards:
             for raw in read_shard(shard, bad):
                 index += 1
                 if subset is not None and index - 1 not in subset:
                     continue
                 try:
-                    chunk.append(decode(raw, self.cfg, None))
+                    chunk.append(decode(raw, self.decode_cfg, None))
                 except BadSample as e:
                     bad.append(f"{shard}: {raw.key}: {e}")
                     LOG.warning(f"warning: skipping {raw.key} in {shard}: {e}")
@@ -255,10 +271,10 @@ class ValStream:
         if chunk:
             yield collate(chunk)
         if not keys and not bad:
-            raise DataError(f"DATA.val.source: no sample in {self.shards}")
+            raise DataError(f"{self.what}: no sample in {self.shards}")
         considered = len(keys) + len(bad)
         self.num_samples, self.bad_samples = len(keys), len(bad)
-        check_bad_fraction(bad, considered, self.cfg.DATA.max_bad_fraction, final=True)
+        check_bad_fraction(bad, considered, self.max_bad_fraction, final=True)
         self.fingerprint = fingerprint(keys)
 
 

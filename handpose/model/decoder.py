@@ -4,17 +4,16 @@
 rotation), one for the shape ``betas`` and one for the camera: crop-normalised root
 position (u, v) and log-depth. Each of ``num_layer`` pre-norm layers is self-attention
 over the queries, cross-attention to the (projected) image tokens and a feed-forward block.
-Dropout sits at four positions per attention-and-feed-forward layer: attention weights
-(SDPA ``dropout_p``, self and cross), attention outputs (self and cross) and both
-feed-forward positions, plus the hidden layer of :class:`SpatialInit`;
-:meth:`PoseNet.set_dropout_rate` changes them all.
+Every dropout rate lives in an ``nn.Dropout`` module: per layer, the attention weights
+(self and cross: ``attn_drop``, whose ``.p`` SDPA reads as ``dropout_p``), the attention
+outputs (self and cross) and both feed-forward positions, plus the hidden layer of
+:class:`SpatialInit`; :meth:`PoseNet.set_dropout_rate` sets them all.
 
 With ``spatial_init`` every query starts as its learned embedding plus a code of the whole
 patch grid (:class:`SpatialInit`: tokens reduced to a few channels, flattened, an MLP). At
 initialisation cross-attention is near uniform, i.e. a mean over tokens that discards where
 things are; the code gives the queries the layout from the first step, and cross-attention
-then refines it (tiny CPU preset, 800 steps, dropout 0, lambda_img 0.05, lambda_shape 0.3:
-val MPJPE 59.8 mm with it vs 64.3 mm without; one run each).
+then refines it (measured: docs/internals.md, Model).
 
 The heads start near a mean pose: identity finger rotations, a global orientation with the
 fingers up in the image and the palm facing the camera (rotation of pi about x), zero betas,
@@ -24,12 +23,16 @@ the root at the image centre and 500 mm deep (a bias of log(500) on the log-dept
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from handpose.model.kinematics import NUM_ROT
+
+if TYPE_CHECKING:
+    from handpose.config import HandecCfg
 
 INIT_DEPTH_MM = 500.0
 NUM_QUERIES = NUM_ROT + 2  # 16 joints, shape, camera
@@ -38,8 +41,8 @@ NUM_QUERIES = NUM_ROT + 2  # 16 joints, shape, camera
 class Attention(nn.Module):
     """Multi-head attention through SDPA: self-attention, or cross-attention to ``context``.
 
-    ``dropout_p`` (attention weights, training only) and ``out_drop`` (output) are the two
-    dropout positions.
+    Two dropout positions: ``attn_drop`` on the attention weights (never called: SDPA
+    applies its ``.p`` as ``dropout_p``, in training only) and ``out_drop`` on the output.
     """
 
     def __init__(self, dim: int, context_dim: int, num_head: int, dim_head: int,
@@ -47,7 +50,7 @@ class Attention(nn.Module):
         super().__init__()
         inner = num_head * dim_head
         self.num_head = num_head
-        self.dropout_p = dropout
+        self.attn_drop = nn.Dropout(dropout)
         self.to_q = nn.Linear(dim, inner, bias=False)
         self.to_kv = nn.Linear(context_dim, 2 * inner, bias=False)
         self.to_out = nn.Linear(inner, dim)
@@ -59,7 +62,7 @@ class Attention(nn.Module):
         q, k, v = (t.unflatten(-1, (self.num_head, -1)).transpose(1, 2)
                    for t in (self.to_q(x), k, v))
         out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout_p if self.training else 0.0)
+            q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
         return self.out_drop(self.to_out(out.transpose(1, 2).flatten(2)))
 
 
@@ -121,20 +124,20 @@ class HandDecoder(nn.Module):
     root position and ``depth`` (B,) root depth in mm.
     """
 
-    def __init__(self, token_dim: int, dim: int, context_dim: int, num_layer: int,
-                 num_head: int, dim_head: int, dim_mlp: int, dropout: float,
-                 num_betas: int, num_patches: int | None = None) -> None:
-        """``num_patches``: the backbone's patch-grid size for :class:`SpatialInit`; None
-        leaves it out (learned queries only)."""
+    def __init__(self, cfg: HandecCfg, token_dim: int, num_betas: int,
+                 num_patches: int) -> None:
+        """``cfg``: ``MODEL.handec``; ``token_dim``: the backbone's width; ``num_patches``:
+        its patch-grid size (g * g), used by :class:`SpatialInit` when ``cfg.spatial_init``."""
         super().__init__()
+        dim, context_dim, dropout = cfg.dim, cfg.context_dim, cfg.dropout
         self.spatial_init = (SpatialInit(token_dim, num_patches, dim, dropout)
-                             if num_patches else None)
+                             if cfg.spatial_init else None)
         self.context_proj = (nn.Identity() if token_dim == context_dim
                              else nn.Linear(token_dim, context_dim))
         self.queries = nn.Parameter(torch.zeros(1, NUM_QUERIES, dim))
         self.layers = nn.ModuleList(
-            DecoderLayer(dim, context_dim, num_head, dim_head, dim_mlp, dropout)
-            for _ in range(num_layer))
+            DecoderLayer(dim, context_dim, cfg.num_head, cfg.dim_head, cfg.dim_mlp, dropout)
+            for _ in range(cfg.num_layer))
         self.norm = nn.LayerNorm(dim)
         self.pose_head = nn.Linear(dim, 6)
         self.shape_head = nn.Linear(dim, num_betas)

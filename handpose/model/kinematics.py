@@ -203,7 +203,11 @@ class HandKinematics(nn.Module):
         return self(axis_angle_to_matrix(theta), betas)
 
 
+# MODEL.hand_model -> its layer; the names are also the shard tag ``hand_model`` whose
+# ``theta``/``betas`` the loader trusts (handpose.data.decode.parse_annotation)
+HAND_MODELS = {"kinematic": HandKinematics}
+
+
 def build_hand_model(name: str = "kinematic") -> nn.Module:
-    if name == "kinematic":
-        return HandKinematics()
-    raise ValueError(f"unknown MODEL.hand_model: {name} (only 'kinematic' is built in)")
+    """The hand layer named ``name`` (one of :data:`HAND_MODELS`; checked by the config)."""
+    return HAND_MODELS[name]()

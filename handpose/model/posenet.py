@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from handpose.errors import ConfigError
 from handpose.model.camera import project, unproject_root
 from handpose.model.decoder import HandDecoder
 from handpose.model.dinov2_io import load_backbone_checkpoint
 from handpose.model.kinematics import (
-    NUM_BETAS,
     build_hand_model,
     matrix_to_axis_angle,
     rotation_6d_to_matrix,
 )
 from handpose.model.vit import build_backbone
+from handpose.schedules import check_dropout_rate
+
+if TYPE_CHECKING:
+    from handpose.config import ModelCfg
 
 # reference focal length (px per px of image side) of the decoder's depth output
 REF_FOCAL_PER_PX = 1.75
@@ -33,30 +35,22 @@ class PoseNet(nn.Module):
     Everything after the decoder trunk runs in float32, also under autocast.
     """
 
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, m: ModelCfg) -> None:
+        """``m``: the validated ``MODEL`` section (``handpose.config.validate``)."""
         super().__init__()
-        m = cfg.MODEL
-        if m.hand_model == "kinematic" and m.num_betas != NUM_BETAS:
-            raise ConfigError(f"MODEL.num_betas={m.num_betas}: the kinematic hand model "
-                              f"has {NUM_BETAS}")
-        h = m.handec
         self.img_size = m.img_size
-        self.backbone = build_backbone(m)
-        self.decoder = HandDecoder(self.backbone.embed_dim, h.dim, h.context_dim, h.num_layer,
-                                   h.num_head, h.dim_head, h.dim_mlp, h.dropout, m.num_betas,
-                                   self.backbone.grid ** 2 if h.spatial_init else None)
+        self.backbone = build_backbone(m.backbone, m.img_size)
+        self.decoder = HandDecoder(m.handec, self.backbone.embed_dim, m.num_betas,
+                                   self.backbone.grid ** 2)
         self.hand = build_hand_model(m.hand_model)
 
     def set_dropout_rate(self, p: float) -> None:
-        """Set every dropout of the decoder to ``p``: each ``nn.Dropout`` and each module's
-        ``dropout_p`` (SDPA attention-weight dropout)."""
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        """Set every ``nn.Dropout`` of the decoder to ``p`` (in [0, 1), else ValueError);
+        the attention-weight dropouts are among them (SDPA reads their ``.p``)."""
+        p = check_dropout_rate(p)
         for module in self.decoder.modules():
             if isinstance(module, nn.Dropout):
                 module.p = p
-            if hasattr(module, "dropout_p"):
-                module.dropout_p = p
 
     def forward(self, img: Tensor, K: Tensor) -> dict[str, Tensor]:
         out = self.decoder(self.backbone(img))
@@ -80,7 +74,7 @@ def build_model(cfg: DictConfig) -> PoseNet:
     """PoseNet from ``cfg``; loads ``MODEL.backbone.checkpoint`` (a DINOv2 ``.pth`` or a
     Hugging Face folder; :class:`~handpose.errors.UserError` if it does not fit) and freezes
     the backbone if ``MODEL.backbone.freeze``."""
-    model = PoseNet(cfg)
+    model = PoseNet(cfg.MODEL)
     bb = cfg.MODEL.backbone
     if bb.checkpoint:
         load_backbone_checkpoint(model.backbone, bb.checkpoint)

@@ -14,13 +14,14 @@ is loaded (:mod:`handpose.model.dinov2_io`), not at every forward pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from handpose.errors import ConfigError
+if TYPE_CHECKING:
+    from handpose.config import BackboneCfg
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,7 @@ class VisionTransformer(nn.Module):
         """DINOv2's initialisation (used when no checkpoint is loaded), except ``pos_embed``:
         fixed 2D sin-cos values (as MAE), still learned. DINOv2's N(0, 0.02) start leaves the
         position nearly invisible next to the patch embedding, which slows training from
-        scratch (tiny CPU preset, 800 steps, dropout 0, lambda_img 0.05, lambda_shape 0.3:
-        val MPJPE 64.3 mm vs 72.8 mm; one run each)."""
+        scratch (measured: docs/internals.md, Model)."""
         with torch.no_grad():
             self.pos_embed.zero_()
             self.pos_embed[0, 1:] = sincos_2d(self.grid, self.embed_dim)
@@ -181,14 +181,10 @@ class VisionTransformer(nn.Module):
         return self.norm(x)
 
 
-def build_backbone(model_cfg: DictConfig) -> VisionTransformer:
-    """``MODEL`` config -> a randomly initialised ViT (``MODEL.backbone.depth`` overrides)."""
-    bb = model_cfg.backbone
-    if bb.arch not in ARCHS:
-        raise ConfigError(f"MODEL.backbone.arch={bb.arch!r}: must be one of {', '.join(ARCHS)}")
+def build_backbone(bb: BackboneCfg, img_size: int) -> VisionTransformer:
+    """``MODEL.backbone`` (validated: a known arch, depth in 1..its depth) -> a randomly
+    initialised ViT for ``img_size`` px images (``depth`` null: the arch's)."""
     arch = ARCHS[bb.arch]
     depth = arch.depth if bb.depth is None else bb.depth
-    if depth < 1:
-        raise ConfigError(f"MODEL.backbone.depth={depth}: must be >= 1")
-    return VisionTransformer(model_cfg.img_size, bb.patch_size, arch.embed_dim, depth,
-                             arch.num_heads, arch.ffn, bb.num_register_tokens)
+    return VisionTransformer(img_size, bb.patch_size, arch.embed_dim, depth, arch.num_heads,
+                             arch.ffn, bb.num_register_tokens)
