@@ -1,11 +1,15 @@
 """DINOv2 checkpoints: official ``.pth`` state dicts and Hugging Face folders load strictly
-(tested on checkpoints written here), ``pos_embed`` is resampled from the 518 px grid, and
-every bad checkpoint is a one-line UserError naming the path."""
+(tested on checkpoints written here), ``pos_embed`` is resampled from the 518 px grid by each
+format's own rule (checked against a restatement of DINOv2's definition), relative paths
+resolve against the repository, and every bad checkpoint is a one-line UserError naming the
+path."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +19,7 @@ from safetensors.torch import save_file
 from handpose.config import load_config
 from handpose.errors import UserError
 from handpose.model import build_model
-from handpose.model.dinov2_io import load_backbone_checkpoint
+from handpose.model.dinov2_io import REPO_ROOT, load_backbone_checkpoint, resolve_checkpoint_path
 from handpose.model.vit import VisionTransformer
 
 SMALL = {"patch_size": 14, "embed_dim": 64, "depth": 2, "num_heads": 2}
@@ -114,17 +118,74 @@ def test_build_model_loads_the_configured_checkpoint(tmp_path):
     assert not any(p.requires_grad for p in model.backbone.parameters())
 
 
-def test_518px_pos_embed_is_resampled_bicubically(tmp_path):
-    big = vit(0, img_size=518)  # the pretraining grid, 37 x 37
-    torch.save(big.state_dict(), tmp_path / "pretrain.pth")
-    small = vit(1)  # 56 px: 4 x 4
-    load_backbone_checkpoint(small, tmp_path / "pretrain.pth")
-    grid = big.pos_embed[:, 1:].reshape(1, 37, 37, -1).permute(0, 3, 1, 2)
-    want = F.interpolate(grid, size=(4, 4), mode="bicubic", align_corners=False)
-    assert small.pos_embed.shape == (1, 17, 64)
-    assert torch.equal(small.pos_embed[:, 0], big.pos_embed[:, 0])
-    assert torch.allclose(small.pos_embed[0, 1:], want.flatten(2)[0].T, atol=1e-6)
+def official_pos_embed(pos: torch.Tensor, w: int, h: int, patch: int, offset: float,
+                       antialias: bool) -> torch.Tensor:
+    """facebookresearch/dinov2 ``DinoVisionTransformer.interpolate_pos_encoding``, restated
+    from its definition: for an image of w x h px the stored M x M grid of patch positions
+    goes to (w // patch) x (h // patch); with ``interpolate_offset`` set, bicubic by the
+    scale factors ((w0 + offset) / M, (h0 + offset) / M), else to that size; antialias
+    as the model says; float32; the class position is kept in front.
+
+    The transformers ``Dinov2Model`` resizes to the size, antialias only for the
+    with-registers model: offset 0 with the right flag states it too."""
+    n = pos.shape[1] - 1
+    side = int(math.isqrt(n))
+    w0, h0 = w // patch, h // patch
+    grid = pos[:, 1:].float().reshape(1, side, side, pos.shape[-1]).permute(0, 3, 1, 2)
+    if offset:
+        resized = F.interpolate(grid, mode="bicubic", antialias=antialias,
+                                scale_factor=((w0 + offset) / side, (h0 + offset) / side))
+    else:
+        resized = F.interpolate(grid, mode="bicubic", antialias=antialias, size=(w0, h0))
+    assert tuple(resized.shape[-2:]) == (w0, h0)
+    flat = resized.permute(0, 2, 3, 1).reshape(1, w0 * h0, pos.shape[-1])
+    return torch.cat([pos[:, :1].float(), flat], dim=1).to(pos.dtype)
+
+
+# (format, registers) -> the official model's (interpolate_offset, interpolate_antialias)
+RULES = {("pth", False): (0.1, False), ("pth", True): (0.0, True),
+         ("hf", False): (0.0, False), ("hf", True): (0.0, True)}
+
+
+@pytest.mark.parametrize("fmt,registers", list(RULES), ids=[
+    "pth", "pth_reg", "hf", "hf_with_registers"])
+def test_518px_pos_embed_follows_each_formats_rule(tmp_path, fmt, registers):
+    kw = {"num_register_tokens": 4} if registers else {}
+    big = vit(0, img_size=518, **kw)  # the pretraining grid, 37 x 37
+    with torch.no_grad():  # a rough pos_embed: smooth ones hide a wrong sampling grid
+        big.pos_embed.normal_()
+    if fmt == "pth":
+        path = tmp_path / "pretrain.pth"
+        torch.save(big.state_dict(), path)
+    else:
+        path = tmp_path / "dinov2-hf"
+        write_hf(path, big, "dinov2_with_registers" if registers else "dinov2")
+    small = vit(1, img_size=224, **kw)  # 16 x 16
+    load_backbone_checkpoint(small, path)
+    offset, antialias = RULES[fmt, registers]
+    want = official_pos_embed(big.pos_embed.detach(), 224, 224, 14, offset, antialias)
+    assert small.pos_embed.shape == (1, 257, 64)
+    assert torch.equal(small.pos_embed.detach(), want)  # bit-exact: the same tokens
     assert torch.equal(small.blocks[1].mlp.fc2.weight, big.blocks[1].mlp.fc2.weight)
+    for other in set(RULES.values()) - {(offset, antialias)}:  # the rules differ here
+        assert not torch.allclose(small.pos_embed.detach(), official_pos_embed(
+            big.pos_embed.detach(), 224, 224, 14, *other), atol=1e-3)
+
+
+def test_same_grid_is_not_resampled(tmp_path):
+    src = vit(0, img_size=112)
+    torch.save({k: v.half() for k, v in src.state_dict().items()}, tmp_path / "fp16.pth")
+    dst = vit(1, img_size=112)
+    load_backbone_checkpoint(dst, tmp_path / "fp16.pth")
+    assert torch.equal(dst.pos_embed.detach(), src.pos_embed.detach().half().float())
+
+
+def test_relative_path_resolves_against_the_repository(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_checkpoint_path("pyproject.toml") == REPO_ROOT / "pyproject.toml"
+    (tmp_path / "pyproject.toml").write_text("")  # from the working directory first
+    assert resolve_checkpoint_path("pyproject.toml") == Path("pyproject.toml")
+    assert resolve_checkpoint_path("nowhere.pth") == Path("nowhere.pth")
 
 
 def expect_user_error(path, model, *fragments) -> None:

@@ -3,8 +3,20 @@
 Two formats: an official checkpoint (``dinov2_vitl14_pretrain.pth``: a plain state dict with
 our key names) and a Hugging Face ``dinov2-*`` folder (``config.json`` + ``model.safetensors``)
 whose keys are mapped to ours (``query``/``key``/``value`` concatenated into ``qkv``).
-A ``pos_embed`` for another patch grid is resampled bicubically (DINOv2's interpolation:
-class token kept, the g x g grid resized). Every problem is a one-line
+A ``pos_embed`` for another patch grid (M x M, e.g. 37 x 37 at DINOv2's 518 px) is resampled
+once, at load time, to this model's g x g grid, by the rule of the format it came from, so
+that the tokens equal those of the format's own model at that image size:
+
+- official ``.pth`` (``dinov2_vit*14``, ``interpolate_offset`` 0.1): bicubic with
+  ``scale_factor=((g + 0.1) / M, (g + 0.1) / M)``, no antialias;
+- official ``.pth`` with registers (``dinov2_vit*14_reg``: ``register_tokens`` present;
+  offset 0, ``interpolate_antialias``): bicubic to ``size=(g, g)``, antialias;
+- Hugging Face ``Dinov2Model`` folder: bicubic to ``size=(g, g)``, no antialias; with
+  registers (``dinov2_with_registers``): antialias.
+
+The class token's entry is kept. A relative checkpoint path that does not exist from the
+working directory is looked up in the repository root (:func:`resolve_checkpoint_path`), so
+the shipped ``weights/`` load from any folder. Every problem is a one-line
 :class:`~handpose.errors.UserError` naming the path.
 """
 
@@ -12,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,8 +32,25 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor
 
-from handpose.errors import UserError
+from handpose.errors import UserError, first_line
 from handpose.model.vit import VisionTransformer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class PosEmbedRule:
+    """How a format resamples ``pos_embed``: ``offset`` > 0 -> bicubic with
+    ``scale_factor=(g + offset) / M``, else ``size=(g, g)``; with or without ``antialias``."""
+
+    offset: float
+    antialias: bool
+
+
+OFFICIAL = PosEmbedRule(0.1, False)  # dinov2_vit*14 (hub models, the .pth files)
+OFFICIAL_REGISTERS = PosEmbedRule(0.0, True)  # dinov2_vit*14_reg
+HF = PosEmbedRule(0.0, False)  # transformers Dinov2Model
+HF_REGISTERS = PosEmbedRule(0.0, True)  # transformers Dinov2WithRegistersModel
 
 # Hugging Face key (regex) -> ours; q/k/v are handled separately.
 _HF_RENAMES = (
@@ -66,43 +96,58 @@ def hf_to_dinov2(hf: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def resample_pos_embed(pos: Tensor, grid: int) -> Tensor:
-    """(1, 1 + n*n, D) -> (1, 1 + grid*grid, D), bicubic on the n x n patch grid."""
-    n = round((pos.shape[1] - 1) ** 0.5)
-    if n * n != pos.shape[1] - 1:
+def resample_pos_embed(pos: Tensor, grid: int, rule: PosEmbedRule = OFFICIAL) -> Tensor:
+    """(1, 1 + M*M, D) -> (1, 1 + grid*grid, D): the M x M patch grid resampled bicubically
+    by ``rule`` (in float32, as DINOv2 does), the class token's entry kept."""
+    m = round((pos.shape[1] - 1) ** 0.5)
+    if m * m != pos.shape[1] - 1:
         raise ValueError(f"pos_embed {tuple(pos.shape)} is not a square grid plus a class token")
-    patches = pos[:, 1:].reshape(1, n, n, -1).permute(0, 3, 1, 2).float()
-    patches = F.interpolate(patches, size=(grid, grid), mode="bicubic", align_corners=False)
+    patches = pos[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2).float()
+    if rule.offset:
+        scale = (grid + rule.offset) / m
+        patches = F.interpolate(patches, scale_factor=(scale, scale), mode="bicubic",
+                                antialias=rule.antialias)
+    else:
+        patches = F.interpolate(patches, size=(grid, grid), mode="bicubic",
+                                antialias=rule.antialias)
     patches = patches.permute(0, 2, 3, 1).reshape(1, grid * grid, -1).to(pos.dtype)
     return torch.cat([pos[:, :1], patches], dim=1)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """``path`` as given if it exists (or is absolute); a relative path that does not exist
+    from the working directory -> the same path under the repository root, if there."""
+    p = Path(path).expanduser()
+    if p.exists() or p.is_absolute():
+        return p
+    in_repo = REPO_ROOT / p
+    return in_repo if in_repo.exists() else p
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """A ``.pth`` state dict or a Hugging Face folder -> tensors with DINOv2 key names."""
-    p = Path(path)
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], PosEmbedRule]:
+    """A ``.pth`` state dict or a Hugging Face folder (``path`` through
+    :func:`resolve_checkpoint_path`) -> (tensors with DINOv2 key names, the format's
+    ``pos_embed`` rule)."""
+    p = resolve_checkpoint_path(path)
     try:
         if p.is_dir():
             config = json.loads((p / "config.json").read_text())
-            if not str(config.get("model_type", "")).startswith("dinov2"):
-                raise ValueError(f"config.json model_type={config.get('model_type')!r}, "
-                                 "not a dinov2 model")
-            return hf_to_dinov2(load_file(p / "model.safetensors"))
+            model_type = str(config.get("model_type", ""))
+            if not model_type.startswith("dinov2"):
+                raise ValueError(f"config.json model_type={model_type!r}, not a dinov2 model")
+            rule = HF_REGISTERS if "registers" in model_type else HF
+            return hf_to_dinov2(load_file(p / "model.safetensors")), rule
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load / safetensors raise many types: all mean unreadable
-        raise UserError(f"unreadable backbone checkpoint {path}: {_first_line(e)}") from None
+        raise UserError(f"unreadable backbone checkpoint {path}: {first_line(e)}") from None
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
         raise UserError(f"unreadable backbone checkpoint {path}: not a state dict of tensors")
-    return sd
+    return sd, OFFICIAL_REGISTERS if "register_tokens" in sd else OFFICIAL
 
 
 def load_backbone_checkpoint(model: VisionTransformer, path: str | Path) -> None:
     """Load ``path`` into ``model`` strictly; raise :class:`UserError` on any mismatch."""
-    sd = read_checkpoint(path)
+    sd, rule = read_checkpoint(path)
     sd.setdefault("mask_token", model.mask_token)  # optional in HF folders; unused here
     ours = model.state_dict()
     missing = [k for k in ours if k not in sd]
@@ -117,7 +162,7 @@ def load_backbone_checkpoint(model: VisionTransformer, path: str | Path) -> None
     if sd["pos_embed"].shape != ours["pos_embed"].shape and \
             sd["pos_embed"].shape[-1] == ours["pos_embed"].shape[-1]:
         try:
-            sd["pos_embed"] = resample_pos_embed(sd["pos_embed"], model.grid)
+            sd["pos_embed"] = resample_pos_embed(sd["pos_embed"], model.grid, rule)
         except ValueError as e:
             raise UserError(f"{what}: {e}") from None
     for key, value in ours.items():
