@@ -14,15 +14,18 @@ from omegaconf import DictConfig, OmegaConf
 LOG = logging.getLogger("handpose")
 
 
-def setup_logging(run_dir: Path) -> None:
-    """Console (stdout) + ``run_dir/log.txt``, plain lines."""
-    LOG.setLevel(logging.INFO)
+def setup_logging(run_dir: Path | None) -> None:
+    """Console (stdout) + ``run_dir/log.txt``, plain lines. ``run_dir`` None (the ranks
+    other than 0 of a data-parallel run): warnings only, on stderr."""
+    LOG.setLevel(logging.INFO if run_dir is not None else logging.WARNING)
     LOG.propagate = False
     for h in list(LOG.handlers):
         LOG.removeHandler(h)
         h.close()
     fmt = logging.Formatter("%(message)s")
-    for h in (logging.StreamHandler(sys.stdout), logging.FileHandler(run_dir / "log.txt")):
+    handlers = ([logging.StreamHandler(sys.stdout), logging.FileHandler(run_dir / "log.txt")]
+                if run_dir is not None else [logging.StreamHandler(sys.stderr)])
+    for h in handlers:
         h.setFormatter(fmt)
         LOG.addHandler(h)
 
@@ -45,17 +48,21 @@ def resolve_aim_repo(cfg: DictConfig, run_dir: Path) -> str:
 
 
 class Tracker:
-    """Writes ``metrics.jsonl`` and, if enabled, one Aim run (resumed by hash on resume)."""
+    """Writes ``metrics.jsonl`` and, if enabled, one Aim run (resumed by hash on resume).
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, aim_hash: str | None = None,
+    ``run_dir`` None: a tracker that records nothing (ranks other than 0)."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path | None, aim_hash: str | None = None,
                  extra: dict[str, Any] | None = None, resume_step: int | None = None) -> None:
+        self.jsonl, self.aim_run = None, None
+        if run_dir is None:
+            return
         path = run_dir / "metrics.jsonl"
         if resume_step is not None and path.is_file():  # drop what came after the checkpoint
             keep = [line for line in path.read_text().splitlines()
                     if line and json.loads(line)["step"] <= resume_step]
             path.write_text("".join(line + "\n" for line in keep))
         self.jsonl = open(path, "a")  # noqa: SIM115 (closed in close())
-        self.aim_run = None
         if cfg.AIM.enabled:
             self.aim_run = _open_aim_run(cfg, run_dir, aim_hash)
             if aim_hash is None:
@@ -69,7 +76,7 @@ class Tracker:
         return self.aim_run.hash if self.aim_run is not None else None
 
     def track(self, step: int, split: str, metrics: dict[str, Any], to_jsonl: bool) -> None:
-        if to_jsonl:
+        if to_jsonl and self.jsonl is not None:
             self.jsonl.write(json.dumps({"step": step, "split": split, **metrics}) + "\n")
             self.jsonl.flush()
         if self.aim_run is not None:
@@ -78,7 +85,8 @@ class Tracker:
                     self.aim_run.track(value, name=name, step=step, context={"subset": split})
 
     def close(self) -> None:
-        self.jsonl.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
         if self.aim_run is not None:
             self.aim_run.close()
 

@@ -2,6 +2,11 @@
 
 ``train(cfg, hook)`` is the library entry point; the CLI and the Ray Tune trainable are its
 two thin callers. Read it top to bottom: setup, (resume), loop, validate + checkpoint.
+
+Data-parallel: when ``torch.distributed`` is initialised (``torchrun --nproc_per_node N -m
+handpose.train ...``, or a Ray Train worker), each rank trains on its part of the train
+stream (``TRAIN.sample_per_device`` per rank) through DDP; rank 0 alone validates and
+writes (run folder, checkpoints, console, Aim) while the others wait (docs/internals.md).
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from omegaconf import DictConfig
+from torch.nn.parallel import DistributedDataParallel
 
-from handpose.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from handpose.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from handpose.config import load_config, to_yaml, val_step, validate
 from handpose.data import (
     TrainStream,
@@ -30,25 +37,51 @@ from handpose.data import (
     build_val_stream,
     ensure_dataset,
 )
-from handpose.errors import run_cli
+from handpose.errors import UserError, run_cli
 from handpose.evaluate import evaluate_stream, train_eval_stream
 from handpose.losses import compute_losses
 from handpose.model import PoseNet, build_model, param_groups
 from handpose.schedules import get_lr_scale, get_progressive_dropout
 from handpose.tracking import LOG, Tracker, format_train_line, setup_logging
 
-# hook(metrics, checkpoint_dir): called after every validation
-ValidationHook = Callable[[dict[str, Any], Path], None]
+# hook(metrics, checkpoint_dir): called on every rank after every validation, with the same
+# metrics; checkpoint_dir is the saved checkpoint on rank 0 and None on the other ranks
+ValidationHook = Callable[[dict[str, Any], "Path | None"], None]
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; the run stops (a sweep records the trial as errored)."""
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size) of the initialised ``torch.distributed`` group, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def pick_device(name: str) -> torch.device:
+    """``GENERAL.device``: ``auto`` = cuda when available, else cpu. Data-parallel, ``cuda``
+    means this process's GPU: ``cuda:$LOCAL_RANK`` (torchrun, Ray Train), else the current
+    CUDA device."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and world()[1] > 1:
+        local = os.environ.get("LOCAL_RANK")
+        return torch.device("cuda", int(local) if local else torch.cuda.current_device())
     return torch.device(name)
+
+
+def init_distributed(device_name: str) -> bool:
+    """Join torchrun's process group (``WORLD_SIZE`` > 1 in the environment; not yet
+    initialised): nccl when training on CUDA, else gloo. Returns whether it did."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    cuda = device_name != "cpu" and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return True
 
 
 def seed_everything(seed: int) -> None:
@@ -95,63 +128,97 @@ def train_step(cfg: DictConfig, model: torch.nn.Module, optimizer: torch.optim.O
     return losses
 
 
+def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalars averaged over the ranks (one all-reduce; as is without a process group)."""
+    stacked = torch.stack([v.detach().float() for v in values.values()])
+    if world()[1] > 1:
+        dist.all_reduce(stacked)
+        stacked /= world()[1]
+    return dict(zip(values, stacked.tolist(), strict=True))
+
+
 @dataclass
 class RunState:
-    """What one run carries from step to step (built in :func:`train`)."""
+    """What one run carries from step to step (built in :func:`train`). On ranks other
+    than 0 of a data-parallel run, ``run_dir``, ``val_stream`` and ``gap_stream`` are None
+    and ``tracker`` records nothing."""
 
     cfg: DictConfig
-    run_dir: Path
+    run_dir: Path | None
     device: torch.device
-    model: PoseNet
+    model: PoseNet  # the module itself (validated, saved); DDP wraps it for training
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     train_stream: TrainStream
-    val_stream: ValStream
+    val_stream: ValStream | None
     gap_stream: ValStream | None  # fixed train subset for gap_mpjpe (None: off)
     tracker: Tracker
     step: int = 0
+    rank: int = 0
+    world_size: int = 1
 
 
 def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | None = None,
           aim_extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train one run; returns the last validation metrics.
+    """Train one run; returns the last validation metrics (on every rank).
 
     Resumes exactly from ``GENERAL.resume_path`` (a checkpoint or run folder) if set.
-    ``hook(metrics, checkpoint_dir)`` is called after every validation; ``aim_extra`` is
-    stored on the Aim run (e.g. the sweep's searched values).
+    ``hook(metrics, checkpoint_dir)`` is called after every validation (see
+    :data:`ValidationHook`); ``aim_extra`` is stored on the Aim run (e.g. the sweep's
+    searched values). Data-parallel when ``torch.distributed`` is initialised.
     """
     validate(cfg)
     g = cfg.GENERAL
+    rank, world_size = world()
+    main = rank == 0
     device = pick_device(g.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     seed_everything(g.seed)
-    ensure_dataset(cfg)
-    run_dir = Path(run_dir) if run_dir is not None else make_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        ensure_dataset(cfg)
+        run_dir = Path(run_dir) if run_dir is not None else make_run_dir(cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    else:
+        run_dir = None
     setup_logging(run_dir)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    if world_size > 1:
+        dist.barrier()  # the data set exists
 
     model = build_model(cfg).to(device)
+    if rank:
+        torch.manual_seed(g.seed + rank)  # its own dropout masks (rank 0: as one process)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.TRAIN.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr_scale(
         s, g.total_step, cfg.TRAIN.warmup_step, cfg.TRAIN.min_lr_ratio))
-    train_stream = build_train_stream(cfg)
+    train_stream = build_train_stream(cfg, rank, world_size)
     step, aim_hash, resume_step = 0, None, None
     if g.resume_path:
         ckpt = load_checkpoint(g.resume_path)
         model.load_state_dict(ckpt["model"])
         state = ckpt["state"]
+        saved_world = state.get("world_size", 1)
+        if saved_world != world_size:
+            raise UserError(f"GENERAL.resume_path={g.resume_path}: written by {saved_world} "
+                            f"processes, resumed by {world_size} (exact resume needs the same)")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        train_stream.load_state_dict(state["data"])
-        set_rng_state(state["rng"])
+        train_stream.load_state_dict(state["data"] if main else state["data_ranks"][rank])
+        set_rng_state(state["rng"] if main else state["rng_ranks"][rank])
         step, aim_hash = state["step"], state.get("aim_hash")
         resume_step = step
         LOG.info(f"resumed from {ckpt['dir']} at step {step}")
-    forward = torch.compile(model) if cfg.TRAIN.compile else model
+    ddp = (DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+           if world_size > 1 else model)
+    forward = torch.compile(ddp) if cfg.TRAIN.compile else ddp
     run = RunState(cfg, run_dir, device, model, optimizer, scheduler, train_stream,
-                   build_val_stream(cfg), train_eval_stream(cfg),
-                   Tracker(cfg, run_dir, aim_hash, aim_extra, resume_step), step)
+                   build_val_stream(cfg) if main else None,
+                   train_eval_stream(cfg) if main else None,
+                   Tracker(cfg, run_dir, aim_hash, aim_extra, resume_step), step, rank,
+                   world_size)
     LOG.info(f"run folder {run_dir} | pid {os.getpid()} | device {device} | "
+             f"{world_size} process(es) | "
              f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
 
     sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
@@ -171,16 +238,16 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
             count += 1
 
             if step % g.aim_log_step == 0 or step % g.log_step == 0:
-                avg = {k: (v / count).item() for k, v in sums.items()}
+                avg = mean_over_ranks({k: v / count for k, v in sums.items()})
                 if not math.isfinite(avg["total"]):
                     raise NonFiniteLossError(f"non-finite loss at step {step}: {avg}")
                 lr = scheduler.get_last_lr()[-1]
                 run.tracker.track(step, "train", {**avg, "lr": lr, "dropout_rate": rate},
                                   to_jsonl=step % g.log_step == 0)
                 if step % g.log_step == 0:
+                    samples = count * cfg.TRAIN.sample_per_device * world_size
                     LOG.info(format_train_line(step, g.total_step, lr, rate, avg) +
-                             f" {count * cfg.TRAIN.sample_per_device / (time.time() - t0):.1f}"
-                             " samples/s")
+                             f" {samples / (time.time() - t0):.1f} samples/s")
                     sums.clear()
                     count, t0 = 0, time.time()
 
@@ -193,26 +260,43 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
 
 def validate_and_checkpoint(run: RunState, rate: float, losses: dict[str, torch.Tensor],
                             hook: ValidationHook | None) -> dict[str, Any]:
-    """Validate at ``run.step`` (dropout ``rate``, last train ``losses``), write the metrics
-    everywhere, save a checkpoint, call the hook. Returns the metrics."""
+    """At ``run.step`` (dropout ``rate``, last train ``losses``): rank 0 validates, writes
+    the metrics everywhere and saves a checkpoint (with every rank's data position and RNG
+    state) while the other ranks wait; then the hook runs on every rank. Returns the
+    metrics (the same on every rank)."""
     cfg, step = run.cfg, run.step
-    with autocast(cfg, run.device):
-        metrics = evaluate_stream(run.model, run.val_stream, run.device, cfg.LOSS)
-        if run.gap_stream is not None:
-            train_eval = evaluate_stream(run.model, run.gap_stream, run.device, cfg.LOSS)
-            metrics["train_mpjpe"] = train_eval["mpjpe"]
-            metrics["gap_mpjpe"] = metrics["mpjpe"] - train_eval["mpjpe"]
-    metrics.update(step=step, dropout_rate=rate, bad_samples=run.train_stream.bad_samples,
-                   **{f"train_{k}": v.item() for k, v in losses.items()})
-    run.tracker.track(step, "val", metrics, to_jsonl=True)
-    LOG.info(f"val {step}/{cfg.GENERAL.total_step} mpjpe={metrics['mpjpe']:.2f}mm "
-             f"mpjpe_rel={metrics['mpjpe_rel']:.2f}mm pa_mpjpe={metrics['pa_mpjpe']:.2f}mm "
-             f"rte={metrics['rte']:.2f}mm n={metrics['num_samples']} "
-             f"fingerprint={metrics['val_fingerprint']}")
-    state = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-             "data": run.train_stream.state_dict(), "aim_hash": run.tracker.aim_hash}
-    ckpt = save_checkpoint(run.run_dir / "checkpoints", step, cfg, run.model, state,
-                           cfg.GENERAL.keep_checkpoints)
+    data_ranks, rng_ranks = [run.train_stream.state_dict()], [None]
+    if run.world_size > 1:
+        data_ranks, rng_ranks = [None] * run.world_size, [None] * run.world_size
+        dist.all_gather_object(data_ranks, run.train_stream.state_dict())
+        dist.all_gather_object(rng_ranks, rng_state())
+    train_losses = mean_over_ranks(losses)
+    metrics, ckpt = {}, None
+    if run.rank == 0:
+        with autocast(cfg, run.device):
+            metrics = evaluate_stream(run.model, run.val_stream, run.device, cfg.LOSS)
+            if run.gap_stream is not None:
+                train_eval = evaluate_stream(run.model, run.gap_stream, run.device, cfg.LOSS)
+                metrics["train_mpjpe"] = train_eval["mpjpe"]
+                metrics["gap_mpjpe"] = metrics["mpjpe"] - train_eval["mpjpe"]
+        metrics.update(step=step, dropout_rate=rate, bad_samples=run.train_stream.bad_samples,
+                       **{f"train_{k}": v for k, v in train_losses.items()})
+        run.tracker.track(step, "val", metrics, to_jsonl=True)
+        LOG.info(f"val {step}/{cfg.GENERAL.total_step} mpjpe={metrics['mpjpe']:.2f}mm "
+                 f"mpjpe_rel={metrics['mpjpe_rel']:.2f}mm pa_mpjpe={metrics['pa_mpjpe']:.2f}mm"
+                 f" rte={metrics['rte']:.2f}mm n={metrics['num_samples']} "
+                 f"fingerprint={metrics['val_fingerprint']}")
+        state = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                 "data": data_ranks[0], "aim_hash": run.tracker.aim_hash,
+                 "world_size": run.world_size}
+        if run.world_size > 1:
+            state.update(data_ranks=data_ranks, rng_ranks=rng_ranks)
+        ckpt = save_checkpoint(run.run_dir / "checkpoints", step, cfg, run.model, state,
+                               cfg.GENERAL.keep_checkpoints)
+    if run.world_size > 1:
+        shared = [metrics]
+        dist.broadcast_object_list(shared, src=0)  # the other ranks wait here
+        metrics = shared[0]
     if hook is not None:
         hook(metrics, ckpt)
     return metrics
@@ -225,7 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. TRAIN.lr=1e-4")
     args = parser.parse_args(argv)
     cfg = load_config(args.config_name, args.overrides)
-    metrics = train(cfg)
+    joined = init_distributed(cfg.GENERAL.device)
+    try:
+        metrics = train(cfg)
+    finally:
+        if joined:
+            dist.destroy_process_group()
     LOG.info(f"done: mpjpe={metrics.get('mpjpe', float('nan')):.2f}mm")
     return 0
 
