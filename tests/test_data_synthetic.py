@@ -111,6 +111,23 @@ def test_difficulty_knobs_shape_and_clutter_change_what_they_say():
     assert plain["json"] == finger["json"] and plain["jpg"] != finger["jpg"]
 
 
+def test_source_domain_changes_the_look_not_the_labels():
+    """The pretraining source domain's appearance knobs (finger/palm colours, bone width,
+    background) change the pixels only; the manifest records them as JSON lists."""
+    from dataclasses import replace
+
+    from handpose.data.synthetic import make_sample
+    from handpose.pretrain import SOURCE
+
+    kin = HandKinematics()
+    look = replace(DEFAULT, finger_rgb=SOURCE.finger_rgb, palm_rgb=SOURCE.palm_rgb,
+                   bone_radius_scale=SOURCE.bone_radius_scale,
+                   background_rgb=SOURCE.background_rgb)
+    a, b = (make_sample(kin, 0, "train", 5, 64, d) for d in (DEFAULT, look))
+    assert a["json"] == b["json"] and a["jpg"] != b["jpg"]
+    assert json.loads(json.dumps(SOURCE.as_dict()))["finger_rgb"][0] == list(SOURCE.finger_rgb[0])
+
+
 def test_light_falloff_makes_absolute_depth_visible():
     from dataclasses import replace
 

@@ -12,9 +12,14 @@ regenerates a cached set whose recorded values differ from the current ones.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 
 Range = tuple[float, float]
+RGB = tuple[float, float, float]
+# thumb, index, middle, ring, little
+FINGER_RGB: tuple[RGB, ...] = (
+    (230, 80, 60), (240, 200, 40), (70, 190, 80), (60, 130, 230), (190, 80, 210))
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ class Difficulty:
     tilt_deg: float = 40.0  # out-of-plane rotation around the palm-facing-camera pose
     roll_deg: float = 60.0  # in-plane rotation (0 = fingers up)
     # camera and root position
-    depth_mm: Range = (250.0, 1000.0)  # root (wrist) depth (a near hand is kept if it fits)
+    depth_mm: Range = (250.0, 700.0)  # root (wrist) depth (a near hand is kept if it fits)
     focal_px_per_128: Range = (200.0, 250.0)
     principal_jitter_px_per_128: float = 4.0  # principal point offset from the centre
     centre_jitter: float = 0.08  # hand centre offset from the image centre (std, x size)
@@ -50,10 +55,15 @@ class Difficulty:
     # z mm (light_ref_mm / z) ** light_falloff times as bright: an absolute depth cue
     light_falloff: float = 2.0
     light_ref_mm: float = 400.0
+    # appearance (the pretraining source domain changes these; handpose.pretrain)
+    finger_rgb: tuple[RGB, ...] = FINGER_RGB
+    palm_rgb: RGB = (225, 180, 150)
+    bone_radius_scale: float = 1.0  # x the per-finger bone radius (render.BONE_RADIUS_MM)
+    background_rgb: Range = (20.0, 235.0)  # background ramp colours, per channel
 
     def as_dict(self) -> dict:
         """JSON-able values (tuples become lists), as recorded in ``manifest.json``."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return json.loads(json.dumps(asdict(self)))  # nested tuples -> lists
 
 
 DEFAULT = Difficulty()

@@ -18,10 +18,6 @@ from PIL import Image, ImageDraw, ImageFilter
 from handpose.data.difficulty import DEFAULT, Difficulty
 
 SUPERSAMPLE = 2
-FINGER_RGB = np.array(
-    [[230, 80, 60], [240, 200, 40], [70, 190, 80], [60, 130, 230], [190, 80, 210]], float
-)  # thumb, index, middle, ring, little
-PALM_RGB = np.array([225, 180, 150], float)
 BONE_RADIUS_MM = np.array([10.0, 8.5, 8.5, 8.0, 7.0])  # per finger
 PALM_IDX = (0, 1, 5, 9, 13, 17)  # wrist and the five finger bases
 
@@ -50,7 +46,7 @@ def _shade(rgb: np.ndarray, depth: float, z_near: float, z_far: float, d: Diffic
 
 def _background(rng: np.random.Generator, draw_size: int, d: Difficulty) -> Image.Image:
     """A random two-colour ramp with ``d.clutter_strokes`` distractor lines and blobs."""
-    c0, c1 = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
+    c0, c1 = rng.uniform(*d.background_rgb, 3), rng.uniform(*d.background_rgb, 3)
     ramp = np.linspace(0, 1, draw_size)[:, None, None]
     if rng.random() < 0.5:
         ramp = ramp.transpose(1, 0, 2)
@@ -59,7 +55,10 @@ def _background(rng: np.random.Generator, draw_size: int, d: Difficulty) -> Imag
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(*d.clutter_strokes))):
         finger_like = rng.random() < d.clutter_finger_colour_p
-        colour = FINGER_RGB[rng.integers(5)] if finger_like else rng.uniform(0, 255, 3)
+        if finger_like:
+            colour = np.array(d.finger_rgb[rng.integers(5)], float)
+        else:
+            colour = rng.uniform(0, 255, 3)
         colour = _rgb(colour * rng.uniform(0.5, 1.1))
         p = rng.uniform(0, draw_size, 4)
         width = int(rng.uniform(0.02, 0.09) * draw_size)
@@ -89,7 +88,8 @@ def render_hand(
     z = joints_mm[:, 2]
     z_near, z_far = float(z.min()), float(z.max())
     focal = float(K[0, 0]) * s
-    skin = PALM_RGB * rng.uniform(0.7, 1.1, 3)
+    skin = np.array(d.palm_rgb, float) * rng.uniform(0.7, 1.1, 3)
+    finger_rgb = np.array(d.finger_rgb, float)
     items: list[tuple[float, tuple[int, int, int] | None]] = [
         (float(z[list(PALM_IDX)].mean()), None)  # the palm
     ]
@@ -103,17 +103,18 @@ def render_hand(
             draw.polygon(poly, fill=_shade(skin, depth, z_near, z_far, d))
             continue
         f, a, b = bone
-        width = max(2, int(2 * BONE_RADIUS_MM[f] * focal / max(depth, 1.0)))
+        radius = BONE_RADIUS_MM[f] * d.bone_radius_scale
+        width = max(2, int(2 * radius * focal / max(depth, 1.0)))
         draw.line(
             [tuple(uv[a]), tuple(uv[b])],
-            fill=_shade(FINGER_RGB[f], depth, z_near, z_far, d),
+            fill=_shade(finger_rgb[f], depth, z_near, z_far, d),
             width=width,
         )
         for j in (a, b):  # rounded joints, slightly darker
             r = 0.55 * width
             draw.ellipse(
                 [uv[j][0] - r, uv[j][1] - r, uv[j][0] + r, uv[j][1] + r],
-                fill=_shade(FINGER_RGB[f] * 0.8, float(z[j]), z_near, z_far, d),
+                fill=_shade(finger_rgb[f] * 0.8, float(z[j]), z_near, z_far, d),
             )
     if rng.random() < d.occluder_p:
         c = uv[rng.integers(21)] + rng.normal(0, 6 * s, 2)

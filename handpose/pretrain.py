@@ -1,0 +1,188 @@
+"""Pretrain the tiny preset's backbone on a synthetic *source* domain; write it as a DINOv2
+checkpoint.
+
+    python -m handpose.pretrain --out DIR [--steps N] [--seed S] [--train N] [--val M]
+                                [--threads T] [KEY=VALUE ...]
+
+Why supervised hand-pose pretraining of the whole PoseNet, then keeping the backbone: the
+tiny ViT from scratch learns where the hand is but not the fingers in a few thousand steps
+(docs/data.md). Features that show finger articulation need many images and steps; paying
+for them once, on a large set rendered in another domain (:data:`SOURCE`: other finger and
+palm colours, lighting, backgrounds, hand sizes and poses), and shipping the result, gives
+every sweep trial what DINOv2 gives the GPU recipe: ready features, fine-tuned at
+``TRAIN.backbone_lr``. The objective is the same as the trials' (no new code path to
+maintain); only the backbone is exported, the decoder starts afresh in every trial.
+
+Steps: (1) generate ``--train`` + ``--val`` source images into ``DIR/source`` (skipped when
+already there), (2) train ``configs/stage1-tiny.yaml`` from scratch on them with
+``handpose.train.train`` into ``DIR/run`` (progress on the console, a checkpoint every
+``--checkpoint-step`` steps; running the same command again resumes from the last one),
+(3) write the backbone in half precision as a plain state dict with DINOv2's key names
+(``DIR/dinov2_vitt14_handpose.pth``, what ``MODEL.backbone.checkpoint`` loads) and
+``DIR/MANIFEST.json`` (command, data version, seed, sha256, source-domain val metrics).
+Same arguments on the same machine: the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from handpose.checkpoint import list_checkpoints, load_checkpoint
+from handpose.config import load_config
+from handpose.data.difficulty import Difficulty
+from handpose.data.synthetic import GENERATOR_VERSION, generate, manifest_for
+from handpose.errors import UserError, run_cli
+
+WEIGHTS_NAME = "dinov2_vitt14_handpose.pth"
+IMAGE_SIZE = 128  # the source images' side, px (the loader resizes to MODEL.img_size)
+
+# The source domain: the target's geometry family, another look. Finger hues shifted,
+# a darker palm, darker backgrounds, a weaker light falloff from farther away, thicker
+# bones, more varied hand sizes, orientations and depths, less clutter.
+SOURCE = Difficulty(
+    curl_noise=0.25,
+    betas_std=1.5,
+    tilt_deg=50.0,
+    roll_deg=90.0,
+    depth_mm=(200.0, 900.0),
+    clutter_strokes=(0, 3),
+    clutter_finger_colour_p=0.1,
+    occluder_p=0.05,
+    blur_p=0.1,
+    noise_sigma=(1.0, 4.0),
+    light_falloff=1.0,
+    light_ref_mm=500.0,
+    finger_rgb=((250, 120, 40), (180, 220, 40), (40, 190, 170), (110, 100, 240), (230, 90, 160)),
+    palm_rgb=(170, 120, 95),
+    bone_radius_scale=1.15,
+    background_rgb=(0.0, 170.0),
+)
+
+# the training recipe: stage1-tiny from scratch, no decoder dropout, one lr
+RECIPE = (
+    "MODEL.backbone.checkpoint=null",
+    "MODEL.handec.dropout=0.0",
+    "GENERAL.dropout_warmup_step=0",
+    "TRAIN.lr=1e-3",
+    "TRAIN.backbone_lr=1e-3",
+    "TRAIN.warmup_step=200",
+    "DATA.val.max_samples=256",
+    "AIM.enabled=false",
+)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ensure_source(folder: Path, train: int, val: int, seed: int) -> dict[str, Any]:
+    """Generate the source set into ``folder`` unless it is already there; -> its manifest."""
+    want = manifest_for(train, val, seed, IMAGE_SIZE, SOURCE)
+    try:
+        have = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        have = {}
+    if {k: have.get(k) for k in want} != want:
+        generate(folder, train, val, seed, IMAGE_SIZE, difficulty=SOURCE)
+        have = json.loads((folder / "manifest.json").read_text())
+    return have
+
+
+def run_overrides(out: Path, steps: int, seed: int, checkpoint_step: int) -> list[str]:
+    src = out / "source"
+    return [
+        *RECIPE,
+        f"GENERAL.total_step={steps}",
+        f"GENERAL.seed={seed}",
+        f"GENERAL.checkpoint_step={checkpoint_step}",
+        f"GENERAL.log_step={min(50, checkpoint_step)}",
+        f"GENERAL.output_dir={out}",
+        "GENERAL.run_name=run",
+        f"DATA.train.source=[{src}/train-*.tar]",
+        f"DATA.val.source=[{src}/val-*.tar]",
+    ]
+
+
+def export_backbone(model_sd: dict[str, torch.Tensor], path: Path) -> None:
+    """PoseNet state dict -> the backbone's tensors in DINOv2 names, fp16, at ``path``."""
+    sd = {k.removeprefix("backbone."): v.half().contiguous()
+          for k, v in model_sd.items() if k.startswith("backbone.")}
+    torch.save(dict(sorted(sd.items())), path)
+
+
+def pretrain(out: str | Path, steps: int, seed: int = 0, train_images: int = 30000,
+             val_images: int = 500, checkpoint_step: int = 500,
+             overrides: tuple[str, ...] = (), command: str = "") -> dict[str, Any]:
+    """Run the three steps (module docstring) into ``out``; -> the manifest written."""
+    from handpose.train import train  # heavy import: keep `--help` fast
+
+    out = Path(out).resolve()
+    if steps < 1 or train_images < 1 or val_images < 1:
+        raise UserError(f"pretrain: want steps, train, val >= 1 (got {steps}, "
+                        f"{train_images}, {val_images})")
+    data = ensure_source(out / "source", train_images, val_images, seed)
+    cfg = load_config("stage1-tiny",
+                      [*run_overrides(out, steps, seed, checkpoint_step), *overrides])
+    done = list_checkpoints(out / "run" / "checkpoints")
+    if done and int(done[-1].name.rsplit("-", 1)[1]) >= steps:
+        print(f"pretrain: {done[-1]} is the last step; exporting it", flush=True)
+    else:
+        if done:
+            cfg.GENERAL.resume_path = str(out / "run")
+            print(f"pretrain: resuming from {done[-1]}", flush=True)
+        train(cfg, run_dir=out / "run")
+    ckpt = load_checkpoint(out / "run", with_state=False)
+    weights = out / WEIGHTS_NAME
+    export_backbone(ckpt["model"], weights)
+    lines = (out / "run" / "metrics.jsonl").read_text().splitlines()
+    val = [r for r in map(json.loads, lines) if r.get("split") == "val"]
+    manifest = {
+        "weights": WEIGHTS_NAME,
+        "sha256": sha256_of(weights),
+        "format": "DINOv2 .pth state dict (fp16), MODEL.backbone arch vit_tiny depth "
+                  f"{cfg.MODEL.backbone.depth}, patch {cfg.MODEL.backbone.patch_size}, "
+                  f"pos_embed for {cfg.MODEL.img_size} px",
+        "command": command,
+        "seed": seed,
+        "steps": steps,
+        "torch": torch.__version__,
+        "source_data": {k: data[k] for k in ("generator", "version", "seed", "image_size",
+                                             "counts", "difficulty")},
+        "generator_version": GENERATOR_VERSION,
+        "source_val_last": {k: val[-1][k] for k in ("step", "mpjpe", "mpjpe_rel", "pa_mpjpe",
+                                                    "rte", "train_mpjpe")} if val else None,
+    }
+    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="output folder (reused: resumes)")
+    p.add_argument("--steps", type=int, default=8000, help="training steps")
+    p.add_argument("--seed", type=int, default=0, help="data and training seed")
+    p.add_argument("--train", type=int, default=30000, help="source train images")
+    p.add_argument("--val", type=int, default=500, help="source val images")
+    p.add_argument("--checkpoint-step", type=int, default=500, help="checkpoint every N steps")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("overrides", nargs="*", help="KEY=VALUE for the training config")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    command = shlex.join(["python", "-m", "handpose.pretrain", *(argv or sys.argv[1:])])
+    m = pretrain(a.out, a.steps, a.seed, a.train, a.val, a.checkpoint_step,
+                 tuple(a.overrides), command)
+    print(f"wrote {Path(a.out) / m['weights']} sha256 {m['sha256']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
