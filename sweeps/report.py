@@ -116,7 +116,8 @@ def shown(data: D.ReportData, rows: int) -> list[int]:
 
 def rest_note(data: D.ReportData, keep: list[int], csv_name: str) -> str:
     """One line on the entries a table leaves out: how many, by status, their MPJPE range."""
-    left = [e for i, e in enumerate(data.entries) if i not in set(keep)]
+    kept = set(keep)
+    left = [e for i, e in enumerate(data.entries) if i not in kept]
     if not left:
         return ""
     values = [e.final["mpjpe"] for e in left if e.final["mpjpe"] is not None]

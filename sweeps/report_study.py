@@ -98,7 +98,7 @@ def param_importance(study: optuna.Study | None, why_not: str, seed: int = 0) ->
     """Importance of each searched key over the study's complete trials, with a bootstrap:
     the complete trials resampled with replacement, PED-ANOVA on each resample. Resamples:
     ``RESAMPLES``, fewer for big studies (at most ``RESAMPLE_TRIALS`` trials in all, at
-    least ``MIN_RESAMPLES``): about 5 s for 1000 complete trials on one core."""
+    least ``MIN_RESAMPLES``): about 2 CPU-s for 393 complete of 1000 trials (docs/report.md)."""
     if study is None:
         return Importance(note=why_not)
     start = time.perf_counter()
