@@ -21,6 +21,7 @@ LR warmup and ASHA grace period (1/4) are scaled with the step budget.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -73,6 +74,7 @@ def scaled_overrides(steps: int, batch: int) -> tuple[list[str], int]:
     return ([f"GENERAL.total_step={steps}", f"GENERAL.checkpoint_step={every}",
              f"GENERAL.val_step={every}", f"GENERAL.log_step={scale(cfg.GENERAL.log_step)}",
              f"TRAIN.warmup_step={scale(cfg.TRAIN.warmup_step)}",
+             f"GENERAL.dropout_warmup_step={scale(cfg.GENERAL.dropout_warmup_step)}",
              f"TRAIN.sample_per_device={batch}"], scale(spec.grace_period))
 
 
@@ -275,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         "setup": {"preset": PRESET, "overrides": shown,
                   "grace_period": spec.grace_period,
                   "reduction_factor": spec.reduction_factor,
-                  "max_concurrent": spec.max_concurrent, "resources": spec.resources},
+                  "max_concurrent": spec.max_concurrent,
+                  "resources": dataclasses.asdict(spec.resources)},
         "runs": runs, "comparisons": comparisons, "totals": totals})
     return 1 if any(r["exit_code"] for r in runs) else 0
 

@@ -246,16 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp_name:
         tmp = Path(tmp_name)
+        # one trial (ASHA never stops it) or no scheduler: the grace period only has to fit
+        full_spec, full_cfg = load_spec(PRESET, SPEC_PATH)
+        warmup = round(full_cfg.GENERAL.dropout_warmup_step * args.steps
+                       / full_cfg.GENERAL.total_step)  # the baseline's warmup, scaled
         overrides = (synthetic_overrides(args.data, tmp, args.train_samples, args.val_samples)
                      + extra + [f"GENERAL.total_step={args.steps}",
-                                f"GENERAL.log_step={args.log_step}"])
-        # one trial (ASHA never stops it) or no scheduler: the grace period only has to fit
-        full_spec, _ = load_spec(PRESET, SPEC_PATH)
+                                f"GENERAL.log_step={args.log_step}",
+                                f"GENERAL.dropout_warmup_step={warmup}"])
         spec_path = write_spec(tmp / "spec.yaml", PRESET,
                                min(full_spec.grace_period, args.steps, args.startup_steps))
         spec, cfg = load_spec(PRESET, spec_path, extra_overrides=tuple(overrides))
         point = trial_overrides(spec.points_to_evaluate[0]) if spec.points_to_evaluate else []
-        threads = int(spec.resources.get("cpu", 1))
+        threads = int(spec.resources.cpu)
         sample_s = 0.1 if args.toy else 1.0  # a toy run can end between 1 s samples
         for i in range(args.repeats):
             kinds = ("bare", "tune") if i % 2 == 0 else ("tune", "bare")

@@ -231,8 +231,9 @@ def _base_point(cfg: DictConfig, space: dict[str, dict[str, Any]]) -> dict[str, 
         d = space[key]
         inside = value in d["values"] if d["type"] == "choice" else d["low"] <= value <= d["high"]
         if not inside:
-            raise ConfigError(f"search space {key}: the base config's value {value!r} (the "
-                              "baseline) is outside the search range")
+            where = d["values"] if d["type"] == "choice" else f"[{d['low']}, {d['high']}]"
+            raise ConfigError(f"{key}={value!r} (the base config's value, the baseline) is "
+                              f"outside its search range {where}: set {key} inside it")
     return point
 
 
