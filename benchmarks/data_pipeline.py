@@ -18,21 +18,16 @@ default 1 as in a sweep trial (preset ``cpu``: 1 CPU per trial). Ratios: loader 
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # `python benchmarks/data_pipeline.py` without an install
-    sys.path.insert(0, str(REPO))
+import torch
+from omegaconf import DictConfig
 
-import torch  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     TOY_OVERRIDES,
     base_parser,
     format_table,
@@ -43,9 +38,9 @@ from benchmarks.common import (  # noqa: E402
     synthetic_overrides,
     write_results,
 )
-from handpose.config import load_config  # noqa: E402
-from handpose.data import build_train_stream  # noqa: E402
-from handpose.errors import UserError, run_cli  # noqa: E402
+from handpose.config import load_config
+from handpose.data import build_train_stream
+from handpose.errors import UserError, run_cli
 
 NAME = "data_pipeline"
 TARGET = 3.0  # the loader at least 3x faster than the model consumes

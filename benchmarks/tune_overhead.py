@@ -38,11 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # `python benchmarks/tune_overhead.py` without an install
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     TOY_OVERRIDES,
     base_parser,
     fit_trials,
@@ -58,9 +54,9 @@ from benchmarks.common import (  # noqa: E402
     write_results,
     write_spec,
 )
-from handpose.config import val_step  # noqa: E402
-from handpose.errors import UserError, run_cli  # noqa: E402
-from sweeps.spec import SPEC_PATH, load_spec, trial_overrides  # noqa: E402
+from handpose.config import val_step
+from handpose.errors import UserError, run_cli
+from sweeps.spec import SPEC_PATH, load_spec, trial_overrides
 
 NAME = "tune_overhead"
 PRESET = "cpu"

@@ -15,7 +15,6 @@ recipe's validation every ``GENERAL.checkpoint_step`` = 100 steps (4 validations
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -25,14 +24,10 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # `python benchmarks/validation_cost.py` without an install
-    sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
-
-import handpose.train  # noqa: E402
-from benchmarks.common import (  # noqa: E402
+import handpose.train
+from benchmarks.common import (
     TOY_OVERRIDES,
     base_parser,
     format_table,
@@ -40,8 +35,8 @@ from benchmarks.common import (  # noqa: E402
     synthetic_overrides,
     write_results,
 )
-from handpose.config import load_config, val_step  # noqa: E402
-from handpose.errors import UserError, run_cli  # noqa: E402
+from handpose.config import load_config, val_step
+from handpose.errors import UserError, run_cli
 
 NAME = "validation_cost"
 PARTS = ("validation", "train_subset", "checkpoint")
