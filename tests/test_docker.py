@@ -1,17 +1,21 @@
 """Deployment files, checked without a Docker engine: the Dockerfile linted by hadolint and
 read for its contract, the build context (.dockerignore), docker/constraints.txt against
-pyproject.toml and this environment, docker/cluster.yaml through Ray's own config
-validation (the schema shipped in the ray package), the KubeRay RayJob and the compose file
-parsed (compose also against the Compose Specification's schema) and checked for what
-makes them work and keeps them secure, and the container health check against a port where
-no Ray node answers."""
+pyproject.toml and this environment (and the GPU image's CUDA pins against both),
+docker/cluster.yaml through Ray's own config validation (the schema shipped in the ray
+package), the KubeRay manifests and the compose file parsed (compose also against the
+Compose Specification's schema) and checked for what makes them work and keeps them secure:
+the Aim server, GPU pools sized for the `gpu` preset of the sweep spec, the RayJob's
+entrypoint run through bash and Ray's `sh -c`; the container health check against a port
+where no Ray node answers."""
 
 from __future__ import annotations
 
 import copy
 import importlib.util
 import json
+import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -34,6 +38,40 @@ RAY_PORTS = ("6379", "8265", "10001")
 
 def _yaml(name: str):
     return yaml.safe_load((DOCKER / name).read_text())
+
+
+def _k8s(kind: str) -> dict:
+    """The one document of ``kind`` in docker/kuberay-rayjob.yaml."""
+    docs = [d for d in yaml.safe_load_all((DOCKER / "kuberay-rayjob.yaml").read_text())
+            if d["kind"] == kind]
+    assert len(docs) == 1, f"{len(docs)} {kind} documents"
+    return docs[0]
+
+
+def _trial_demand(preset: str) -> tuple[int, float, float]:
+    """``(workers at once, CPUs, GPUs per worker)`` of a preset of the sweep spec at full
+    concurrency: ``max_concurrent`` trials x ``resources.workers`` (read with yaml; a key the
+    preset leaves out has the spec's default, ``sweeps.spec.ResourcesCfg``)."""
+    from sweeps.spec import ResourcesCfg
+
+    spec = yaml.safe_load((REPO / "configs" / "sweep" / "dropout_warmup.yaml").read_text())
+    p = spec["presets"][preset]
+    res = {**vars(ResourcesCfg()), **p.get("resources", {})}
+    return p["max_concurrent"] * int(res["workers"]), float(res["cpu"]), float(res["gpu"])
+
+
+def _check_pool(nodes: int, node_cpu: float, node_gpu: float, preset: str = "gpu") -> None:
+    """``nodes`` nodes of ``node_cpu`` CPUs / ``node_gpu`` GPUs run every worker of the
+    preset's concurrent trials at once, each node fills its GPUs, and the pool is not
+    grossly larger than that (at most twice the GPUs needed)."""
+    workers, cpu, gpu = _trial_demand(preset)
+    assert gpu > 0 and node_gpu >= gpu and node_cpu >= cpu
+    per_node = min(node_gpu // gpu, node_cpu // cpu)  # worker bundles on one node
+    assert per_node >= node_gpu // gpu, f"{node_cpu} CPUs leave GPUs of a node idle"
+    assert nodes * per_node >= workers, (
+        f"{nodes} nodes hold {nodes * per_node} workers; the {preset} preset runs {workers}")
+    assert nodes * node_gpu <= 2 * workers * gpu, (
+        f"{nodes * node_gpu} GPUs for {workers * gpu} the {preset} preset uses")
 
 
 def _walk(node, path: str = "") -> Iterator[tuple[str, object]]:
@@ -100,6 +138,12 @@ def test_dockerfile_contract():
     froms = [a for k, a in ins if k == "FROM"]
     assert froms == ["rayproject/ray:${RAY_VERSION}-${RAY_IMAGE_VARIANT}"]
     assert "py311-cpu" in _dockerfile()  # documented CPU variant
+    # torch: the CUDA build from the PyTorch index, checked at the end of the build
+    cu = re.fullmatch(r"https://download\.pytorch\.org/whl/cu(\d+)(\d)", args["TORCH_INDEX_URL"])
+    assert cu and args["TORCH_CUDA"] == f"{cu[1]}.{cu[2]}", (args["TORCH_INDEX_URL"],
+                                                              args["TORCH_CUDA"])
+    assert any("torch.version.cuda" in a and "${TORCH_CUDA}" in a for k, a in ins if k == "RUN")
+    assert "TORCH_CUDA=cpu" in _dockerfile()  # the CPU variant's build arg, documented
     # non-root at run time
     users = [a for k, a in ins if k == "USER"]
     assert users and users[-1] not in ("0", "root"), users
@@ -109,6 +153,7 @@ def test_dockerfile_contract():
     deps = [r for r in runs if "--no-deps" not in r]
     assert deps and all(r.count("pip install") == r.count("-c docker/constraints.txt")
                         for r in deps)
+    assert all("-c docker/constraints-cuda.txt" in r for r in deps if "TORCH_INDEX_URL" in r)
     # a real health check, secure by default, no token inside
     health = [a for k, a in ins if k == "HEALTHCHECK"]
     assert len(health) == 1 and "docker/healthcheck.py" in health[0]
@@ -170,14 +215,30 @@ def test_every_copy_source_is_in_the_build_context():
 
 # --- pinned versions ----------------------------------------------------------------------
 
-def _constraints() -> dict[str, str]:
+def _constraints(name: str = "constraints.txt") -> dict[str, str]:
     pins = {}
-    for line in (DOCKER / "constraints.txt").read_text().splitlines():
+    for line in (DOCKER / name).read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            assert version, f"constraints.txt: {line!r} is not an exact pin"
-            pins[canonicalize_name(name)] = version.strip()
+            pkg, _, version = line.partition("==")
+            assert version, f"{name}: {line!r} is not an exact pin"
+            pins[canonicalize_name(pkg)] = version.strip()
     return pins
+
+
+def test_cuda_constraints_pin_the_gpu_torch_and_agree_with_the_lock():
+    """docker/constraints-cuda.txt: exact versions (a ``.*`` only after a three- or
+    four-part build number, as cuda-toolkit states them), nothing docker/constraints.txt pins
+    (torch itself comes from there), and the CUDA release of the Dockerfile's torch build."""
+    cuda, lock = _constraints("constraints-cuda.txt"), _constraints()
+    for pkg, version in cuda.items():
+        assert re.fullmatch(r"\d+(\.\d+)*|\d+(\.\d+){2,3}\.\*", version), f"{pkg}=={version}"
+    assert not set(cuda) & set(lock), "pinned twice: " + ", ".join(set(cuda) & set(lock))
+    assert {"cuda-toolkit", "triton", "nvidia-nccl-cu13", "nvidia-cudnn-cu13"} <= set(cuda)
+    ins = _instructions(_dockerfile())
+    torch_cuda = next(a.split("=", 1)[1] for k, a in ins if k == "ARG" and
+                      a.startswith("TORCH_CUDA="))
+    assert cuda["cuda-toolkit"].startswith(torch_cuda + "."), (cuda["cuda-toolkit"], torch_cuda)
+    assert "torch" in lock
 
 
 def test_constraints_pin_every_dependency_consistently_with_pyproject():
@@ -253,6 +314,24 @@ def test_cluster_yaml_has_head_gpu_workers_shared_storage_and_ports():
     assert "$RAY_HEAD_IP:6379" in " ".join(cfg["worker_start_ray_commands"])
 
 
+def test_cluster_yaml_runs_the_aim_server_on_the_head_and_sizes_the_gpu_pool():
+    cfg = _yaml("cluster.yaml")
+    head, workers = (" ".join(cfg[k]) for k in ("head_start_ray_commands",
+                                                 "worker_start_ray_commands"))
+    # the Aim server on the head, its repo on the shared storage, chowned for the image's user
+    assert re.search(r"aim server --repo /mnt/shared/aim .*--port 53800", head)
+    assert "/mnt/shared/aim" in " ".join(c for c in cfg["initialization_commands"]
+                                         if "chown 1000:100" in c)
+    # aim://head:53800 is the head everywhere
+    assert '"127.0.0.1 head"' in head and '"$RAY_HEAD_IP head"' in workers
+    # the GPU pool runs the gpu preset at full concurrency
+    types = cfg["available_node_types"]
+    pools = [t for n, t in types.items() if n != cfg["head_node_type"]]
+    assert len(pools) == 1 and cfg["max_workers"] >= pools[0]["max_workers"]
+    _check_pool(pools[0]["max_workers"], pools[0]["resources"]["CPU"],
+                pools[0]["resources"]["GPU"])
+
+
 def test_cluster_yaml_is_secure():
     cfg = _yaml("cluster.yaml")
     opts = cfg["docker"]["run_options"]
@@ -272,6 +351,9 @@ def test_cluster_yaml_is_secure():
 
 # --- KubeRay ----------------------------------------------------------------------------------
 
+SUBMISSION_ID = "handpose-sweep-x7k2p"  # what the operator makes: <RayJob name>-<5 random>
+
+
 def _pods(job: dict) -> list[dict]:
     spec = job["spec"]["rayClusterSpec"]
     return ([spec["headGroupSpec"]["template"]]
@@ -279,14 +361,35 @@ def _pods(job: dict) -> list[dict]:
             + [job["spec"]["submitterPodTemplate"]])
 
 
-def test_kuberay_rayjob_runs_the_sweep_on_a_raycluster():
-    job = _yaml("kuberay-rayjob.yaml")
-    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
-    entry = job["spec"]["entrypoint"].split()
+def _printed_argv(shell: list[str], line: str, cwd: Path, env: dict) -> list[str]:
+    proc = subprocess.run([*shell, 'printf "%s\\0" ' + line], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, f"{shell}: {proc.stderr}"
+    return proc.stdout.split("\0")[:-1]
+
+
+def _entrypoint_argv(entrypoint: str, tmp: Path) -> list[str]:
+    """The sweep's argv on the head: KubeRay's submitter runs ``ray job submit ... --
+    <entrypoint>`` in bash (here strict: an unquoted glob that matches nothing and an unset
+    variable are errors), `ray job submit` re-quotes the words (shlex.join) and the job
+    supervisor runs that with ``sh -c`` on the head."""
+    env = {"PATH": os.environ["PATH"], "RAY_JOB_SUBMISSION_ID": SUBMISSION_ID}
+    words = _printed_argv(["bash", "-O", "failglob", "-u", "-c"], entrypoint, tmp, env)
+    on_head = _printed_argv(["sh", "-c"], shlex.join(words), tmp, {"PATH": env["PATH"]})
+    assert on_head == words, "Ray's sh -c changes the words"
+    return words
+
+
+def test_kuberay_rayjob_runs_the_sweep_on_a_raycluster(tmp_path):
+    job = _k8s("RayJob")
+    assert job["apiVersion"] == "ray.io/v1"
+    entry = _entrypoint_argv(job["spec"]["entrypoint"], tmp_path)
     assert entry[:2] == ["python", "sweeps/dropout_warmup.py"]
-    storage = entry[entry.index("--storage") + 1]
-    assert storage.startswith("/mnt/shared/")
-    assert any(a.startswith("DATA.synthetic.dir=/mnt/shared/") for a in entry)
+    assert entry[entry.index("--storage") + 1].startswith("/mnt/shared/")
+    over = dict(a.split("=", 1) for a in entry if "=" in a and not a.startswith("-"))
+    assert over["DATA.synthetic.dir"].startswith("/mnt/shared/")
+    for split in ("train", "val"):  # brackets and globs reach the sweep untouched
+        assert re.fullmatch(rf"\[/mnt/shared/\S+/{split}-\*\.tar\]", over[f"DATA.{split}.source"])
     cluster = job["spec"]["rayClusterSpec"]
     assert cluster["rayVersion"] == ray.__version__
     head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
@@ -301,18 +404,81 @@ def test_kuberay_rayjob_runs_the_sweep_on_a_raycluster():
         assert "/mnt/shared" in mounts
 
 
+def test_kuberay_rayjob_names_each_sweep_by_its_job_id(tmp_path):
+    """Applying the file again (a new RayJob object, a new generated job id) never merges
+    into an old sweep: the name is the submission id, or the explicit `spec.jobId`. The
+    operator sets RAY_JOB_SUBMISSION_ID only in its own submitter command (no `command`
+    in the template) and only in K8sJobMode."""
+    job = _k8s("RayJob")
+    entry = _entrypoint_argv(job["spec"]["entrypoint"], tmp_path)
+    assert "--resume" not in entry
+    assert entry[entry.index("--name") + 1] == job["spec"].get("jobId", SUBMISSION_ID)
+    assert job["spec"]["submissionMode"] == "K8sJobMode"
+    submitter = job["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
+    assert "command" not in submitter and "args" not in submitter
+    assert job["spec"]["backoffLimit"] == 0  # no blind re-runs of a failed sweep
+
+
+def test_kuberay_aim_server_is_the_sweeps_aim_target(tmp_path):
+    entry = _entrypoint_argv(_k8s("RayJob")["spec"]["entrypoint"], tmp_path)
+    url = next(a.split("=", 1)[1] for a in entry if a.startswith("AIM.server_url="))
+    host, port = re.fullmatch(r"aim://([\w.-]+):(\d+)", url).groups()
+    svc, dep = _k8s("Service"), _k8s("Deployment")
+    assert svc["metadata"]["name"] == host and svc["spec"]["type"] == "ClusterIP"
+    assert [p["port"] for p in svc["spec"]["ports"]] == [int(port)]
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    server = dep["spec"]["template"]["spec"]["containers"][0]
+    cmd = server["command"]
+    assert cmd[:2] == ["aim", "server"] and cmd[cmd.index("--port") + 1] == port
+    assert cmd[cmd.index("--repo") + 1].startswith("/mnt/shared/")
+    assert {m["mountPath"] for m in server["volumeMounts"]} == {"/mnt/shared"}
+    # only Ray pods may connect (the server has no authentication)
+    policy = _k8s("NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == svc["spec"]["selector"]
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": int(port), "protocol": "TCP"}]
+
+
+def test_kuberay_gpu_group_runs_the_gpu_preset_at_full_concurrency():
+    groups = _k8s("RayJob")["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    assert len(groups) == 1
+    g = groups[0]
+    assert g["minReplicas"] <= g["replicas"] <= g["maxReplicas"]
+    limits = g["template"]["spec"]["containers"][0]["resources"]["limits"]
+    _check_pool(g["maxReplicas"], float(limits["cpu"]), float(limits["nvidia.com/gpu"]))
+
+
+def test_kuberay_storage_check_fails_with_the_reason(tmp_path):
+    """The init containers that check the shared volume is writable by the image's user:
+    their script, run here on a folder standing in for /mnt/shared."""
+    head = _k8s("RayJob")["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    aim = _k8s("Deployment")["spec"]["template"]["spec"]
+    checks = [c for pod in (head, aim) for c in pod["initContainers"]]
+    assert len(checks) == 2 and checks[0]["args"] == checks[1]["args"]
+    assert all({m["mountPath"] for m in c["volumeMounts"]} == {"/mnt/shared"} for c in checks)
+    script = checks[0]["args"][0].replace("/mnt/shared", str(tmp_path))
+    ok = subprocess.run(checks[0]["command"] + [script], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert {p.name for p in tmp_path.iterdir()} == {"results", "data", "aim"}
+    (tmp_path / "aim").rmdir()
+    (tmp_path / "aim").write_text("a file where the folder should be")
+    bad = subprocess.run(checks[0]["command"] + [script], capture_output=True, text=True)
+    assert bad.returncode == 1 and f"error: {tmp_path}/aim is not writable" in bad.stderr
+
+
 def test_kuberay_rayjob_is_secure():
-    job = _yaml("kuberay-rayjob.yaml")
+    job = _k8s("RayJob")
     cluster = job["spec"]["rayClusterSpec"]
     assert cluster["authOptions"]["mode"] == "token"  # operator-made secret, env everywhere
     assert cluster["headGroupSpec"].get("serviceType", "ClusterIP") == "ClusterIP"
-    for pod in _pods(job):
+    for pod in [*_pods(job), _k8s("Deployment")["spec"]["template"]]:
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-        for c in pod["spec"]["containers"]:
+        for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", []):
             assert c["securityContext"]["allowPrivilegeEscalation"] is False
             for e in c.get("env", []):  # nothing may switch authentication off
                 assert e["name"] != "RAY_AUTH_MODE" or e.get("value") == "token"
-    _no_literal_token(job)
+    for doc in yaml.safe_load_all((DOCKER / "kuberay-rayjob.yaml").read_text()):
+        _no_literal_token(doc)
 
 
 # --- compose ----------------------------------------------------------------------------------
@@ -331,11 +497,19 @@ def test_compose_matches_the_compose_spec():
     assert not errors, "\n".join(errors)
 
 
-def test_compose_runs_a_head_and_two_workers():
-    services = _yaml("compose.yaml")["services"]
-    assert set(services) == {"head", "worker-1", "worker-2"}
+def _ray_services(compose: dict) -> dict[str, dict]:
+    return {n: s for n, s in compose["services"].items() if s["command"].startswith("ray ")}
+
+
+def test_compose_runs_a_head_two_workers_and_an_aim_server():
+    compose = _yaml("compose.yaml")
+    services, ray_nodes = compose["services"], _ray_services(compose)
+    assert set(ray_nodes) == {"head", "worker-1", "worker-2"} and set(services) == {
+        *ray_nodes, "aim"}
     images = {s["image"] for s in services.values()}
     assert images == {f"handpose-sweep:{ray.__version__}-cpu"}
+    args = services["head"]["build"]["args"]
+    assert args["TORCH_CUDA"] == "cpu" and args["TORCH_INDEX_URL"].endswith("/whl/cpu")
     head = services["head"]["command"]
     for flag in ("--head", "--block", "--port=6379", "--dashboard-port=8265",
                  "--ray-client-server-port=10001"):
@@ -345,15 +519,33 @@ def test_compose_runs_a_head_and_two_workers():
         assert services[name]["depends_on"]["head"]["condition"] == "service_healthy"
     for svc in services.values():
         assert "shared:/mnt/shared" in svc["volumes"]
+    for svc in ray_nodes.values():
         assert svc["environment"]["HANDPOSE_SWEEP_STORAGE"].startswith("/mnt/shared/")
+    # the Aim server: the repo on the shared volume, up before the driver's node, the URL
+    # the file's own submit command passes
+    aim = services["aim"]
+    assert re.fullmatch(r"aim server --repo /mnt/shared/\S+ --host 0\.0\.0\.0 --port 53800"
+                        r" --yes", aim["command"])
+    assert "53800" in " ".join(aim["healthcheck"]["test"])
+    assert services["head"]["depends_on"]["aim"]["condition"] == "service_healthy"
+    assert "AIM.server_url=aim://aim:53800" in (DOCKER / "compose.yaml").read_text()
+    # the smoke preset runs at full concurrency on the workers
+    workers, cpu, _ = _trial_demand("smoke")
+    cpus = sum(int(re.search(r"--num-cpus=(\d+)", s["command"])[1])
+               for n, s in ray_nodes.items() if n != "head")
+    assert cpus >= workers * cpu, f"{cpus} CPUs for {workers} workers of {cpu} CPUs"
 
 
 def test_compose_is_secure():
     compose = _yaml("compose.yaml")
+    ray_nodes = _ray_services(compose)
     for name, svc in compose["services"].items():
         env = svc["environment"]
-        assert env["RAY_AUTH_MODE"] == "token", name
-        assert env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?"), name  # from the shell
+        if name in ray_nodes:
+            assert env["RAY_AUTH_MODE"] == "token", name
+            assert env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?"), name  # the shell's
+        else:  # the Aim server needs no Ray token, and publishes nothing (no authentication)
+            assert "RAY_AUTH_TOKEN" not in env and not svc.get("ports"), name
         for port in svc.get("ports", []):
             host = str(port).rsplit(":", 2)
             assert len(host) == 3 and host[0] == "127.0.0.1", f"{name} publishes {port}"

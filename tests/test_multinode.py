@@ -2,7 +2,9 @@
 (`ray start`, token authentication on, tests/ray_cluster.py), the smoke sweep submitted with
 `ray job submit`, trials on both nodes, results in the shared storage path. Plus the
 secure-by-default settings of the image: a node with RAY_AUTH_MODE=token and no token
-refuses to start."""
+refuses to start.
+
+Every test here starts real Ray nodes (tens of seconds of CPU each): all are `slow`."""
 
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ from .ray_cluster import (
 
 SWEEP = REPO / "sweeps" / "dropout_warmup.py"
 HEALTHCHECK = REPO / "docker" / "healthcheck.py"
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("token_source", ["none", "missing file"])
@@ -63,7 +67,6 @@ def test_a_node_without_its_token_refuses_to_start(tmp_path, token_source):
     assert "AuthenticationError" in text, text[-2000:]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not SWEEP.is_file(), reason="sweeps/dropout_warmup.py does not exist yet")
 def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
     shared, name = tmp_path / "shared", "multinode"
