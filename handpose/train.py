@@ -175,8 +175,9 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
     if device.type == "cuda":
         torch.cuda.set_device(device)
     seed_everything(g.seed)
-    if main:
+    if int(os.environ.get("LOCAL_RANK", rank)) == 0:  # one process per node
         ensure_dataset(cfg)
+    if main:
         run_dir = Path(run_dir) if run_dir is not None else make_run_dir(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
