@@ -7,7 +7,8 @@ taken from the environment the tests pass in (the image installs with ``-c`` the
 The closure follows ``[project].dependencies`` of pyproject.toml (extras and environment
 markers evaluated here: Linux, the running Python, which must match the image's 3.11).
 Local version labels are dropped (``torch 2.13.0+cpu`` -> ``torch==2.13.0``) so the CUDA
-image resolves the same pin to the CUDA wheel.
+image resolves the same pin to the CUDA wheel. That wheel's CUDA packages are pinned in
+docker/constraints-cuda.txt, by hand (this environment has the CPU torch; docs/deploy.md).
 """
 
 from __future__ import annotations
