@@ -368,12 +368,13 @@ def _printed_argv(shell: list[str], line: str, cwd: Path, env: dict) -> list[str
     return proc.stdout.split("\0")[:-1]
 
 
-def _entrypoint_argv(entrypoint: str, tmp: Path) -> list[str]:
+def _entrypoint_argv(entrypoint: str, tmp: Path, job_id: str = SUBMISSION_ID) -> list[str]:
     """The sweep's argv on the head: KubeRay's submitter runs ``ray job submit ... --
     <entrypoint>`` in bash (here strict: an unquoted glob that matches nothing and an unset
     variable are errors), `ray job submit` re-quotes the words (shlex.join) and the job
-    supervisor runs that with ``sh -c`` on the head."""
-    env = {"PATH": os.environ["PATH"], "RAY_JOB_SUBMISSION_ID": SUBMISSION_ID}
+    supervisor runs that with ``sh -c`` on the head. ``job_id``: the submission id, which
+    the operator sets in the submitter's RAY_JOB_SUBMISSION_ID."""
+    env = {"PATH": os.environ["PATH"], "RAY_JOB_SUBMISSION_ID": job_id}
     words = _printed_argv(["bash", "-O", "failglob", "-u", "-c"], entrypoint, tmp, env)
     on_head = _printed_argv(["sh", "-c"], shlex.join(words), tmp, {"PATH": env["PATH"]})
     assert on_head == words, "Ray's sh -c changes the words"
@@ -410,9 +411,10 @@ def test_kuberay_rayjob_names_each_sweep_by_its_job_id(tmp_path):
     operator sets RAY_JOB_SUBMISSION_ID only in its own submitter command (no `command`
     in the template) and only in K8sJobMode."""
     job = _k8s("RayJob")
-    entry = _entrypoint_argv(job["spec"]["entrypoint"], tmp_path)
+    job_id = job["spec"].get("jobId", SUBMISSION_ID)
+    entry = _entrypoint_argv(job["spec"]["entrypoint"], tmp_path, job_id)
     assert "--resume" not in entry
-    assert entry[entry.index("--name") + 1] == job["spec"].get("jobId", SUBMISSION_ID)
+    assert entry[entry.index("--name") + 1] == job_id
     assert job["spec"]["submissionMode"] == "K8sJobMode"
     submitter = job["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
     assert "command" not in submitter and "args" not in submitter
