@@ -101,3 +101,21 @@ def test_tune_overhead(local_ray, data_dir, tmp_path):
     assert (fresh["reuse_actors"], reused["reuse_actors"]) == (False, True)
     for arm in (fresh, reused):
         assert arm["errors"] == 0 and len(arm["gaps_s"]) == arm["trials"] - 1
+
+
+@pytest.mark.slow
+def test_sweep_scale(local_ray, data_dir, tmp_path):
+    """4 scripted trials through the real sweep path, then 4 more killed at 2 and resumed,
+    on the module's Ray (the drivers join it instead of starting their own)."""
+    from benchmarks import sweep_scale
+
+    address = ray.get_runtime_context().gcs_address
+    result = _run(sweep_scale, data_dir, tmp_path, "--address", address)
+    (row,) = result["sizes"]
+    assert row["trials"] == 4 and row["exit_code"] == 0 and row["report_rc"] == 0
+    assert 4 <= row["results"] <= 4 * 4 and sum(row["by_status"].values()) == 4
+    assert row["driver_cpu_s"] > 0 and row["journal_bytes"] > 0 and row["aim_bytes"] > 0
+    assert row["parts"]["tune_state_snapshot"]["calls"] >= 1
+    resumed = row["resume"]
+    assert resumed["resume_exit_code"] == 0 and resumed["clean"], resumed
+    assert sweep_scale.slope([10, 100], [1.0, 100.0]) == pytest.approx(2.0)
