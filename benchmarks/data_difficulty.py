@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     steps = 4 if args.toy else args.steps or recipe.GENERAL.total_step
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
     jobs = [(n, s) for s in seeds for n in settings]
+    progress = args.out.with_suffix(".runs.jsonl")
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    progress.write_text("")
     with tempfile.TemporaryDirectory(prefix="bench-difficulty-") as tmp:
         syn = recipe.DATA.synthetic  # without --data: a set of the default size
         common = [*synthetic_overrides(args.data, Path(tmp), syn.train, syn.val),
@@ -183,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                 settings[name], steps, seed), Path(tmp) / "runs", threads)
             print(f"{r['name']}: val {r['mpjpe']:.1f} pa {r['pa_mpjpe']:.1f} train "
                   f"{r['train_mpjpe']:.1f} mm, {r['wall_s']:.0f} s", flush=True)
-            return {**r, "setting": name, "seed": seed}
+            r = {**r, "setting": name, "seed": seed}
+            with progress.open("a") as fh:  # each run as it ends: a cut-short job keeps them
+                fh.write(json.dumps(r) + "\n")
+            return r
 
         with ThreadPoolExecutor(args.parallel) as pool:
             runs = list(pool.map(one, jobs))

@@ -43,6 +43,9 @@ from handpose.errors import UserError, run_cli
 
 WEIGHTS_NAME = "dinov2_vitt14_handpose.pth"
 IMAGE_SIZE = 128  # the source images' side, px (the loader resizes to MODEL.img_size)
+# the source set's generator seed is seed + this: sample i of the source set must not
+# share its random draws (pose, camera) with sample i of the default set (seed 0)
+SOURCE_SEED_OFFSET = 1_000_003
 
 # The source domain: the target's geometry family, another look. Finger hues shifted,
 # a darker palm, darker backgrounds, a weaker light falloff from farther away, thicker
@@ -84,14 +87,18 @@ def sha256_of(path: Path) -> str:
 
 
 def ensure_source(folder: Path, train: int, val: int, seed: int) -> dict[str, Any]:
-    """Generate the source set into ``folder`` unless it is already there; -> its manifest."""
+    """Generate the source set (generator seed ``seed + SOURCE_SEED_OFFSET``) into ``folder``
+    unless it is already there; -> its manifest."""
+    seed += SOURCE_SEED_OFFSET
     want = manifest_for(train, val, seed, IMAGE_SIZE, SOURCE)
     try:
         have = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError):
         have = {}
     if {k: have.get(k) for k in want} != want:
-        generate(folder, train, val, seed, IMAGE_SIZE, difficulty=SOURCE)
+        print(f"pretrain: rendering {train} + {val} source images into {folder}", flush=True)
+        generate(folder, train, val, seed, IMAGE_SIZE, quiet=not sys.stderr.isatty(),
+                 difficulty=SOURCE)
         have = json.loads((folder / "manifest.json").read_text())
     return have
 
@@ -118,7 +125,7 @@ def export_backbone(model_sd: dict[str, torch.Tensor], path: Path) -> None:
     torch.save(dict(sorted(sd.items())), path)
 
 
-def pretrain(out: str | Path, steps: int, seed: int = 0, train_images: int = 30000,
+def pretrain(out: str | Path, steps: int, seed: int = 0, train_images: int = 20000,
              val_images: int = 500, checkpoint_step: int = 500,
              overrides: tuple[str, ...] = (), command: str = "") -> dict[str, Any]:
     """Run the three steps (module docstring) into ``out``; -> the manifest written."""
@@ -167,9 +174,9 @@ def pretrain(out: str | Path, steps: int, seed: int = 0, train_images: int = 300
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output folder (reused: resumes)")
-    p.add_argument("--steps", type=int, default=8000, help="training steps")
+    p.add_argument("--steps", type=int, default=1200, help="training steps")
     p.add_argument("--seed", type=int, default=0, help="data and training seed")
-    p.add_argument("--train", type=int, default=30000, help="source train images")
+    p.add_argument("--train", type=int, default=20000, help="source train images")
     p.add_argument("--val", type=int, default=500, help="source val images")
     p.add_argument("--checkpoint-step", type=int, default=500, help="checkpoint every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

@@ -38,7 +38,7 @@ class Difficulty:
     tilt_deg: float = 40.0  # out-of-plane rotation around the palm-facing-camera pose
     roll_deg: float = 60.0  # in-plane rotation (0 = fingers up)
     # camera and root position
-    depth_mm: Range = (250.0, 700.0)  # root (wrist) depth (a near hand is kept if it fits)
+    depth_mm: Range = (250.0, 1000.0)  # root (wrist) depth (a near hand is kept if it fits)
     focal_px_per_128: Range = (200.0, 250.0)
     principal_jitter_px_per_128: float = 4.0  # principal point offset from the centre
     centre_jitter: float = 0.08  # hand centre offset from the image centre (std, x size)
