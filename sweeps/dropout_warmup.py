@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) ->
         sweep_dir = local_folder(storage, args.name)
         if not (sweep_dir / "sweep_state.yaml").is_file():
             raise UserError(f"--resume: no sweep to resume at {sweep_dir}")
+        if args.overrides or args.preset or args.num_samples:
+            print("note: --resume continues the sweep as it was saved "
+                  "(sweep_state.yaml): KEY=VALUE, --preset and --num-samples are ignored")
         state = OmegaConf.load(sweep_dir / "sweep_state.yaml")
         base_cfg = validate(from_container(state.base, str(sweep_dir)))
         spec, _ = load_spec(state.preset, state.spec, base_cfg=base_cfg)
@@ -178,7 +181,8 @@ def build_tuner(spec: SweepSpec, base: dict, name: str, storage: str, num_sample
         ready_step=ready if s.schedule_aware else None,
         sentinels=pick_sentinels(num_samples, s.sentinel_fraction, s.min_sentinels, spec.seed),
         state_path=sweep_dir / SCHEDULER_FILE, time_attr="step", max_t=total,
-        grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+        grace_period=s.grace_period, reduction_factor=s.reduction_factor,
+        stop_last_trials=False)  # a trial at max_t ends by itself: its workers exit cleanly
     searcher = ConcurrencyLimiter(make_searcher(spec, sweep_dir, total, num_samples),
                                   max_concurrent=spec.max_concurrent)
     return make_tuner(make_trainable(spec, base, storage, sweep_dir, trainable_fn), spec,

@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from handpose.errors import first_line
 from sweeps.common import STUDY_FILE
 
 OLD_STUDY_FILE = "optuna.db"  # SQLite study of sweeps made before the journal
@@ -80,7 +81,7 @@ def open_study(sweep_dir: Path) -> tuple[optuna.Study | None, str]:
             return None, f"{where}: {len(names)} studies, none named {sweep_dir.name}"
         return optuna.load_study(study_name=name, storage=storage), f"study '{name}' ({where})"
     except Exception as e:  # noqa: BLE001 - a torn journal, a read-only folder: say so, go on
-        first = (str(e).splitlines() or [""])[0]
+        first = first_line(e)
         return None, f"{where}: unreadable ({type(e).__name__}: {first})"
 
 

@@ -16,7 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from handpose.config import CONFIG_DIR, from_container, load_config, validate
-from handpose.errors import ConfigError
+from handpose.errors import ConfigError, first_line
 
 SPEC_PATH = CONFIG_DIR / "sweep" / "dropout_warmup.yaml"
 # Every trial must validate on the same stream: these may not vary across trials.
@@ -119,7 +119,7 @@ def read_spec_file(path: str | Path) -> SpecFileCfg:
         raise ConfigError(f"sweep spec not found: {path}") from None
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or ""
-        raise ConfigError(f"{path}: bad key {key}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: bad key {key}: {first_line(e)}") from None
 
 
 def load_spec(preset: str, path: str | Path = SPEC_PATH, base_cfg: DictConfig | None = None,
@@ -250,14 +250,14 @@ def check_model_keys(cfg: DictConfig, space: dict[str, dict[str, Any]]) -> None:
     for key in model_keys:
         d = space[key]
         for value in d["values"] if d["type"] == "choice" else (d["low"], d["high"]):
-            trial = apply_params(cfg, {key: value, "MODEL.backbone.checkpoint": None})
+            trial = validate(apply_params(cfg, {key: value,
+                                                "MODEL.backbone.checkpoint": None}))
             try:
                 with torch.device("meta"):
                     build_model(trial)
             except Exception as e:  # noqa: BLE001 - any failure here is the value's fault
-                text = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 raise ConfigError(f"search space {key}: value {value!r} does not build the "
-                                  f"model: {text}") from None
+                                  f"model: {first_line(e)}") from None
 
 
 def apply_params(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:

@@ -17,6 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from handpose.data.shards import is_url
+from handpose.errors import first_line
 from sweeps.aim_runs import close_and_index
 from sweeps.common import (
     COMPLETED,
@@ -36,8 +38,7 @@ def error_reason(err: BaseException) -> str:
     """The original exception behind Ray's wrappers, as one line."""
     while getattr(err, "cause", None) is not None:
         err = err.cause
-    text = (str(err).strip().splitlines() or [""])[0]
-    return f"{type(err).__name__}: {text}"[:500]
+    return f"{type(err).__name__}: {first_line(err)}"[:500]
 
 
 def scheduler_record(sweep_dir: Path) -> dict[str, Any]:
@@ -193,7 +194,10 @@ def finish(results, spec: SweepSpec, base_cfg: DictConfig, sweep_dir: Path,
     if best is not None:
         print(f"train the best config: python -m handpose.train --config-name "
               f"{sweep_dir / 'best_config.yaml'}")
-    if base_cfg.AIM.enabled:
+    if base_cfg.AIM.enabled and is_url(base_cfg.AIM.server_url):
+        print(f"Aim: the runs are on the Aim server {base_cfg.AIM.server_url} (its UI: "
+              "`aim up --repo <the server's repo>` next to the server)")
+    elif base_cfg.AIM.enabled:
         print(f"open Aim: aim up --repo {base_cfg.AIM.server_url}")
     print(f"report (plots, tables): python sweeps/report.py {sweep_dir}")
     unfinished = sum(t["status"] == UNFINISHED for t in trials) + max(

@@ -6,6 +6,13 @@ The model and data are built inside ``train``, in the trial's process.
 
 One copy of each checkpoint: once Tune has persisted a reported checkpoint, the run
 folder's copy is deleted (Tune keeps the latest; exact resume needs nothing else).
+
+Data-parallel trials (``resources.workers`` > 1): ``ddp_trial`` runs a Ray Train
+``TorchTrainer`` inside the Tune trial; its workers (which may sit on different nodes)
+each run ``train`` on their rank, rank 0's metrics reach Tune (``TuneReportCallback``) and
+Ray Train keeps the checkpoint (the latest) in ``<sweep>/train/<trial>``. A worker that
+dies is replaced and the group resumes from that checkpoint (``max_failures``); Tune
+stopping the trial stops its workers.
 A loss that becomes NaN/inf ends the trial at once, without retries: it reports
 ``diverged`` with the reason and returns (the summary calls it ERROR, the searcher tells
 Optuna PRUNED with a penalty so TPE avoids the region).
@@ -14,6 +21,7 @@ Optuna PRUNED with a penalty so TPE avoids the region).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,32 +37,28 @@ REPORTED = ("step", "mpjpe", "mpjpe_rel", "pa_mpjpe", "rte", "dropout_rate", "va
             "num_samples", "gap_mpjpe", "bad_samples", "val_total")
 
 
-def handpose_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str | None) -> None:
-    """One sweep trial. ``config``: searched values keyed by config key; ``base``: the
-    sweep's resolved base config (a small dict; paths already absolute); ``runs_dir``: the
-    shared folder for the trial's run folder (None: Tune's trial folder on this node)."""
+def _run_trial(config: dict[str, Any], base: dict[str, Any], run_dir: Path, trial: dict,
+               report_fn: Callable, checkpoint: Any) -> None:
+    """Train the trial's config (resuming from ``checkpoint`` if any), handing every
+    validation to ``report_fn(metrics, checkpoint | None)``; the run folder's checkpoint is
+    deleted once reported. A diverged loss is reported as ``diverged`` and ends the trial."""
     cfg = trial_config(base, config)
-    ctx = tune.get_context()
-    cfg.GENERAL.run_name = ctx.get_trial_name()
-    cfg.AIM.experiment = ctx.get_experiment_name()
-    cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
-    torch.set_num_threads(max(1, cpus))
+    cfg.GENERAL.run_name = trial["name"]
+    cfg.AIM.experiment = trial["experiment"]
     node_id = ray.get_runtime_context().get_node_id()
-    run_dir = Path(runs_dir) / ctx.get_trial_name() if runs_dir else Path(
-        ctx.get_trial_dir()) / "run"
     last = {"step": 0}
 
-    def report(metrics: dict[str, Any], ckpt_dir: Path) -> None:
+    def report(metrics: dict[str, Any], ckpt_dir: Path | None) -> None:
         out = {k: metrics[k] for k in REPORTED if k in metrics}
         out.update({k: v for k, v in metrics.items() if k.startswith("train_")})
         out.update(node_id=node_id, run_dir=str(run_dir))
-        tune.report(out, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune holds its copy now
+        report_fn(out, ckpt_dir and tune.Checkpoint.from_directory(str(ckpt_dir)))
+        if ckpt_dir is not None:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # Ray holds its copy now
         last["step"] = int(metrics["step"])
 
-    aim_extra = {"sweep": {"name": ctx.get_experiment_name(), "trial_id": ctx.get_trial_id(),
+    aim_extra = {"sweep": {"name": trial["experiment"], "trial_id": trial["id"],
                            "searched": dict(config)}}
-    checkpoint = tune.get_checkpoint()
     try:
         if checkpoint is None:
             train(cfg, hook=report, run_dir=run_dir, aim_extra=aim_extra)
@@ -64,6 +68,72 @@ def handpose_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str |
             train(cfg, hook=report, run_dir=run_dir, aim_extra=aim_extra)
     except NonFiniteLossError as e:
         step = int(getattr(e, "step", last["step"] + 1))
-        tune.report({"step": step, "mpjpe": float("nan"), "diverged": 1,
-                     "error": f"NonFiniteLossError: {e}"[:500], "node_id": node_id,
-                     "run_dir": str(run_dir)})
+        report_fn({"step": step, "mpjpe": float("nan"), "diverged": 1,
+                   "error": f"NonFiniteLossError: {e}"[:500], "node_id": node_id,
+                   "run_dir": str(run_dir)}, None)
+
+
+def _trial_info() -> dict[str, str]:
+    ctx = tune.get_context()
+    return {"name": ctx.get_trial_name(), "id": ctx.get_trial_id(),
+            "experiment": ctx.get_experiment_name(), "dir": ctx.get_trial_dir()}
+
+
+def _run_dir(runs_dir: str | None, trial: dict[str, str]) -> Path:
+    return Path(runs_dir) / trial["name"] if runs_dir else Path(trial["dir"]) / "run"
+
+
+def handpose_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str | None) -> None:
+    """One sweep trial. ``config``: searched values keyed by config key; ``base``: the
+    sweep's resolved base config (a small dict; paths already absolute); ``runs_dir``: the
+    shared folder for the trial's run folder (None: Tune's trial folder on this node)."""
+    cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
+    torch.set_num_threads(max(1, cpus))
+    trial = _trial_info()
+
+    def report_fn(metrics: dict[str, Any], checkpoint: Any) -> None:
+        tune.report(metrics, checkpoint=checkpoint)
+
+    _run_trial(config, base, _run_dir(runs_dir, trial), trial, report_fn,
+               tune.get_checkpoint())
+
+
+def _ddp_worker(loop: dict[str, Any]) -> None:
+    """One Ray Train worker of a data-parallel trial (the process group is initialised)."""
+    import ray.train
+
+    torch.set_num_threads(max(1, int(loop["cpu"])))
+    rank = ray.train.get_context().get_world_rank()
+
+    def report_fn(metrics: dict[str, Any], checkpoint: Any) -> None:
+        # every rank reports (Ray Train synchronises them); rank 0 carries the checkpoint
+        ray.train.report(metrics, checkpoint=checkpoint if rank == 0 else None)
+
+    _run_trial(loop["config"], loop["base"], Path(loop["run_dir"]), loop["trial"], report_fn,
+               ray.train.get_checkpoint())
+
+
+def ddp_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str | None,
+              workers: int, cpu: float, gpu: float, max_failures: int,
+              train_dir: str) -> None:
+    """A data-parallel sweep trial: a ``TorchTrainer`` of ``workers`` workers (``cpu`` CPUs
+    and ``gpu`` GPUs each) training the trial's config; rank 0 reports to Tune. Ray Train
+    keeps the trial's checkpoint in ``train_dir/<trial>``: a retried trial (or a
+    ``--resume``) continues from it."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial = _trial_info()
+    loop = {"config": dict(config), "base": base, "trial": trial, "cpu": cpu,
+            "run_dir": str(_run_dir(runs_dir, trial))}
+    resources = {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
+    TorchTrainer(
+        _ddp_worker, train_loop_config=loop,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu > 0,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(name=trial["name"], storage_path=train_dir,
+                             failure_config=FailureConfig(max_failures=max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1),
+                             callbacks=[TuneReportCallback()]),
+    ).fit()

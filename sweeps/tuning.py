@@ -18,7 +18,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from handpose.data.shards import is_url  # noqa: E402
-from handpose.errors import UserError  # noqa: E402
+from handpose.errors import UserError, first_line  # noqa: E402
 from sweeps.spec import SweepSpec  # noqa: E402
 
 
@@ -34,8 +34,7 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool
     try:
         ctx = ray.init(address=address or "local", **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as e:
-        text = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"cannot reach Ray at {address or 'local'}: {text}") from None
+        raise UserError(f"cannot reach Ray at {address or 'local'}: {first_line(e)}") from None
     if ctx.dashboard_url:
         print(f"Ray dashboard: http://{ctx.dashboard_url} (it asks for a token: "
               "`ray get-auth-token` prints it)")
@@ -53,13 +52,24 @@ def with_resources(trainable: Callable, spec: SweepSpec) -> Any:
 
 def make_trainable(spec: SweepSpec, base: dict[str, Any], storage: str, sweep_dir: Path,
                    fn: Callable | None = None, **extra: Any) -> Any:
-    """The trial function (default ``sweeps.trainable.handpose_trial``) with the base config
-    attached (via the object store) and the spec's resources. With local/NFS storage each
-    trial's run folder is ``<sweep>/runs/<trial>`` (shared by all nodes); with s3:// it
-    stays in Tune's trial folder."""
+    """The trial function (default ``sweeps.trainable.handpose_trial``, or ``ddp_trial``
+    when ``resources.workers`` > 1) with the base config attached (via the object store)
+    and the spec's resources. With local/NFS storage each trial's run folder is
+    ``<sweep>/runs/<trial>`` (shared by all nodes); with s3:// it stays in Tune's trial
+    folder."""
+    runs_dir = None if is_url(storage) else str(sweep_dir / "runs")
+    r = spec.resources
+    if fn is None and r.workers > 1:
+        from sweeps.trainable import ddp_trial
+
+        # The trial itself (0.01 CPU) only waits on its Ray Train workers, which take the CPUs and
+        # GPUs; concurrency is bounded by max_concurrent and by what the cluster has.
+        trainable = tune.with_parameters(
+            ddp_trial, base=base, runs_dir=runs_dir, workers=r.workers, cpu=r.cpu, gpu=r.gpu,
+            max_failures=spec.max_failures, train_dir=f"{storage}/{sweep_dir.name}/train")
+        return tune.with_resources(trainable, {"cpu": 0.01})
     if fn is None:
         from sweeps.trainable import handpose_trial as fn
-    runs_dir = None if is_url(storage) else str(sweep_dir / "runs")
     return with_resources(tune.with_parameters(fn, base=base, runs_dir=runs_dir, **extra),
                           spec)
 
