@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from handpose.checkpoint import list_checkpoints
@@ -49,7 +48,6 @@ def test_same_seed_same_bytes_and_resume(tmp_path):
                        sd["blocks.0.attn.qkv.weight"])
 
 
-@pytest.mark.skipif(not (REPO_ROOT / SHIPPED).is_file(), reason="weights not shipped yet")
 def test_shipped_weights_match_manifest_and_load(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative path works from any working directory
     path = resolve_checkpoint_path(SHIPPED)
