@@ -64,7 +64,7 @@ class Tracker:
             path.write_text("".join(line + "\n" for line in keep))
         self.jsonl = open(path, "a")  # noqa: SIM115 (closed in close())
         if cfg.AIM.enabled:
-            self.aim_run = _open_aim_run(cfg, run_dir, aim_hash)
+            self.aim_run, aim_hash = _open_aim_run(cfg, run_dir, aim_hash)
             if aim_hash is None:
                 self.aim_run["hparams"] = OmegaConf.to_container(cfg, resolve=True)
                 self.aim_run["run_dir"] = str(run_dir)
@@ -108,12 +108,24 @@ def init_aim_repo(url: str) -> None:
 
 
 def _open_aim_run(cfg: DictConfig, run_dir: Path, aim_hash: str | None):
+    """The run's Aim run: the one with ``aim_hash`` when the repo has it (a resume), else a
+    new one (a resume into another output folder or repo: a one-line warning says so)."""
     from aim import Run  # heavy import, only when tracking
+    from aim.sdk.errors import MissingRunError
 
     repo = resolve_aim_repo(cfg, run_dir)
     init_aim_repo(repo)
-    run = Run(run_hash=aim_hash, repo=repo, experiment=cfg.AIM.experiment,
-              force_resume=aim_hash is not None, system_tracking_interval=None,
-              capture_terminal_logs=False)
+
+    def open_run(run_hash: str | None):
+        return Run(run_hash=run_hash, repo=repo, experiment=cfg.AIM.experiment,
+                   force_resume=run_hash is not None, system_tracking_interval=None,
+                   capture_terminal_logs=False)
+
+    try:
+        run = open_run(aim_hash)
+    except MissingRunError:
+        LOG.warning(f"warning: Aim run {aim_hash} is not in the Aim repo {repo}: "
+                    "continuing in a new Aim run")
+        run, aim_hash = open_run(None), None
     run.name = cfg.GENERAL.run_name or run_dir.name
-    return run
+    return run, aim_hash

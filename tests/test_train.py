@@ -112,3 +112,21 @@ def test_unreadable_checkpoint_exits_2(tmp_path):
         proc = subprocess.run([sys.executable, "-m", *cmd], cwd=REPO, capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_resume_into_another_output_folder_continues_in_a_new_aim_run(data_dir, tmp_path):
+    first = load_config("stage1-tiny", tiny_overrides(data_dir, tmp_path / "A") +
+                        ["GENERAL.run_name=r"])
+    train(first)
+    ckpt = tmp_path / "A" / "r" / "checkpoints" / "checkpoint-0000004"
+    # another output folder and so another Aim repo (tiny_overrides: <output_dir>/aim)
+    moved = load_config("stage1-tiny", tiny_overrides(data_dir, tmp_path / "B") +
+                        ["GENERAL.run_name=r", f"GENERAL.resume_path={ckpt}"])
+    end = train(moved)
+    assert end["step"] == 8
+    assert "continuing in a new Aim run" in (tmp_path / "B" / "r" / "log.txt").read_text()
+    from aim import Repo, Run
+
+    repo = str(tmp_path / "B" / "aim")
+    (run_hash,) = Repo.from_path(repo).list_all_runs()  # the new run, in the new repo
+    assert Run(run_hash, repo=repo, read_only=True).name == "r"
