@@ -173,20 +173,6 @@ def write_spec(path: Path, preset: str, grace_period: int, seed: int | None = No
     return path
 
 
-def start_local_ray(dashboard: bool = True) -> bool:
-    """Start a new local Ray as the sweep does (all CPUs, dashboard on 127.0.0.1), unless
-    this process already has one; True if started here (shut it down with ray.shutdown()).
-
-    ``address="local"``: never join another engineer's Ray found on this machine."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
-             log_to_driver=False)
-    return True
-
-
 def fit_trials(spec: Any, base: dict[str, Any], sweep_dir: Path, num_samples: int,
                search_alg: Any = None, reuse_actors: bool = False,
                max_concurrent: int = 0) -> Any:

@@ -28,21 +28,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # `python benchmarks/gpu_step.py` without an install
-    sys.path.insert(0, str(REPO))
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     TOY_OVERRIDES,
     base_parser,
     fit_trials,
@@ -50,18 +45,18 @@ from benchmarks.common import (  # noqa: E402
     machine_info,
     make_step,
     ratio,
-    start_local_ray,
     synthetic_overrides,
     train_windows,
     window_stats,
     write_results,
     write_spec,
 )
-from handpose.config import load_config, val_step  # noqa: E402
-from handpose.data import build_train_stream  # noqa: E402
-from handpose.errors import UserError, run_cli  # noqa: E402
-from handpose.train import to_device  # noqa: E402
-from sweeps.spec import load_spec  # noqa: E402
+from handpose.config import load_config, val_step
+from handpose.data import build_train_stream
+from handpose.errors import UserError, run_cli
+from handpose.train import to_device
+from sweeps.spec import load_spec
+from sweeps.tuning import connect_ray
 
 NAME = "gpu_step"
 H100_BF16_DENSE_TFLOPS = 989.0
@@ -119,7 +114,7 @@ def sharing_benchmark(data: list[str], tmp: Path, steps: int) -> list[dict[str, 
     log_step, every = base_cfg.GENERAL.log_step, val_step(base_cfg)
     batch = base_cfg.TRAIN.sample_per_device
     rows = []
-    started = start_local_ray(dashboard=False)
+    started = connect_ray(dashboard=False)
     try:
         for k in SHARING:
             shared = dataclasses.replace(spec, resources={"cpu": cpus, "gpu": 1 / k})

@@ -39,7 +39,6 @@ from benchmarks.common import (
     format_table,
     machine_info,
     ratio,
-    start_local_ray,
     synthetic_overrides,
     write_results,
     write_spec,
@@ -47,6 +46,7 @@ from benchmarks.common import (
 from handpose.config import val_step
 from handpose.errors import UserError, run_cli
 from sweeps.spec import SPEC_PATH, load_spec, trial_overrides
+from sweeps.tuning import connect_ray
 
 NAME = "sweep_efficiency"
 PRESET = "cpu"
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         scaled, grace = scaled_overrides(args.steps, args.batch)
         overrides = (synthetic_overrides(args.data, tmp, args.train_samples, args.val_samples)
                      + (list(TOY_OVERRIDES) if args.toy else []) + scaled + args.overrides)
-        started = start_local_ray(dashboard=False)
+        started = connect_ray(dashboard=False)
         try:
             for i in range(args.seeds):
                 spec_path = write_spec(tmp / f"spec-seed{i}.yaml", PRESET, grace, i, args.trials)

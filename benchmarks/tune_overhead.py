@@ -47,7 +47,6 @@ from benchmarks.common import (
     median,
     ratio,
     run_checked,
-    start_local_ray,
     synthetic_overrides,
     train_windows,
     window_stats,
@@ -57,6 +56,7 @@ from benchmarks.common import (
 from handpose.config import val_step
 from handpose.errors import UserError, run_cli
 from sweeps.spec import SPEC_PATH, load_spec, trial_overrides
+from sweeps.tuning import connect_ray
 
 NAME = "tune_overhead"
 PRESET = "cpu"
@@ -161,7 +161,7 @@ def run_tune(storage: Path, spec_path: Path, overrides: list[str],
     from sweeps.dropout_warmup import main as sweep_main
 
     t0 = time.perf_counter()
-    started = start_local_ray(dashboard=True)
+    started = connect_ray(dashboard=True)
     ray_init = time.perf_counter() - t0 if started else None
     try:
         launched = time.time()
@@ -192,7 +192,7 @@ def startup_gaps(spec_path: Path, overrides: list[str], tmp: Path, trials: int,
         *overrides, f"GENERAL.total_step={steps}", f"GENERAL.checkpoint_step={steps}"))
     base = OmegaConf.to_container(cfg, resolve=True)
     rows = []
-    started = start_local_ray(dashboard=True)
+    started = connect_ray(dashboard=True)
     try:
         for reuse in (False, True):
             t0 = time.perf_counter()

@@ -15,22 +15,17 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # `python sweeps/report.py` without an install
-    sys.path.insert(0, str(REPO))
-
-from handpose.errors import UserError, run_cli  # noqa: E402
-from sweeps import report_data as D  # noqa: E402
-from sweeps import report_plots as P  # noqa: E402
-from sweeps import report_study as S  # noqa: E402
-from sweeps.report_html import (  # noqa: E402
+from handpose.errors import UserError, run_cli
+from sweeps import report_data as D
+from sweeps import report_plots as P
+from sweeps import report_study as S
+from sweeps.report_html import (
     CSS,
     clean,
     drop_constant,

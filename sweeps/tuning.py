@@ -22,15 +22,18 @@ from handpose.errors import UserError, first_line  # noqa: E402
 from sweeps.spec import SweepSpec  # noqa: E402
 
 
-def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+def connect_ray(address: str | None = None, num_cpus: int | None = None,
+                dashboard: bool = True) -> bool:
     """Use this process's Ray if initialised, else join ``address`` or start a new local Ray
-    with its dashboard (never a stray one found on this machine). Prints the dashboard URL
-    and how to get its token. True if connected here (the caller shuts it down)."""
+    (with its dashboard unless ``dashboard`` is false; never a stray Ray found on this
+    machine). Prints the dashboard URL and how to get its token. True if connected here
+    (the caller shuts it down)."""
     if ray.is_initialized():  # e.g. a test fixture's ray.init(num_cpus=2)
         return False
     kwargs: dict[str, Any] = {"log_to_driver": False}
     if not address:
-        kwargs.update(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1")
+        kwargs.update(num_cpus=num_cpus, include_dashboard=dashboard,
+                      dashboard_host="127.0.0.1")
     try:
         ctx = ray.init(address=address or "local", **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as e:
