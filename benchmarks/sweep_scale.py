@@ -220,7 +220,9 @@ def _launch(tmp: Path, tag: str, sweep_argv: list[str], pace: float,
         log.close()
     wall = time.perf_counter() - t0
     out = json.loads(stats.read_text()) if how == "exited" and stats.is_file() else None
-    return {"wall_s": wall, "how": how, "returncode": proc.returncode, "driver": out}
+    tail = (tmp / f"{tag}.log").read_text()[-600:] if how == "exited" and out is None else None
+    return {"wall_s": wall, "how": how, "returncode": proc.returncode, "driver": out,
+            "log_tail": tail}
 
 
 def _check_sweep(sweep: Path, n: int) -> dict[str, Any]:
@@ -308,6 +310,7 @@ def measure(tmp: Path, n: int, spec: Path, overrides: list[str], pace: float, ca
             "killed": killed["how"], "killed_at_s": killed["wall_s"], "resume_s": res["wall_s"],
             "resume_exit_code": None if rd is None else rd["exit_code"],
             "resume_driver_cpu_s": None if rd is None else rd["cpu_s"],
+            "resume_log_tail": res["log_tail"],
             **(_check_sweep(storage / name, n) if rd is not None else {"clean": False})}
     return row
 
@@ -324,8 +327,8 @@ def slope(xs: list[float], ys: list[float | None]) -> float | None:
     return sum((p[0] - mx) * (p[1] - my) for p in pts) / den if den else None
 
 
-GROWTH = ("driver_cpu_s", "fit_s", "last_trial_end_to_summary_s", "finish_s", "report_s",
-          "journal_bytes", "aim_bytes", "tune_state_bytes", "peak_rss_mb")
+GROWTH = ("driver_cpu_s", "fit_cpu_s", "fit_s", "last_trial_end_to_summary_s", "finish_s",
+          "report_s", "journal_bytes", "aim_bytes", "tune_state_bytes", "peak_rss_mb")
 PART_GROWTH = ("tune_state_snapshot", "scheduler_save", "searcher_suggest", "searcher_save",
                "searcher_on_result", "live_table", "collect_trials", "close_and_index")
 
@@ -335,8 +338,9 @@ def growth(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     ok = [r for r in rows if "error" not in r]
     xs = [float(r["trials"]) for r in ok]
     out = {k: slope(xs, [r.get(k) for r in ok]) for k in GROWTH}
-    out["resume_s"] = slope([float(r["trials"]) for r in ok if "resume" in r],
-                            [r["resume"]["resume_s"] for r in ok if "resume" in r])
+    resumed = [r for r in ok if r.get("resume", {}).get("resume_exit_code") == 0]
+    out["resume_s"] = slope([float(r["trials"]) for r in resumed],
+                            [r["resume"]["resume_s"] for r in resumed])
     for part in PART_GROWTH:
         out[f"{part}_cpu_s"] = slope(xs, [r["parts"].get(part, {}).get("cpu_s") for r in ok])
     return out
