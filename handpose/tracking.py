@@ -58,10 +58,11 @@ class Tracker:
         if run_dir is None:
             return
         path = run_dir / "metrics.jsonl"
+        keep = []  # a run started from step 0 (again, e.g. a retried sweep trial) starts afresh
         if resume_step is not None and path.is_file():  # drop what came after the checkpoint
             keep = [line for line in path.read_text().splitlines()
                     if line and json.loads(line)["step"] <= resume_step]
-            path.write_text("".join(line + "\n" for line in keep))
+        path.write_text("".join(line + "\n" for line in keep))
         self.jsonl = open(path, "a")  # noqa: SIM115 (closed in close())
         if cfg.AIM.enabled:
             self.aim_run, aim_hash = _open_aim_run(cfg, run_dir, aim_hash)

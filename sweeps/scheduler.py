@@ -116,13 +116,18 @@ class SweepASHA(ASHAScheduler):
             return TrialScheduler.CONTINUE  # dropout not at its target yet: not compared
         if trial.trial_id not in self._trial_info:  # restored trial Tune did not re-add
             super().on_trial_add(tune_controller, trial)
+        before = self._recorded()
         action = super().on_trial_result(tune_controller, trial, result)
         if trial.trial_id in self.sentinels and step < self._max_t:
             action = TrialScheduler.CONTINUE
         if action == TrialScheduler.STOP and step < self._max_t:
             self.stopped.add(trial.trial_id)
-        self._save()
+        if self._recorded() != before or trial.trial_id in self.stopped:
+            self._save()  # only at a rung: a few saves per trial, not one per result
         return action
+
+    def _recorded(self) -> int:
+        return sum(len(recorded) for b in self._brackets for _, recorded in b._rungs)
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         self._restore_once()

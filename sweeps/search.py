@@ -69,6 +69,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._time_attr = time_attr
         self._max_t = max_t
         self._reported: dict[str, set[int]] = {}  # a retried trial re-reports its steps
+        self._checked: set[str] = set()  # trials whose study state was read in this process
 
     def _open(self, trial_id: str) -> Any | None:
         """The trial's Optuna trial if Optuna still holds it RUNNING, else None."""
@@ -77,9 +78,11 @@ class PruneAwareOptunaSearch(OptunaSearch):
         ot_trial = _Private.trial(self, trial_id)
         if ot_trial is None:
             return None
-        if not _Private.is_running(self, ot_trial):  # told already, before a driver crash
-            _Private.completed(self).add(trial_id)
-            return None
+        if trial_id not in self._checked:  # told already, before a driver crash? (read once)
+            self._checked.add(trial_id)
+            if not _Private.is_running(self, ot_trial):
+                _Private.completed(self).add(trial_id)
+                return None
         return ot_trial
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -122,6 +125,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         """Tune's saved searcher (``--resume``), then :meth:`fail_orphans`."""
         super().restore(checkpoint_path)
+        self._checked = set()  # what the saved process had checked may have changed since
         n = self.fail_orphans()
         if n:
             log.warning("told FAIL to %d Optuna trials left RUNNING by a driver crash", n)

@@ -90,16 +90,19 @@ def collect_trials(results, spec: SweepSpec, total_step: int,
 
 def prune_checkpoints(trials: list[dict[str, Any]], keep_stopped: bool) -> None:
     """One copy of each checkpoint: drop what a trial's run folder still holds (Tune may
-    stop a trial between its report and the deletion of its local copy) and, unless
-    ``keep_stopped``, the checkpoints of trials ASHA stopped; record each trial's bytes."""
+    stop a trial between its report and the deletion of its local copy), all but the
+    latest of Tune's and, unless ``keep_stopped``, those of trials ASHA stopped; record
+    each trial's bytes. Unfinished trials keep theirs (``--resume`` needs them)."""
     for t in trials:
         if t["run_dir"]:
             shutil.rmtree(Path(t["run_dir"]) / "checkpoints", ignore_errors=True)
-        tune_ckpts = list(Path(t["path"]).glob("checkpoint_*"))
-        if t["status"] == STOPPED_EARLY and not keep_stopped:
-            for c in tune_ckpts:
+        tune_ckpts = sorted(Path(t["path"]).glob("checkpoint_*"))
+        if t["status"] != UNFINISHED:
+            drop = tune_ckpts if t["status"] == STOPPED_EARLY and not keep_stopped \
+                else tune_ckpts[:-1]
+            for c in drop:
                 shutil.rmtree(c, ignore_errors=True)
-            tune_ckpts = []
+            tune_ckpts = [c for c in tune_ckpts if c not in drop]
         t["checkpoint_bytes"] = sum(f.stat().st_size for c in tune_ckpts
                                     for f in c.rglob("*") if f.is_file())
 

@@ -10,9 +10,6 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our trial table (CLIReporter), not Ray's
-# Tune keeps one checkpoint per trial, so it snapshots its state at every checkpoint (that
-# keeps the saved searcher close to the study); its warning about that is expected here.
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -94,7 +91,7 @@ def make_tuner(trainable: Any, spec: SweepSpec, *, name: str, storage: str,
                scheduler: Any = None, reporter: Any = None, max_concurrent: int = 0,
                reuse_actors: bool = False) -> tune.Tuner:
     """A ``Tuner`` with the spec's metric, failure policy and checkpoint policy: Tune keeps
-    one checkpoint per trial (the latest: all that exact resume needs)."""
+    the latest ``keep_checkpoints`` per trial (the summary prunes them to the latest)."""
     return tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=search_alg,

@@ -86,3 +86,16 @@ def test_cli_rejects_unwritable_storage_and_a_reused_name(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], proc.stderr
         assert "Ray dashboard" not in proc.stdout
+
+
+def test_resume_of_a_torn_tune_state_is_a_one_line_error(tmp_path):
+    sweep = tmp_path / "res" / "torn"
+    sweep.mkdir(parents=True)
+    (sweep / "sweep_state.yaml").write_text("preset: smoke\n")
+    (sweep / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [{"a"')
+    proc = subprocess.run([sys.executable, "sweeps/dropout_warmup.py", "--resume", "--name",
+                           "torn", "--storage", str(tmp_path / "res")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "torn by the crash" in line and "Ray dashboard" not in proc.stdout
