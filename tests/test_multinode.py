@@ -114,3 +114,36 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
     runs = {p.parent.name for p in sweep.glob("runs/*/metrics.jsonl")}
     assert len(runs) == len(trials), sorted(p.name for p in (sweep / "runs").iterdir())
     assert all(Path(t["run_dir"]).is_relative_to(sweep) for t in trials if t.get("run_dir"))
+
+
+@pytest.mark.skipif(not SWEEP.is_file(), reason="sweeps/dropout_warmup.py does not exist yet")
+def test_two_worker_trials_span_two_nodes(data_dir, tmp_path):
+    """Issue 14: data-parallel trials whose 2 Ray Train workers (0.9 CPU each) cannot share
+    a 1-CPU node, so every trial's process group spans both nodes."""
+    import yaml
+
+    from sweeps.spec import SPEC_PATH
+
+    raw = yaml.safe_load(SPEC_PATH.read_text())
+    raw["presets"]["smoke"].update(
+        num_samples=2, max_concurrent=1, resources={"cpu": 0.9, "gpu": 0, "workers": 2},
+        space={"MODEL.handec.dropout": {"type": "choice", "values": [0.1, 0.2]}})
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    shared, name = tmp_path / "shared", "ddp2nodes"
+    runtime_env = {"excludes": ["/data", "/outputs", "/results", ".git", "**/__pycache__"]}
+    with local_cluster(tmp_path, workers=1, cpus_per_node=1) as cluster:
+        assert len(cluster.alive_node_ids()) == 2
+        proc = cluster.ray(
+            "job", "submit", f"--address={cluster.dashboard}", f"--working-dir={REPO}",
+            f"--runtime-env-json={json.dumps(runtime_env)}", "--",
+            "python", "sweeps/dropout_warmup.py", "--smoke", "--spec", str(spec),
+            "--storage", str(shared), "--name", name, "GENERAL.total_step=40",
+            *data_overrides(data_dir), timeout=400, cwd=REPO)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    summary = json.loads((shared / name / "summary.json").read_text())
+    assert [t["status"] for t in summary["trials"]] == ["COMPLETED", "COMPLETED"]
+    assert summary["comparable"]
+    for t in summary["trials"]:
+        log = (Path(t["run_dir"]) / "log.txt").read_text()
+        assert "| 2 process(es) |" in log, log[:2000]
