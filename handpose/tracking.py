@@ -11,6 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from handpose.data.shards import is_url
+
 LOG = logging.getLogger("handpose")
 
 
@@ -43,7 +45,7 @@ def resolve_aim_repo(cfg: DictConfig, run_dir: Path) -> str:
     """``AIM.server_url`` (path or ``aim://host:port``), else ``GENERAL.output_dir``."""
     url = cfg.AIM.server_url
     if url:
-        return url if "://" in url else str(Path(url).expanduser().resolve())
+        return url if is_url(url) else str(Path(url).expanduser().resolve())
     return str(Path(cfg.GENERAL.output_dir).resolve())
 
 
@@ -98,7 +100,7 @@ def init_aim_repo(url: str) -> None:
     Aim's init opens the repo index read-write, so two processes initialising the same repo
     at once fail on its lock (seen when two sweep trials started together): sweep drivers
     call this once before any trial starts, and runs only init a repo that is missing."""
-    if "://" in url:
+    if is_url(url):
         return
     from aim import Repo  # heavy import, only when tracking
 

@@ -8,15 +8,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-# Ray 2.60 writes an auth token under $HOME/.ray: keep it in a throwaway HOME, never ours.
-os.environ["HOME"] = tempfile.mkdtemp(prefix="handpose-test-home-")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def throwaway_home(tmp_path_factory):
+    """Ray 2.60 writes an auth token under $HOME/.ray: the session runs with a throwaway
+    HOME (subprocesses inherit it), never the user's; restored at the end."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    yield
+    mp.undo()
 
 
 @pytest.fixture(scope="session")
