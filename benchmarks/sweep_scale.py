@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "parts"}), flush=True)
     exps = growth(rows)
     ok = [r for r in rows if "error" not in r]
-    print("\n" + format_table(
+    print("\n" + "no size finished" if not ok else "\n" + format_table(
         ["trials", "drv_cpu_s/trial", "results/s", "end->summary_s", "finish_s", "report_s",
          "journal_kB", "aim_MB", "tune_state_kB", "peak_rss_MB", "resume_s", "resume_clean"],
         [[r["trials"], r["driver_cpu_s_per_trial"], r["results_per_s"],
