@@ -24,9 +24,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "benchmarks" / "results"
 # Shrinks the tiny recipe so a --toy run takes seconds (it only checks that a script works).
-TOY_OVERRIDES = ("DATA.val.max_samples=32", "DATA.train_eval_samples=16",
-                 "DATA.val_batch_size=16", "MODEL.backbone.depth=1",
-                 "MODEL.handec.num_layer=1", "TRAIN.sample_per_device=8")
+TOY_OVERRIDES = (
+    "DATA.val.max_samples=32",
+    "DATA.train_eval_samples=16",
+    "DATA.val_batch_size=16",
+    "MODEL.backbone.depth=1",
+    "MODEL.handec.num_layer=1",
+    "TRAIN.sample_per_device=8",
+)
 # A console line of handpose.train: "<step>/<total> lr=... <rate> samples/s"
 TRAIN_LINE = re.compile(r"^(\d+)/(\d+) lr=.* ([0-9.]+) samples/s$", re.M)
 
@@ -37,8 +42,9 @@ def machine_info() -> dict[str, Any]:
     import torch
 
     try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True,
-                               check=False).stdout.splitlines()[:10]
+        lscpu = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=False
+        ).stdout.splitlines()[:10]
     except OSError:
         lscpu = []
     return {
@@ -56,14 +62,25 @@ def machine_info() -> dict[str, Any]:
 
 def base_parser(name: str, doc: str) -> argparse.ArgumentParser:
     """The arguments every benchmark has: ``--toy``, ``--out``, ``--data``."""
-    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--toy", action="store_true",
-                   help="a seconds-long run that only checks the script works (for CI)")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / f"{name}.json",
-                   help="where the JSON of the numbers goes")
-    p.add_argument("--data", type=Path,
-                   help="existing synthetic shards (default: generate them in a temp folder)")
+    p = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--toy",
+        action="store_true",
+        help="a seconds-long run that only checks the script works (for CI)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR / f"{name}.json",
+        help="where the JSON of the numbers goes",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="existing synthetic shards (default: generate them in a temp folder)",
+    )
     return p
 
 
@@ -76,22 +93,38 @@ def synthetic_overrides(data: Path | None, tmp: Path, train: int, val: int) -> l
     sizes: list[str] = []
     if data is None:
         data = tmp / "synthetic"
-        run_checked([sys.executable, "-m", "handpose.data.synthetic", "--out", str(data),
-                     "--train", str(train), "--val", str(val), "--seed", "0"])
+        run_checked(
+            [
+                sys.executable,
+                "-m",
+                "handpose.data.synthetic",
+                "--out",
+                str(data),
+                "--train",
+                str(train),
+                "--val",
+                str(val),
+                "--seed",
+                "0",
+            ]
+        )
         sizes = [f"DATA.synthetic.train={train}", f"DATA.synthetic.val={val}"]
     elif not data.is_dir():
         raise UserError(f"--data {data}: no such folder")
     data = data.resolve()
-    return [f"DATA.synthetic.dir={data}", f"DATA.train.source=[{data}/train-*.tar]",
-            f"DATA.val.source=[{data}/val-*.tar]", *sizes]
+    return [
+        f"DATA.synthetic.dir={data}",
+        f"DATA.train.source=[{data}/train-*.tar]",
+        f"DATA.val.source=[{data}/val-*.tar]",
+        *sizes,
+    ]
 
 
 def run_checked(cmd: Sequence[str], env: dict[str, str] | None = None) -> float:
     """Run ``cmd`` in the repository with its output captured; -> wall seconds. On failure
     raises RuntimeError with the end of its output."""
     t0 = time.perf_counter()
-    proc = subprocess.run(list(cmd), cwd=REPO, env=env, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(list(cmd), cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr)[-2000:]
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}):\n{tail}")
@@ -104,8 +137,9 @@ def train_windows(log_txt: Path) -> list[tuple[int, float]]:
     return [(int(m[1]), float(m[3])) for m in TRAIN_LINE.finditer(log_txt.read_text())]
 
 
-def window_stats(windows: list[tuple[int, float]], log_step: int, val_every: int,
-                 batch: int) -> dict[str, float | None]:
+def window_stats(
+    windows: list[tuple[int, float]], log_step: int, val_every: int, batch: int
+) -> dict[str, float | None]:
     """Throughput of a run from its console lines.
 
     A window's rate covers its training steps plus whatever ran in between: the first window
@@ -115,6 +149,7 @@ def window_stats(windows: list[tuple[int, float]], log_step: int, val_every: int
     samples over their total time); ``after_val_extra_s`` is the mean extra time of a window
     that follows a validation, i.e. the cost of one validation + checkpoint (+ report).
     """
+
     def seconds(rate: float) -> float:
         return log_step * batch / rate
 
@@ -127,8 +162,11 @@ def window_stats(windows: list[tuple[int, float]], log_step: int, val_every: int
         "steady_samples_per_s": len(steady) * log_step * batch / steady_s if steady else None,
         "steady_windows": len(steady),
         "first_window_s": seconds(first[0]) if first else None,
-        "after_val_extra_s": (statistics.mean(seconds(r) for r in after_val) - steady_window
-                              if after_val and steady_window is not None else None),
+        "after_val_extra_s": (
+            statistics.mean(seconds(r) for r in after_val) - steady_window
+            if after_val and steady_window is not None
+            else None
+        ),
     }
 
 
@@ -153,8 +191,13 @@ def make_step(cfg: Any, device: Any) -> Callable[[dict[str, Any]], None]:
     return step
 
 
-def write_spec(path: Path, preset: str, grace_period: int, seed: int | None = None,
-               num_samples: int | None = None) -> Path:
+def write_spec(
+    path: Path,
+    preset: str,
+    grace_period: int,
+    seed: int | None = None,
+    num_samples: int | None = None,
+) -> Path:
     """``preset`` of the repository's sweep spec with the ASHA grace period (and the searcher
     seed, the number of trials) replaced, as a spec file of its own at ``path``."""
     from omegaconf import OmegaConf
@@ -168,14 +211,26 @@ def write_spec(path: Path, preset: str, grace_period: int, seed: int | None = No
         fields["seed"] = seed
     if num_samples is not None:
         fields["num_samples"] = num_samples
-    OmegaConf.save({"metric": raw.get("metric", "mpjpe"), "mode": raw.get("mode", "min"),
-                    "presets": {preset: fields}}, path)
+    OmegaConf.save(
+        {
+            "metric": raw.get("metric", "mpjpe"),
+            "mode": raw.get("mode", "min"),
+            "presets": {preset: fields},
+        },
+        path,
+    )
     return path
 
 
-def fit_trials(spec: Any, base: dict[str, Any], sweep_dir: Path, num_samples: int,
-               search_alg: Any = None, reuse_actors: bool = False,
-               max_concurrent: int = 0) -> Any:
+def fit_trials(
+    spec: Any,
+    base: dict[str, Any],
+    sweep_dir: Path,
+    num_samples: int,
+    search_alg: Any = None,
+    reuse_actors: bool = False,
+    max_concurrent: int = 0,
+) -> Any:
     """Run ``num_samples`` trials of the sweep trainable (``sweeps.trainable.handpose_trial``
     with the spec's resources, checkpoints and failure settings) under Ray Tune with no
     scheduler (no early stopping); -> the ``ResultGrid``. With a ``search_alg`` the spec's
@@ -185,17 +240,23 @@ def fit_trials(spec: Any, base: dict[str, Any], sweep_dir: Path, num_samples: in
     from sweeps.tuning import make_trainable, make_tuner, progress_reporter
 
     tuner = make_tuner(
-        make_trainable(spec, base, str(sweep_dir.parent), sweep_dir), spec,
-        name=sweep_dir.name, storage=str(sweep_dir.parent),
+        make_trainable(spec, base, str(sweep_dir.parent), sweep_dir),
+        spec,
+        name=sweep_dir.name,
+        storage=str(sweep_dir.parent),
         param_space=tune_space(spec) if search_alg is not None else {},
-        num_samples=num_samples, search_alg=search_alg, max_concurrent=max_concurrent,
+        num_samples=num_samples,
+        search_alg=search_alg,
+        max_concurrent=max_concurrent,
         reuse_actors=reuse_actors,
-        reporter=progress_reporter(spec) if search_alg is not None else None)
+        reporter=progress_reporter(spec) if search_alg is not None else None,
+    )
     return tuner.fit()
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain right-aligned text table; floats with 3 significant decimals, None as '-'."""
+
     def cell(v: Any) -> str:
         if v is None:
             return "-"
@@ -221,15 +282,21 @@ def median(values: Sequence[float | None]) -> float | None:
     return statistics.median(have) if have else None
 
 
-def write_results(path: Path, name: str, args: argparse.Namespace, machine: dict[str, Any],
-                  payload: dict[str, Any]) -> None:
+def write_results(
+    path: Path,
+    name: str,
+    args: argparse.Namespace,
+    machine: dict[str, Any],
+    payload: dict[str, Any],
+) -> None:
     """Write the benchmark's JSON (the machine as at the start, the load average at the end,
     the arguments, the numbers) and say where."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": name,
-              "machine": {**machine,
-                          "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-              "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              **payload}
+    record = {
+        "benchmark": name,
+        "machine": {**machine, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **payload,
+    }
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nresults: {path}")

@@ -102,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp_name:
-        data = synthetic_overrides(args.data, Path(tmp_name), args.train_samples,
-                                   args.val_samples)
+        data = synthetic_overrides(args.data, Path(tmp_name), args.train_samples, args.val_samples)
 
         def config(w: int) -> DictConfig:
             return load_config("stage1-tiny", [*data, *extra, f"TRAIN.num_workers={w}"])
@@ -112,33 +111,74 @@ def main(argv: list[str] | None = None) -> int:
             model = measure_model(config(0), args.batches)
             for w in workers:
                 cfg = config(w)
-                rows.append({"repeat": i, "workers": w, "model": model,
-                             "loader": measure_loader(cfg, args.batches),
-                             "loop": measure_loop(cfg, args.batches)})
+                rows.append(
+                    {
+                        "repeat": i,
+                        "workers": w,
+                        "model": model,
+                        "loader": measure_loader(cfg, args.batches),
+                        "loop": measure_loop(cfg, args.batches),
+                    }
+                )
         batch = config(0).TRAIN.sample_per_device
     per_workers = []
     for w in workers:
         mine = [r for r in rows if r["workers"] == w]
         loader, model, loop = (median([r[k] for r in mine]) for k in ("loader", "model", "loop"))
-        per_workers.append({"workers": w, "loader_samples_per_s": loader,
-                            "model_samples_per_s": model, "loop_samples_per_s": loop,
-                            "loader_over_model": ratio(loader, model),
-                            "loop_over_model": ratio(loop, model)})
+        per_workers.append(
+            {
+                "workers": w,
+                "loader_samples_per_s": loader,
+                "model_samples_per_s": model,
+                "loop_samples_per_s": loop,
+                "loader_over_model": ratio(loader, model),
+                "loop_over_model": ratio(loop, model),
+            }
+        )
     met = all(r["loader_over_model"] >= TARGET for r in per_workers)
-    print(format_table(
-        ["workers", "loader_samples/s", "model_samples/s", "loop_samples/s", "loader/model",
-         "loop/model"],
-        [[r["workers"], r["loader_samples_per_s"], r["model_samples_per_s"],
-          r["loop_samples_per_s"], r["loader_over_model"], r["loop_over_model"]]
-         for r in per_workers]))
-    print(f"(medians of {args.repeats} repeats x {args.batches} batches of {batch}, "
-          f"{args.threads} torch thread(s))")
-    print(f"target: loader >= {TARGET:g}x the model's samples/s at every worker count -> "
-          f"{'met' if met else 'NOT met'}")
-    write_results(args.out, NAME, args, machine, {
-        "setup": {"batch": batch, "threads": args.threads,
-                  "overrides": extra},
-        "measurements": rows, "per_workers": per_workers, "target_loader_at_least_3x": met})
+    print(
+        format_table(
+            [
+                "workers",
+                "loader_samples/s",
+                "model_samples/s",
+                "loop_samples/s",
+                "loader/model",
+                "loop/model",
+            ],
+            [
+                [
+                    r["workers"],
+                    r["loader_samples_per_s"],
+                    r["model_samples_per_s"],
+                    r["loop_samples_per_s"],
+                    r["loader_over_model"],
+                    r["loop_over_model"],
+                ]
+                for r in per_workers
+            ],
+        )
+    )
+    print(
+        f"(medians of {args.repeats} repeats x {args.batches} batches of {batch}, "
+        f"{args.threads} torch thread(s))"
+    )
+    print(
+        f"target: loader >= {TARGET:g}x the model's samples/s at every worker count -> "
+        f"{'met' if met else 'NOT met'}"
+    )
+    write_results(
+        args.out,
+        NAME,
+        args,
+        machine,
+        {
+            "setup": {"batch": batch, "threads": args.threads, "overrides": extra},
+            "measurements": rows,
+            "per_workers": per_workers,
+            "target_loader_at_least_3x": met,
+        },
+    )
     return 0
 
 

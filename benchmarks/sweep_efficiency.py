@@ -66,11 +66,18 @@ def scaled_overrides(steps: int, batch: int) -> tuple[list[str], int]:
         return max(1, round(n * steps / total))
 
     every = scale(val_step(cfg))
-    return ([f"GENERAL.total_step={steps}", f"GENERAL.checkpoint_step={every}",
-             f"GENERAL.val_step={every}", f"GENERAL.log_step={scale(cfg.GENERAL.log_step)}",
-             f"TRAIN.warmup_step={scale(cfg.TRAIN.warmup_step)}",
-             f"GENERAL.dropout_warmup_step={scale(cfg.GENERAL.dropout_warmup_step)}",
-             f"TRAIN.sample_per_device={batch}"], scale(spec.grace_period))
+    return (
+        [
+            f"GENERAL.total_step={steps}",
+            f"GENERAL.checkpoint_step={every}",
+            f"GENERAL.val_step={every}",
+            f"GENERAL.log_step={scale(cfg.GENERAL.log_step)}",
+            f"TRAIN.warmup_step={scale(cfg.TRAIN.warmup_step)}",
+            f"GENERAL.dropout_warmup_step={scale(cfg.GENERAL.dropout_warmup_step)}",
+            f"TRAIN.sample_per_device={batch}",
+        ],
+        scale(spec.grace_period),
+    )
 
 
 def ideal_asha_fraction(grace: int, reduction_factor: float, max_t: int) -> float:
@@ -84,20 +91,35 @@ def ideal_asha_fraction(grace: int, reduction_factor: float, max_t: int) -> floa
     return (steps + alive * (max_t - prev)) / max_t
 
 
-def run_asha(spec_path: Path, seed: int, trials: int, storage: Path,
-             overrides: list[str]) -> dict[str, Any]:
+def run_asha(
+    spec_path: Path, seed: int, trials: int, storage: Path, overrides: list[str]
+) -> dict[str, Any]:
     """The sweep as its CLI runs it (on the Ray this process already has)."""
     from sweeps.dropout_warmup import main as sweep_main
 
     name = f"asha-seed{seed}"
     t0 = time.perf_counter()
-    code = sweep_main(["--preset", PRESET, "--spec", str(spec_path), "--num-samples",
-                       str(trials), "--storage", str(storage), "--name", name, *overrides])
+    code = sweep_main(
+        [
+            "--preset",
+            PRESET,
+            "--spec",
+            str(spec_path),
+            "--num-samples",
+            str(trials),
+            "--storage",
+            str(storage),
+            "--name",
+            name,
+            *overrides,
+        ]
+    )
     return sweep_record("asha", seed, storage / name, time.perf_counter() - t0, code)
 
 
-def run_full(spec_path: Path, seed: int, trials: int, storage: Path,
-             overrides: list[str]) -> dict[str, Any]:
+def run_full(
+    spec_path: Path, seed: int, trials: int, storage: Path, overrides: list[str]
+) -> dict[str, Any]:
     """The same sweep set up as its CLI does, with no scheduler: every trial runs to the end."""
     from ray.tune.search import ConcurrencyLimiter
 
@@ -119,11 +141,12 @@ def run_full(spec_path: Path, seed: int, trials: int, storage: Path,
     ensure_dataset(base_cfg)
     searcher = ConcurrencyLimiter(
         make_searcher(spec, sweep_dir, base_cfg.GENERAL.total_step, trials),
-        max_concurrent=spec.max_concurrent)
-    results = fit_trials(spec, OmegaConf.to_container(base_cfg, resolve=True), sweep_dir,
-                         trials, searcher)
-    code = finish(results, spec, base_cfg, sweep_dir, trials,
-                  "(a benchmark sweep: not resumable)")
+        max_concurrent=spec.max_concurrent,
+    )
+    results = fit_trials(
+        spec, OmegaConf.to_container(base_cfg, resolve=True), sweep_dir, trials, searcher
+    )
+    code = finish(results, spec, base_cfg, sweep_dir, trials, "(a benchmark sweep: not resumable)")
     return sweep_record("full", seed, sweep_dir, time.perf_counter() - t0, code)
 
 
@@ -133,8 +156,7 @@ def tail_std(curve: list[list[Any]], k: int = LAST_K) -> float | None:
     return statistics.stdev(values) if len(values) >= 2 else None
 
 
-def sweep_record(mode: str, seed: int, sweep_dir: Path, wall: float, code: int
-                 ) -> dict[str, Any]:
+def sweep_record(mode: str, seed: int, sweep_dir: Path, wall: float, code: int) -> dict[str, Any]:
     """One sweep's numbers from its ``summary.json``."""
     summary = json.loads((sweep_dir / "summary.json").read_text())
     trials = summary["trials"]
@@ -142,15 +164,24 @@ def sweep_record(mode: str, seed: int, sweep_dir: Path, wall: float, code: int
     winner = next((t for t in trials if best and t["trial_id"] == best["trial_id"]), None)
     status = [t["status"] for t in trials]
     return {
-        "mode": mode, "seed": seed, "exit_code": code, "wall_s": wall, "trials": len(trials),
-        "completed": status.count("COMPLETED"), "stopped_early": status.count("STOPPED_EARLY"),
-        "errors": status.count("ERROR"), "steps": sum(t["last_step"] for t in trials),
-        "best_trial": best and best["trial_id"], "best_mpjpe": best and best["mpjpe"],
+        "mode": mode,
+        "seed": seed,
+        "exit_code": code,
+        "wall_s": wall,
+        "trials": len(trials),
+        "completed": status.count("COMPLETED"),
+        "stopped_early": status.count("STOPPED_EARLY"),
+        "errors": status.count("ERROR"),
+        "steps": sum(t["last_step"] for t in trials),
+        "best_trial": best and best["trial_id"],
+        "best_mpjpe": best and best["mpjpe"],
         "best_config": best and " ".join(trial_overrides(best["overrides"])),
         "best_noise_mm": tail_std(winner["curve"]) if winner else None,
         "configs": sorted(" ".join(trial_overrides(t["overrides"])) for t in trials),
-        "trial_results": [{k: t[k] for k in ("trial_id", "status", "last_step", "mpjpe",
-                                             "overrides", "curve")} for t in trials],
+        "trial_results": [
+            {k: t[k] for k in ("trial_id", "status", "last_step", "mpjpe", "overrides", "curve")}
+            for t in trials
+        ],
     }
 
 
@@ -161,9 +192,13 @@ def compare(asha: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
     sa, sf = asha["best_noise_mm"], full["best_noise_mm"]
     noise = None if sa is None or sf is None else math.hypot(sa, sf)
     return {
-        "seed": asha["seed"], "asha_best_mpjpe": a, "full_best_mpjpe": f,
-        "best_ratio": ratio(a, f), "steps_ratio": ratio(asha["steps"], full["steps"]),
-        "wall_ratio": ratio(asha["wall_s"], full["wall_s"]), "diff_mm": diff,
+        "seed": asha["seed"],
+        "asha_best_mpjpe": a,
+        "full_best_mpjpe": f,
+        "best_ratio": ratio(a, f),
+        "steps_ratio": ratio(asha["steps"], full["steps"]),
+        "wall_ratio": ratio(asha["wall_s"], full["wall_s"]),
+        "diff_mm": diff,
         "noise_mm": noise,
         "within_noise": None if diff is None or noise is None else abs(diff) <= noise,
         "same_winner_config": asha["best_config"] == full["best_config"],
@@ -171,9 +206,15 @@ def compare(asha: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def summarize(runs: list[dict[str, Any]], comparisons: list[dict[str, Any]], grace: int,
-              reduction_factor: float, steps: int) -> dict[str, Any]:
+def summarize(
+    runs: list[dict[str, Any]],
+    comparisons: list[dict[str, Any]],
+    grace: int,
+    reduction_factor: float,
+    steps: int,
+) -> dict[str, Any]:
     """Totals over the seeds and the verdict on each target."""
+
     def total(mode: str, key: str) -> float:
         return sum(r[key] for r in runs if r["mode"] == mode)
 
@@ -187,43 +228,99 @@ def summarize(runs: list[dict[str, Any]], comparisons: list[dict[str, Any]], gra
         "mean_best_gap": statistics.mean(gaps) if gaps else None,
         "within_noise": f"{sum(noise)} of {len(noise)}",
         "same_winner_config": f"{sum(c['same_winner_config'] for c in comparisons)} of "
-                              f"{len(comparisons)}",
+        f"{len(comparisons)}",
         "ideal_asha_steps_ratio": ideal_asha_fraction(grace, reduction_factor, steps),
         "target_best_within_3pct": bool(gaps) and max(gaps) <= TARGET_BEST_GAP,
         "target_steps_at_most_35pct": steps_ratio is not None and steps_ratio <= TARGET_STEPS,
     }
 
 
-def report(runs: list[dict[str, Any]], comparisons: list[dict[str, Any]],
-           totals: dict[str, Any]) -> str:
+def report(
+    runs: list[dict[str, Any]], comparisons: list[dict[str, Any]], totals: dict[str, Any]
+) -> str:
     """The printed tables."""
     sweeps = format_table(
-        ["seed", "sweep", "trials", "completed", "stopped", "errors", "steps", "wall_s",
-         "best_mpjpe", "noise_mm", "best_trial"],
-        [[r["seed"], r["mode"], r["trials"], r["completed"], r["stopped_early"], r["errors"],
-          r["steps"], r["wall_s"], r["best_mpjpe"], r["best_noise_mm"], r["best_trial"]]
-         for r in runs])
+        [
+            "seed",
+            "sweep",
+            "trials",
+            "completed",
+            "stopped",
+            "errors",
+            "steps",
+            "wall_s",
+            "best_mpjpe",
+            "noise_mm",
+            "best_trial",
+        ],
+        [
+            [
+                r["seed"],
+                r["mode"],
+                r["trials"],
+                r["completed"],
+                r["stopped_early"],
+                r["errors"],
+                r["steps"],
+                r["wall_s"],
+                r["best_mpjpe"],
+                r["best_noise_mm"],
+                r["best_trial"],
+            ]
+            for r in runs
+        ],
+    )
     pairs = format_table(
-        ["seed", "asha_best", "full_best", "best_ratio", "steps_ratio", "wall_ratio",
-         "diff_mm", "noise_mm", "within_noise", "same_winner", "same_configs"],
-        [[c["seed"], c["asha_best_mpjpe"], c["full_best_mpjpe"], c["best_ratio"],
-          c["steps_ratio"], c["wall_ratio"], c["diff_mm"], c["noise_mm"], c["within_noise"],
-          c["same_winner_config"], c["same_configs_proposed"]] for c in comparisons])
+        [
+            "seed",
+            "asha_best",
+            "full_best",
+            "best_ratio",
+            "steps_ratio",
+            "wall_ratio",
+            "diff_mm",
+            "noise_mm",
+            "within_noise",
+            "same_winner",
+            "same_configs",
+        ],
+        [
+            [
+                c["seed"],
+                c["asha_best_mpjpe"],
+                c["full_best_mpjpe"],
+                c["best_ratio"],
+                c["steps_ratio"],
+                c["wall_ratio"],
+                c["diff_mm"],
+                c["noise_mm"],
+                c["within_noise"],
+                c["same_winner_config"],
+                c["same_configs_proposed"],
+            ]
+            for c in comparisons
+        ],
+    )
     t = totals
     gap = "-" if t["worst_best_gap"] is None else f"{100 * t['worst_best_gap']:+.1f}%"
     steps = "-" if t["steps_ratio"] is None else f"{t['steps_ratio']:.3f}"
     wall = "-" if t["wall_ratio"] is None else f"{t['wall_ratio']:.3f}"
-    return "\n".join([
-        sweeps, "", pairs, "",
-        f"ASHA / full, all seeds: steps {steps}, wall {wall} (synchronous successive halving "
-        f"with these rungs would train {t['ideal_asha_steps_ratio']:.3f})",
-        f"target: ASHA best within 3% of the full-budget best: worst seed {gap} -> "
-        f"{'met' if t['target_best_within_3pct'] else 'NOT met'}",
-        f"target: ASHA steps <= 35% of full: {steps} -> "
-        f"{'met' if t['target_steps_at_most_35pct'] else 'NOT met'}",
-        f"winners within noise of each other: {t['within_noise']} seeds; same winning "
-        f"config: {t['same_winner_config']}",
-    ])
+    return "\n".join(
+        [
+            sweeps,
+            "",
+            pairs,
+            "",
+            f"ASHA / full, all seeds: steps {steps}, wall {wall} (synchronous successive halving "
+            f"with these rungs would train {t['ideal_asha_steps_ratio']:.3f})",
+            f"target: ASHA best within 3% of the full-budget best: worst seed {gap} -> "
+            f"{'met' if t['target_best_within_3pct'] else 'NOT met'}",
+            f"target: ASHA steps <= 35% of full: {steps} -> "
+            f"{'met' if t['target_steps_at_most_35pct'] else 'NOT met'}",
+            f"winners within noise of each other: {t['within_noise']} seeds; same winning "
+            f"config: {t['same_winner_config']}",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,8 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp_name:
         tmp = Path(tmp_name)
         scaled, grace = scaled_overrides(args.steps, args.batch)
-        overrides = (synthetic_overrides(args.data, tmp, args.train_samples, args.val_samples)
-                     + (list(TOY_OVERRIDES) if args.toy else []) + scaled + args.overrides)
+        overrides = (
+            synthetic_overrides(args.data, tmp, args.train_samples, args.val_samples)
+            + (list(TOY_OVERRIDES) if args.toy else [])
+            + scaled
+            + args.overrides
+        )
         started = connect_ray(dashboard=False)
         try:
             for i in range(args.seeds):
@@ -263,18 +364,28 @@ def main(argv: list[str] | None = None) -> int:
         spec, _ = load_spec(PRESET, spec_path, extra_overrides=tuple(overrides))
         shown = [o for o in overrides if tmp_name not in o]  # not the temp data paths
     by_seed = {(r["seed"], r["mode"]): r for r in runs}
-    comparisons = [compare(by_seed[(i, "asha")], by_seed[(i, "full")])
-                   for i in range(args.seeds)]
-    totals = summarize(runs, comparisons, spec.grace_period, spec.reduction_factor,
-                       args.steps)
+    comparisons = [compare(by_seed[(i, "asha")], by_seed[(i, "full")]) for i in range(args.seeds)]
+    totals = summarize(runs, comparisons, spec.grace_period, spec.reduction_factor, args.steps)
     print("\n" + report(runs, comparisons, totals))
-    write_results(args.out, NAME, args, machine, {
-        "setup": {"preset": PRESET, "overrides": shown,
-                  "grace_period": spec.grace_period,
-                  "reduction_factor": spec.reduction_factor,
-                  "max_concurrent": spec.max_concurrent,
-                  "resources": dataclasses.asdict(spec.resources)},
-        "runs": runs, "comparisons": comparisons, "totals": totals})
+    write_results(
+        args.out,
+        NAME,
+        args,
+        machine,
+        {
+            "setup": {
+                "preset": PRESET,
+                "overrides": shown,
+                "grace_period": spec.grace_period,
+                "reduction_factor": spec.reduction_factor,
+                "max_concurrent": spec.max_concurrent,
+                "resources": dataclasses.asdict(spec.resources),
+            },
+            "runs": runs,
+            "comparisons": comparisons,
+            "totals": totals,
+        },
+    )
     return 1 if any(r["exit_code"] for r in runs) else 0
 
 

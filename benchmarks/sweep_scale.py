@@ -59,8 +59,10 @@ def _curve(config: dict[str, Any], total: int, val_every: int) -> list[tuple[int
     for k, v in config.items():
         if k.startswith("LOSS.") and isinstance(v, (int, float)) and v > 0:
             floor += 2.0 * math.log10(v / 0.05) ** 2
-    return [(s, floor + 40.0 * math.exp(-3.0 * s / total) + rng.gauss(0.0, 0.5))
-            for s in range(val_every, total + 1, val_every)]
+    return [
+        (s, floor + 40.0 * math.exp(-3.0 * s / total) + rng.gauss(0.0, 0.5))
+        for s in range(val_every, total + 1, val_every)
+    ]
 
 
 def scripted_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str | None) -> None:
@@ -78,8 +80,9 @@ def scripted_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str |
     ctx = tune.get_context()
     cfg.GENERAL.run_name = ctx.get_trial_name()
     cfg.AIM.experiment = ctx.get_experiment_name()
-    run_dir = (Path(runs_dir) / ctx.get_trial_name() if runs_dir
-               else Path(ctx.get_trial_dir()) / "run")
+    run_dir = (
+        Path(runs_dir) / ctx.get_trial_name() if runs_dir else Path(ctx.get_trial_dir()) / "run"
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     g = cfg.GENERAL
     val_every, pace = g.val_step or g.checkpoint_step, float(os.environ.get(PACE_ENV, "0"))
@@ -92,27 +95,49 @@ def scripted_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str |
         aim_hash = state["aim_hash"]
     else:
         OmegaConf.save(cfg, run_dir / "config.yaml")
-    extra = {"sweep": {"name": ctx.get_experiment_name(), "trial_id": ctx.get_trial_id(),
-                       "searched": dict(config)}}
+    extra = {
+        "sweep": {
+            "name": ctx.get_experiment_name(),
+            "trial_id": ctx.get_trial_id(),
+            "searched": dict(config),
+        }
+    }
     tracker = Tracker(cfg, run_dir, aim_hash, extra, resume)
     try:
         for step, mpjpe in _curve(config, g.total_step, val_every):
             if step <= start:
                 continue
             time.sleep(pace)
-            val = {"mpjpe": mpjpe, "mpjpe_rel": 0.8 * mpjpe, "pa_mpjpe": 0.6 * mpjpe,
-                   "rte": 2.0 * mpjpe, "val_total": mpjpe / 100.0, "gap_mpjpe": 5.0}
+            val = {
+                "mpjpe": mpjpe,
+                "mpjpe_rel": 0.8 * mpjpe,
+                "pa_mpjpe": 0.6 * mpjpe,
+                "rte": 2.0 * mpjpe,
+                "val_total": mpjpe / 100.0,
+                "gap_mpjpe": 5.0,
+            }
             tracker.track(step, "train", {"total": mpjpe / 90.0, "dropout_rate": 0.1}, True)
             tracker.track(step, "val", val, True)
             ckpt = run_dir / "checkpoints" / f"checkpoint-{step}"
             ckpt.mkdir(parents=True, exist_ok=True)
-            (ckpt / "state.json").write_text(json.dumps({"step": step,
-                                                         "aim_hash": tracker.aim_hash}))
+            (ckpt / "state.json").write_text(
+                json.dumps({"step": step, "aim_hash": tracker.aim_hash})
+            )
             (ckpt / "payload.bin").write_bytes(b"\0" * CKPT_BYTES)
-            tune.report({"step": step, **val, "dropout_rate": 0.1, "val_fingerprint": "bench",
-                         "num_samples": 256, "bad_samples": 0, "train_total": mpjpe / 90.0,
-                         "node_id": "local", "run_dir": str(run_dir)},
-                        checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
+            tune.report(
+                {
+                    "step": step,
+                    **val,
+                    "dropout_rate": 0.1,
+                    "val_fingerprint": "bench",
+                    "num_samples": 256,
+                    "bad_samples": 0,
+                    "train_total": mpjpe / 90.0,
+                    "node_id": "local",
+                    "run_dir": str(run_dir),
+                },
+                checkpoint=tune.Checkpoint.from_directory(str(ckpt)),
+            )
             shutil.rmtree(ckpt, ignore_errors=True)  # Tune holds its copy now
     finally:
         tracker.close()
@@ -171,20 +196,26 @@ def driver(stats_path: Path, sweep_argv: list[str]) -> int:
     timer.wrap(OptunaSearch, "suggest", "searcher_suggest")
     timer.wrap(OptunaSearch, "save", "searcher_save")
     timer.wrap(PruneAwareOptunaSearch, "on_trial_result", "searcher_on_result")
-    timer.wrap(PruneAwareOptunaSearch, "on_trial_complete", "searcher_on_complete",
-               count_done)
+    timer.wrap(PruneAwareOptunaSearch, "on_trial_complete", "searcher_on_complete", count_done)
     timer.wrap(tune.CLIReporter, "report", "live_table")
     timer.wrap(tune.Tuner, "fit", "fit")
-    for fn in ("finish", "collect_trials", "prune_checkpoints", "write_outputs",
-               "close_and_index"):
+    for fn in ("finish", "collect_trials", "prune_checkpoints", "write_outputs", "close_and_index"):
         timer.wrap(sweeps.summary, fn, fn)
     t0 = time.time()
     code = dropout_warmup.main(sweep_argv, trainable_fn=scripted_trial)
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    stats_path.write_text(json.dumps({
-        "exit_code": code, "started": t0, "ended": time.time(),
-        "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024,
-        "parts": timer.stats}))
+    stats_path.write_text(
+        json.dumps(
+            {
+                "exit_code": code,
+                "started": t0,
+                "ended": time.time(),
+                "cpu_s": ru.ru_utime + ru.ru_stime,
+                "peak_rss_mb": ru.ru_maxrss / 1024,
+                "parts": timer.stats,
+            }
+        )
+    )
     return code
 
 
@@ -194,17 +225,23 @@ def _bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
 
 
-def _launch(tmp: Path, tag: str, sweep_argv: list[str], pace: float,
-            kill_at: int | None, cap: float) -> dict[str, Any]:
+def _launch(
+    tmp: Path, tag: str, sweep_argv: list[str], pace: float, kill_at: int | None, cap: float
+) -> dict[str, Any]:
     """Run one driver; kill its process group when ``kill_at`` trials ended (or at ``cap``
     seconds). -> wall seconds, how it ended, the driver's stats (None if killed)."""
     stats = tmp / f"{tag}.stats.json"
     log = open(tmp / f"{tag}.log", "w")  # noqa: SIM115 (closed below)
-    cmd = [sys.executable, "-m", "benchmarks.sweep_scale", "driver", str(stats), "--",
-           *sweep_argv]
+    cmd = [sys.executable, "-m", "benchmarks.sweep_scale", "driver", str(stats), "--", *sweep_argv]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, PACE_ENV: str(pace)}, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, PACE_ENV: str(pace)},
+        start_new_session=True,
+    )
     how = "exited"
     try:
         while proc.poll() is None:
@@ -221,8 +258,13 @@ def _launch(tmp: Path, tag: str, sweep_argv: list[str], pace: float,
     wall = time.perf_counter() - t0
     out = json.loads(stats.read_text()) if how == "exited" and stats.is_file() else None
     tail = (tmp / f"{tag}.log").read_text()[-600:] if how == "exited" and out is None else None
-    return {"wall_s": wall, "how": how, "returncode": proc.returncode, "driver": out,
-            "log_tail": tail}
+    return {
+        "wall_s": wall,
+        "how": how,
+        "returncode": proc.returncode,
+        "driver": out,
+        "log_tail": tail,
+    }
 
 
 def _check_sweep(sweep: Path, n: int) -> dict[str, Any]:
@@ -237,11 +279,16 @@ def _check_sweep(sweep: Path, n: int) -> dict[str, Any]:
     ids = [t["trial_id"] for t in trials]
     repeated_steps = 0
     for p in sweep.glob("runs/*/metrics.jsonl"):
-        steps = [json.loads(line)["step"] for line in p.read_text().splitlines()
-                 if '"split": "val"' in line]
+        steps = [
+            json.loads(line)["step"]
+            for line in p.read_text().splitlines()
+            if '"split": "val"' in line
+        ]
         repeated_steps += len(steps) - len(set(steps))
-    names = [Run(h, repo=str(sweep), read_only=True).name
-             for h in Repo.from_path(str(sweep)).list_all_runs()]
+    names = [
+        Run(h, repo=str(sweep), read_only=True).name
+        for h in Repo.from_path(str(sweep)).list_all_runs()
+    ]
     study = optuna.load_study(study_name=sweep.name, storage=study_storage(sweep))
     states: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
@@ -249,76 +296,122 @@ def _check_sweep(sweep: Path, n: int) -> dict[str, Any]:
     by_status: dict[str, int] = {}
     for t in trials:
         by_status[t["status"]] = by_status.get(t["status"], 0) + 1
-    return {"trials": len(trials), "expected": n, "duplicate_trial_ids": len(ids) - len(set(ids)),
-            "by_status": by_status, "repeated_val_steps": repeated_steps,
-            "aim_runs": len(names), "duplicate_aim_runs": len(names) - len(set(names)),
-            "study_states": states,
-            # Tune's trials: each once, all finished, none errored
-            "clean": (len(trials) == n == len(set(ids))
-                      and set(by_status) <= {"COMPLETED", "STOPPED_EARLY"}),
-            # their files: one Aim run per trial, no validation logged twice
-            "files_clean": repeated_steps == 0 and len(names) == len(set(names)) == n}
+    return {
+        "trials": len(trials),
+        "expected": n,
+        "duplicate_trial_ids": len(ids) - len(set(ids)),
+        "by_status": by_status,
+        "repeated_val_steps": repeated_steps,
+        "aim_runs": len(names),
+        "duplicate_aim_runs": len(names) - len(set(names)),
+        "study_states": states,
+        # Tune's trials: each once, all finished, none errored
+        "clean": (
+            len(trials) == n == len(set(ids)) and set(by_status) <= {"COMPLETED", "STOPPED_EARLY"}
+        ),
+        # their files: one Aim run per trial, no validation logged twice
+        "files_clean": repeated_steps == 0 and len(names) == len(set(names)) == n,
+    }
 
 
-def measure(tmp: Path, n: int, spec: Path, overrides: list[str], pace: float, cap: float,
-            resume: bool, address: str | None = None) -> dict[str, Any]:
+def measure(
+    tmp: Path,
+    n: int,
+    spec: Path,
+    overrides: list[str],
+    pace: float,
+    cap: float,
+    resume: bool,
+    address: str | None = None,
+) -> dict[str, Any]:
     """One size: a full sweep (timed parts, report, sizes) and, if ``resume``, a sweep
     killed at half its trials and resumed."""
     storage = tmp / f"n{n}"
-    common = ["--preset", PRESET, "--spec", str(spec), "--storage", str(storage),
-              *(["--address", address] if address else [])]
-    run = _launch(tmp, f"full-{n}", [*common, "--num-samples", str(n), "--name", "full",
-                                     *overrides], pace, None, cap)
+    common = [
+        "--preset",
+        PRESET,
+        "--spec",
+        str(spec),
+        "--storage",
+        str(storage),
+        *(["--address", address] if address else []),
+    ]
+    run = _launch(
+        tmp,
+        f"full-{n}",
+        [*common, "--num-samples", str(n), "--name", "full", *overrides],
+        pace,
+        None,
+        cap,
+    )
     row: dict[str, Any] = {"trials": n, "wall_s": run["wall_s"], "how": run["how"]}
     d = run["driver"]
     sweep = storage / "full"
     if d is None or not (sweep / "summary.json").is_file():
-        return {**row, "error": f"driver {run['how']} (rc {run['returncode']}), see "
-                                f"{tmp}/full-{n}.log"}
+        return {
+            **row,
+            "error": f"driver {run['how']} (rc {run['returncode']}), see {tmp}/full-{n}.log",
+        }
     summary = json.loads((sweep / "summary.json").read_text())
     results = sum(len(t["curve"]) for t in summary["trials"])
     last_end = max(p.stat().st_mtime for p in sweep.glob("runs/*/metrics.jsonl"))
     t0 = time.perf_counter()
-    rep = subprocess.run([sys.executable, "-m", "sweeps.report", str(sweep)], cwd=REPO,
-                         capture_output=True, text=True, check=False)
+    rep = subprocess.run(
+        [sys.executable, "-m", "sweeps.report", str(sweep)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     report_s = time.perf_counter() - t0
     parts = d["parts"]
     fit = parts.get("fit", {})
     row.update(
-        exit_code=d["exit_code"], results=results,
-        driver_cpu_s=d["cpu_s"], driver_cpu_s_per_trial=d["cpu_s"] / n,
+        exit_code=d["exit_code"],
+        results=results,
+        driver_cpu_s=d["cpu_s"],
+        driver_cpu_s_per_trial=d["cpu_s"] / n,
         results_per_s=results / fit["wall_s"] if fit.get("wall_s") else None,
-        fit_s=fit.get("wall_s"), fit_cpu_s=fit.get("cpu_s"),
+        fit_s=fit.get("wall_s"),
+        fit_cpu_s=fit.get("cpu_s"),
         last_trial_end_to_summary_s=(sweep / "summary.json").stat().st_mtime - last_end,
-        finish_s=parts["finish"]["wall_s"], report_s=report_s, report_rc=rep.returncode,
+        finish_s=parts["finish"]["wall_s"],
+        report_s=report_s,
+        report_rc=rep.returncode,
         summary_plus_report_s=parts["finish"]["wall_s"] + report_s,
-        journal_bytes=_bytes(sweep / "optuna.journal"), aim_bytes=_bytes(sweep / ".aim"),
+        journal_bytes=_bytes(sweep / "optuna.journal"),
+        aim_bytes=_bytes(sweep / ".aim"),
         tune_state_bytes=parts.get("tune_state_snapshot", {}).get("last_bytes"),
-        sweep_bytes=_bytes(sweep), peak_rss_mb=d["peak_rss_mb"],
+        sweep_bytes=_bytes(sweep),
+        peak_rss_mb=d["peak_rss_mb"],
         by_status=_check_sweep(sweep, n)["by_status"],
-        parts={k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in parts.items()})
+        parts={k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in parts.items()},
+    )
     if rep.returncode:
         row["report_error"] = (rep.stdout + rep.stderr)[-1000:]
     if resume:
         name = "killed"
         argv = [*common, "--num-samples", str(n), "--name", name, *overrides]
         killed = _launch(tmp, f"kill-{n}", argv, pace, max(1, n // 2), cap)
-        res = _launch(tmp, f"resume-{n}", [*common, "--resume", "--name", name], pace,
-                      None, cap)
+        res = _launch(tmp, f"resume-{n}", [*common, "--resume", "--name", name], pace, None, cap)
         rd = res["driver"]
         row["resume"] = {
-            "killed": killed["how"], "killed_at_s": killed["wall_s"], "resume_s": res["wall_s"],
+            "killed": killed["how"],
+            "killed_at_s": killed["wall_s"],
+            "resume_s": res["wall_s"],
             "resume_exit_code": None if rd is None else rd["exit_code"],
             "resume_driver_cpu_s": None if rd is None else rd["cpu_s"],
             "resume_log_tail": res["log_tail"],
-            **(_check_sweep(storage / name, n) if rd is not None else {"clean": False})}
+            **(_check_sweep(storage / name, n) if rd is not None else {"clean": False}),
+        }
     return row
 
 
 def slope(xs: list[float], ys: list[float | None]) -> float | None:
     """Least-squares slope of log(y) on log(x) (None with fewer than 2 positive points)."""
-    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True)
-           if y is not None and y > 0]
+    pts = [
+        (math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if y is not None and y > 0
+    ]
     if len(pts) < 2:
         return None
     mx = sum(p[0] for p in pts) / len(pts)
@@ -327,10 +420,28 @@ def slope(xs: list[float], ys: list[float | None]) -> float | None:
     return sum((p[0] - mx) * (p[1] - my) for p in pts) / den if den else None
 
 
-GROWTH = ("driver_cpu_s", "fit_cpu_s", "fit_s", "last_trial_end_to_summary_s", "finish_s",
-          "report_s", "journal_bytes", "aim_bytes", "tune_state_bytes", "peak_rss_mb")
-PART_GROWTH = ("tune_state_snapshot", "scheduler_save", "searcher_suggest", "searcher_save",
-               "searcher_on_result", "live_table", "collect_trials", "close_and_index")
+GROWTH = (
+    "driver_cpu_s",
+    "fit_cpu_s",
+    "fit_s",
+    "last_trial_end_to_summary_s",
+    "finish_s",
+    "report_s",
+    "journal_bytes",
+    "aim_bytes",
+    "tune_state_bytes",
+    "peak_rss_mb",
+)
+PART_GROWTH = (
+    "tune_state_snapshot",
+    "scheduler_save",
+    "searcher_suggest",
+    "searcher_save",
+    "searcher_on_result",
+    "live_table",
+    "collect_trials",
+    "close_and_index",
+)
 
 
 def growth(rows: list[dict[str, Any]]) -> dict[str, float | None]:
@@ -339,8 +450,9 @@ def growth(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     xs = [float(r["trials"]) for r in ok]
     out = {k: slope(xs, [r.get(k) for r in ok]) for k in GROWTH}
     resumed = [r for r in ok if r.get("resume", {}).get("resume_exit_code") == 0]
-    out["resume_s"] = slope([float(r["trials"]) for r in resumed],
-                            [r["resume"]["resume_s"] for r in resumed])
+    out["resume_s"] = slope(
+        [float(r["trials"]) for r in resumed], [r["resume"]["resume_s"] for r in resumed]
+    )
     for part in PART_GROWTH:
         out[f"{part}_cpu_s"] = slope(xs, [r["parts"].get(part, {}).get("cpu_s") for r in ok])
     return out
@@ -362,20 +474,29 @@ def main(argv: list[str] | None = None) -> int:
         return driver(Path(argv[1]), argv[3:])
     p = base_parser(NAME, __doc__)
     p.add_argument("--sizes", default="10,100,1000", help="numbers of trials")
-    p.add_argument("--resume-sizes", default="10,100",
-                   help="sizes also measured with a SIGKILL at 50%% and --resume ('' none)")
+    p.add_argument(
+        "--resume-sizes",
+        default="10,100",
+        help="sizes also measured with a SIGKILL at 50%% and --resume ('' none)",
+    )
     p.add_argument("--cpu", type=float, default=0.05, help="CPUs per trial")
     p.add_argument("--max-concurrent", type=int, default=40, help="trials at a time")
     p.add_argument("--validations", type=int, default=8, help="validations per full trial")
-    p.add_argument("--keep-checkpoints", type=int, default=1,
-                   help="the spec's keep_checkpoints (Tune's num_to_keep; the repo's: 1)")
+    p.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=1,
+        help="the spec's keep_checkpoints (Tune's num_to_keep; the repo's: 1)",
+    )
     p.add_argument("--pace", type=float, default=0.3, help="seconds per scripted validation")
     p.add_argument("--cap", type=float, default=900.0, help="wall cap per driver, s")
     p.add_argument("--address", help="run the drivers on this Ray (default: each starts one)")
     p.add_argument("--keep", type=Path, help="keep the sweep folders here (default: a temp)")
     args = p.parse_args(argv)
-    sizes, resume_sizes = _sizes(args.sizes), (_sizes(args.resume_sizes)
-                                                if args.resume_sizes else [])
+    sizes, resume_sizes = (
+        _sizes(args.sizes),
+        (_sizes(args.resume_sizes) if args.resume_sizes else []),
+    )
     if args.toy:
         sizes, resume_sizes, args.pace, args.validations = [4], [4], 0.0, 4
     if args.cpu <= 0 or args.max_concurrent < 1 or args.validations < 4 or args.cap <= 0:
@@ -386,43 +507,103 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_name:
         tmp = args.keep.resolve() if args.keep else Path(tmp_name)
         tmp.mkdir(parents=True, exist_ok=True)
-        overrides = [*synthetic_overrides(args.data, tmp, 64, 32),
-                     f"GENERAL.total_step={total}", f"GENERAL.val_step={val_every}",
-                     f"GENERAL.checkpoint_step={val_every}", f"GENERAL.log_step={val_every}",
-                     f"GENERAL.dropout_warmup_step={val_every}", "TRAIN.warmup_step=5"]
+        overrides = [
+            *synthetic_overrides(args.data, tmp, 64, 32),
+            f"GENERAL.total_step={total}",
+            f"GENERAL.val_step={val_every}",
+            f"GENERAL.checkpoint_step={val_every}",
+            f"GENERAL.log_step={val_every}",
+            f"GENERAL.dropout_warmup_step={val_every}",
+            "TRAIN.warmup_step=5",
+        ]
         spec = write_spec(tmp / "spec.yaml", PRESET, grace_period=2 * val_every)
         _widen(spec, args.cpu, args.max_concurrent, args.keep_checkpoints)
         for n in sizes:
             print(f"--- {n} trials", flush=True)
-            rows.append(measure(tmp, n, spec, overrides, args.pace, args.cap,
-                                n in resume_sizes, args.address))
+            rows.append(
+                measure(
+                    tmp, n, spec, overrides, args.pace, args.cap, n in resume_sizes, args.address
+                )
+            )
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "parts"}), flush=True)
     exps = growth(rows)
     ok = [r for r in rows if "error" not in r]
-    print("\n" + "no size finished" if not ok else "\n" + format_table(
-        ["trials", "drv_cpu_s/trial", "results/s", "end->summary_s", "finish_s", "report_s",
-         "journal_kB", "aim_MB", "tune_state_kB", "peak_rss_MB", "resume_s", "resume_clean"],
-        [[r["trials"], r["driver_cpu_s_per_trial"], r["results_per_s"],
-          r["last_trial_end_to_summary_s"], r["finish_s"], r["report_s"],
-          r["journal_bytes"] / 1e3, r["aim_bytes"] / 1e6, (r["tune_state_bytes"] or 0) / 1e3,
-          r["peak_rss_mb"], r.get("resume", {}).get("resume_s"),
-          r.get("resume", {}).get("clean")] for r in ok]))
-    print("\ngrowth exponents (total ~ trials^k):",
-          ", ".join(f"{k} {v:.2f}" for k, v in exps.items() if v is not None))
+    print(
+        "\n" + "no size finished"
+        if not ok
+        else "\n"
+        + format_table(
+            [
+                "trials",
+                "drv_cpu_s/trial",
+                "results/s",
+                "end->summary_s",
+                "finish_s",
+                "report_s",
+                "journal_kB",
+                "aim_MB",
+                "tune_state_kB",
+                "peak_rss_MB",
+                "resume_s",
+                "resume_clean",
+            ],
+            [
+                [
+                    r["trials"],
+                    r["driver_cpu_s_per_trial"],
+                    r["results_per_s"],
+                    r["last_trial_end_to_summary_s"],
+                    r["finish_s"],
+                    r["report_s"],
+                    r["journal_bytes"] / 1e3,
+                    r["aim_bytes"] / 1e6,
+                    (r["tune_state_bytes"] or 0) / 1e3,
+                    r["peak_rss_mb"],
+                    r.get("resume", {}).get("resume_s"),
+                    r.get("resume", {}).get("clean"),
+                ]
+                for r in ok
+            ],
+        )
+    )
+    print(
+        "\ngrowth exponents (total ~ trials^k):",
+        ", ".join(f"{k} {v:.2f}" for k, v in exps.items() if v is not None),
+    )
     largest = ok[-1] if ok else None
-    targets = None if largest is None else {
-        "at_trials": largest["trials"],
-        "driver_cpu_s_per_trial_le_0.5": largest["driver_cpu_s_per_trial"] <= 0.5,
-        "summary_plus_report_le_60s": largest["summary_plus_report_s"] <= 60.0,
-        "resume_clean": all(r["resume"]["clean"] for r in ok if "resume" in r),
-        "nothing_superlinear": all(v is None or v <= 1.15 for v in exps.values())}
+    targets = (
+        None
+        if largest is None
+        else {
+            "at_trials": largest["trials"],
+            "driver_cpu_s_per_trial_le_0.5": largest["driver_cpu_s_per_trial"] <= 0.5,
+            "summary_plus_report_le_60s": largest["summary_plus_report_s"] <= 60.0,
+            "resume_clean": all(r["resume"]["clean"] for r in ok if "resume" in r),
+            "nothing_superlinear": all(v is None or v <= 1.15 for v in exps.values()),
+        }
+    )
     print(f"targets: {targets}")
-    write_results(args.out, NAME, args, machine, {
-        "setup": {"preset": PRESET, "cpu_per_trial": args.cpu,
-                  "max_concurrent": args.max_concurrent, "total_step": total,
-                  "keep_checkpoints": args.keep_checkpoints,
-                  "val_every": val_every, "grace_period": 2 * val_every, "pace_s": args.pace},
-        "sizes": rows, "growth_exponents": exps, "targets": targets})
+    write_results(
+        args.out,
+        NAME,
+        args,
+        machine,
+        {
+            "setup": {
+                "preset": PRESET,
+                "cpu_per_trial": args.cpu,
+                "max_concurrent": args.max_concurrent,
+                "total_step": total,
+                "keep_checkpoints": args.keep_checkpoints,
+                "val_every": val_every,
+                "grace_period": 2 * val_every,
+                "pace_s": args.pace,
+            },
+            "sizes": rows,
+            "growth_exponents": exps,
+            "targets": targets,
+        },
+    )
     return 0 if len(ok) == len(rows) and all(r["exit_code"] == 0 for r in ok) else 1
 
 

@@ -105,8 +105,9 @@ class CpuSampler:
         self._thread.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop.set()
         self._thread.join()
         self._last.update(self._sample())
@@ -123,37 +124,60 @@ def _runs_train(proc: Any) -> bool:
     """The bare ``python -m handpose.train`` or a Ray worker running a trial."""
     name = proc.name()
     return "handpose.train" in " ".join(proc.cmdline()) or (
-        name.startswith("ray::") and name != "ray::IDLE" and "Agent" not in name)
+        name.startswith("ray::") and name != "ray::IDLE" and "Agent" not in name
+    )
 
 
-def timeline(run_dir: Path, launched: float, wall: float, log_step: int, val_every: int,
-             batch: int) -> dict[str, Any]:
+def timeline(
+    run_dir: Path, launched: float, wall: float, log_step: int, val_every: int, batch: int
+) -> dict[str, Any]:
     """A run's phases from its files' modification times and its console lines:
     ``config.yaml`` is written when ``train()`` starts, ``metrics.jsonl`` last at the final
     validation."""
     started = (run_dir / "config.yaml").stat().st_mtime
     last_val = (run_dir / "metrics.jsonl").stat().st_mtime
-    return {"startup_s": started - launched, "loop_s": last_val - started,
-            "tail_s": launched + wall - last_val, "wall_s": wall,
-            **window_stats(train_windows(run_dir / "log.txt"), log_step, val_every, batch)}
+    return {
+        "startup_s": started - launched,
+        "loop_s": last_val - started,
+        "tail_s": launched + wall - last_val,
+        "wall_s": wall,
+        **window_stats(train_windows(run_dir / "log.txt"), log_step, val_every, batch),
+    }
 
 
-def run_bare(out: Path, overrides: list[str], threads: int,
-             sample_s: float) -> dict[str, Any]:
+def run_bare(out: Path, overrides: list[str], threads: int, sample_s: float) -> dict[str, Any]:
     """``python -m handpose.train`` with the trial's thread count; -> its numbers (CPU
     sampled every ``sample_s``)."""
-    cmd = [sys.executable, "-m", "handpose.train", "--config-name", "stage1-tiny", *overrides,
-           f"GENERAL.output_dir={out}", "GENERAL.run_name=run", f"AIM.server_url={out}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "handpose.train",
+        "--config-name",
+        "stage1-tiny",
+        *overrides,
+        f"GENERAL.output_dir={out}",
+        "GENERAL.run_name=run",
+        f"AIM.server_url={out}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     launched = time.time()
     with CpuSampler(sample_s) as cpu:
         wall = run_checked(cmd, env)
-    return {"kind": "bare", "run_dir": out / "run", "launched": launched, "wall": wall,
-            "ray_init_s": None, "exit_code": 0, "config": None, **_cpu(cpu)}
+    return {
+        "kind": "bare",
+        "run_dir": out / "run",
+        "launched": launched,
+        "wall": wall,
+        "ray_init_s": None,
+        "exit_code": 0,
+        "config": None,
+        **_cpu(cpu),
+    }
 
 
-def run_tune(storage: Path, spec_path: Path, overrides: list[str],
-             sample_s: float) -> dict[str, Any]:
+def run_tune(
+    storage: Path, spec_path: Path, overrides: list[str], sample_s: float
+) -> dict[str, Any]:
     """The sweep CLI with one trial on a Ray started here (as the sweep starts one) unless
     this process has one; -> its numbers (CPU sampled every ``sample_s``)."""
     import ray
@@ -167,45 +191,87 @@ def run_tune(storage: Path, spec_path: Path, overrides: list[str],
         launched = time.time()
         t0 = time.perf_counter()
         with CpuSampler(sample_s) as cpu:
-            code = sweep_main(["--preset", PRESET, "--spec", str(spec_path), "--num-samples",
-                               "1", "--storage", str(storage), "--name", "one", *overrides])
+            code = sweep_main(
+                [
+                    "--preset",
+                    PRESET,
+                    "--spec",
+                    str(spec_path),
+                    "--num-samples",
+                    "1",
+                    "--storage",
+                    str(storage),
+                    "--name",
+                    "one",
+                    *overrides,
+                ]
+            )
         wall = time.perf_counter() - t0
     finally:
         if started:
             ray.shutdown()
     summary = json.loads((storage / "one" / "summary.json").read_text())
     trial = summary["trials"][0]
-    return {"kind": "tune", "run_dir": Path(trial["run_dir"]), "launched": launched,
-            "wall": wall, "ray_init_s": ray_init, "exit_code": code,
-            "config": trial_overrides(trial["overrides"]), **_cpu(cpu)}
+    return {
+        "kind": "tune",
+        "run_dir": Path(trial["run_dir"]),
+        "launched": launched,
+        "wall": wall,
+        "ray_init_s": ray_init,
+        "exit_code": code,
+        "config": trial_overrides(trial["overrides"]),
+        **_cpu(cpu),
+    }
 
 
-def startup_gaps(spec_path: Path, overrides: list[str], tmp: Path, trials: int,
-                 steps: int) -> list[dict[str, Any]]:
+def startup_gaps(
+    spec_path: Path, overrides: list[str], tmp: Path, trials: int, steps: int
+) -> list[dict[str, Any]]:
     """``trials`` trials of ``steps`` steps one after another, in fresh actors and then in a
     reused one; -> per arm the gaps (s) from a trial's last validation to the next trial's
     start of ``train``, and the wall time."""
     import ray
     from omegaconf import OmegaConf
 
-    spec, cfg = load_spec(PRESET, spec_path, extra_overrides=(
-        *overrides, f"GENERAL.total_step={steps}", f"GENERAL.checkpoint_step={steps}"))
+    spec, cfg = load_spec(
+        PRESET,
+        spec_path,
+        extra_overrides=(
+            *overrides,
+            f"GENERAL.total_step={steps}",
+            f"GENERAL.checkpoint_step={steps}",
+        ),
+    )
     base = OmegaConf.to_container(cfg, resolve=True)
     rows = []
     started = connect_ray(dashboard=True)
     try:
         for reuse in (False, True):
             t0 = time.perf_counter()
-            results = fit_trials(spec, base, tmp / f"startup-reuse-{reuse}" / "sweep", trials,
-                                 reuse_actors=reuse, max_concurrent=1)
+            results = fit_trials(
+                spec,
+                base,
+                tmp / f"startup-reuse-{reuse}" / "sweep",
+                trials,
+                reuse_actors=reuse,
+                max_concurrent=1,
+            )
             wall = time.perf_counter() - t0
             dirs = [Path(r.metrics["run_dir"]) for r in results if r.metrics]
             starts = sorted((d / "config.yaml").stat().st_mtime for d in dirs)
             ends = sorted((d / "metrics.jsonl").stat().st_mtime for d in dirs)
             gaps = [b - a for a, b in zip(ends[:-1], starts[1:], strict=True)]
-            rows.append({"reuse_actors": reuse, "trials": trials, "steps": steps,
-                         "errors": sum(r.error is not None for r in results),
-                         "gaps_s": gaps, "median_gap_s": median(gaps), "wall_s": wall})
+            rows.append(
+                {
+                    "reuse_actors": reuse,
+                    "trials": trials,
+                    "steps": steps,
+                    "errors": sum(r.error is not None for r in results),
+                    "gaps_s": gaps,
+                    "median_gap_s": median(gaps),
+                    "wall_s": wall,
+                }
+            )
     finally:
         if started:
             ray.shutdown()
@@ -221,8 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=300, help="training steps per run")
     p.add_argument("--repeats", type=int, default=2, help="bare/tune pairs")
     p.add_argument("--log-step", type=int, default=25, help="console window, steps")
-    p.add_argument("--startup-trials", type=int, default=4,
-                   help="sequential trials per arm of the start-up part (0: skip it)")
+    p.add_argument(
+        "--startup-trials",
+        type=int,
+        default=4,
+        help="sequential trials per arm of the start-up part (0: skip it)",
+    )
     p.add_argument("--startup-steps", type=int, default=20, help="steps of those trials")
     p.add_argument("--train-samples", type=int, default=2000, help="synthetic train set")
     p.add_argument("--val-samples", type=int, default=256, help="synthetic val set")
@@ -235,23 +305,33 @@ def main(argv: list[str] | None = None) -> int:
         args.train_samples, args.val_samples = 64, 32
         extra = [*TOY_OVERRIDES, "GENERAL.checkpoint_step=4", *extra]
     if min(args.steps, args.repeats, args.log_step, args.startup_steps) < 1 or (
-            args.startup_trials == 1 or args.startup_trials < 0):
-        raise UserError("--steps, --repeats, --log-step, --startup-steps must be >= 1, "
-                        "--startup-trials 0 or >= 2")
+        args.startup_trials == 1 or args.startup_trials < 0
+    ):
+        raise UserError(
+            "--steps, --repeats, --log-step, --startup-steps must be >= 1, "
+            "--startup-trials 0 or >= 2"
+        )
     machine = machine_info()
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp_name:
         tmp = Path(tmp_name)
         # one trial (ASHA never stops it) or no scheduler: the grace period only has to fit
         full_spec, full_cfg = load_spec(PRESET, SPEC_PATH)
-        warmup = round(full_cfg.GENERAL.dropout_warmup_step * args.steps
-                       / full_cfg.GENERAL.total_step)  # the baseline's warmup, scaled
-        overrides = (synthetic_overrides(args.data, tmp, args.train_samples, args.val_samples)
-                     + extra + [f"GENERAL.total_step={args.steps}",
-                                f"GENERAL.log_step={args.log_step}",
-                                f"GENERAL.dropout_warmup_step={warmup}"])
-        spec_path = write_spec(tmp / "spec.yaml", PRESET,
-                               min(full_spec.grace_period, args.steps, args.startup_steps))
+        warmup = round(
+            full_cfg.GENERAL.dropout_warmup_step * args.steps / full_cfg.GENERAL.total_step
+        )  # the baseline's warmup, scaled
+        overrides = (
+            synthetic_overrides(args.data, tmp, args.train_samples, args.val_samples)
+            + extra
+            + [
+                f"GENERAL.total_step={args.steps}",
+                f"GENERAL.log_step={args.log_step}",
+                f"GENERAL.dropout_warmup_step={warmup}",
+            ]
+        )
+        spec_path = write_spec(
+            tmp / "spec.yaml", PRESET, min(full_spec.grace_period, args.steps, args.startup_steps)
+        )
         spec, cfg = load_spec(PRESET, spec_path, extra_overrides=tuple(overrides))
         point = trial_overrides(spec.points_to_evaluate[0]) if spec.points_to_evaluate else []
         threads = int(spec.resources.cpu)
@@ -259,71 +339,172 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.repeats):
             kinds = ("bare", "tune") if i % 2 == 0 else ("tune", "bare")
             for kind in kinds:
-                run = (run_bare(tmp / f"bare-{i}", overrides + point, threads, sample_s)
-                       if kind == "bare" else run_tune(tmp / f"tune-{i}", spec_path,
-                                                       overrides, sample_s))
-                run.update(repeat=i, threads=threads, **timeline(
-                    run["run_dir"], run.pop("launched"), run.pop("wall"),
-                    args.log_step, val_step(cfg), cfg.TRAIN.sample_per_device))
+                run = (
+                    run_bare(tmp / f"bare-{i}", overrides + point, threads, sample_s)
+                    if kind == "bare"
+                    else run_tune(tmp / f"tune-{i}", spec_path, overrides, sample_s)
+                )
+                run.update(
+                    repeat=i,
+                    threads=threads,
+                    **timeline(
+                        run["run_dir"],
+                        run.pop("launched"),
+                        run.pop("wall"),
+                        args.log_step,
+                        val_step(cfg),
+                        cfg.TRAIN.sample_per_device,
+                    ),
+                )
                 run["run_dir"] = str(run["run_dir"].relative_to(tmp))
                 runs.append(run)
-        startup = (startup_gaps(spec_path, overrides, tmp, args.startup_trials,
-                                args.startup_steps)
-                   if args.startup_trials else [])
+        startup = (
+            startup_gaps(spec_path, overrides, tmp, args.startup_trials, args.startup_steps)
+            if args.startup_trials
+            else []
+        )
     same = all(r["config"] in (None, point) for r in runs)
 
     def med(kind: str, key: str) -> float | None:
         return median([r[key] for r in runs if r["kind"] == kind])
 
-    keys = ("steady_samples_per_s", "startup_s", "first_window_s", "after_val_extra_s",
-            "loop_s", "tail_s", "wall_s", "cpu_trainer_s", "cpu_driver_s", "cpu_ray_s")
+    keys = (
+        "steady_samples_per_s",
+        "startup_s",
+        "first_window_s",
+        "after_val_extra_s",
+        "loop_s",
+        "tail_s",
+        "wall_s",
+        "cpu_trainer_s",
+        "cpu_driver_s",
+        "cpu_ray_s",
+    )
     medians = {kind: {k: med(kind, k) for k in keys} for kind in ("bare", "tune")}
-    pairs = [ratio(t["steady_samples_per_s"], b["steady_samples_per_s"])
-             for b, t in zip([r for r in runs if r["kind"] == "bare"],
-                             [r for r in runs if r["kind"] == "tune"], strict=True)]
-    throughput = ratio(medians["tune"]["steady_samples_per_s"],
-                       medians["bare"]["steady_samples_per_s"])
+    pairs = [
+        ratio(t["steady_samples_per_s"], b["steady_samples_per_s"])
+        for b, t in zip(
+            [r for r in runs if r["kind"] == "bare"],
+            [r for r in runs if r["kind"] == "tune"],
+            strict=True,
+        )
+    ]
+    throughput = ratio(
+        medians["tune"]["steady_samples_per_s"], medians["bare"]["steady_samples_per_s"]
+    )
     totals = {
-        "throughput_ratio": throughput, "throughput_ratio_per_repeat": pairs,
+        "throughput_ratio": throughput,
+        "throughput_ratio_per_repeat": pairs,
         "wall_ratio": ratio(medians["tune"]["wall_s"], medians["bare"]["wall_s"]),
         "startup_extra_s": _diff(medians["tune"]["startup_s"], medians["bare"]["startup_s"]),
-        "per_validation_extra_s": _diff(medians["tune"]["after_val_extra_s"],
-                                        medians["bare"]["after_val_extra_s"]),
+        "per_validation_extra_s": _diff(
+            medians["tune"]["after_val_extra_s"], medians["bare"]["after_val_extra_s"]
+        ),
         "ray_init_s": median([r["ray_init_s"] for r in runs]),
-        "tune_side_cores": median([(r["cpu_driver_s"] + r["cpu_ray_s"]) / r["wall_s"]
-                                   for r in runs if r["kind"] == "tune"]),
+        "tune_side_cores": median(
+            [
+                (r["cpu_driver_s"] + r["cpu_ray_s"]) / r["wall_s"]
+                for r in runs
+                if r["kind"] == "tune"
+            ]
+        ),
         "same_config": same,
         "target_throughput_at_least_0.95": throughput is not None and throughput >= TARGET,
     }
-    print("\n" + format_table(
-        ["repeat", "run", "threads", "startup_s", "first_win_s", "samples/s", "val_extra_s",
-         "loop_s", "tail_s", "wall_s", "ray_init_s", "cpu_trainer_s", "cpu_driver_s",
-         "cpu_ray_s"],
-        [[r["repeat"], r["kind"], r["threads"], r["startup_s"], r["first_window_s"],
-          r["steady_samples_per_s"], r["after_val_extra_s"], r["loop_s"], r["tail_s"],
-          r["wall_s"], r["ray_init_s"], r["cpu_trainer_s"], r["cpu_driver_s"],
-          r["cpu_ray_s"]] for r in runs]))
+    print(
+        "\n"
+        + format_table(
+            [
+                "repeat",
+                "run",
+                "threads",
+                "startup_s",
+                "first_win_s",
+                "samples/s",
+                "val_extra_s",
+                "loop_s",
+                "tail_s",
+                "wall_s",
+                "ray_init_s",
+                "cpu_trainer_s",
+                "cpu_driver_s",
+                "cpu_ray_s",
+            ],
+            [
+                [
+                    r["repeat"],
+                    r["kind"],
+                    r["threads"],
+                    r["startup_s"],
+                    r["first_window_s"],
+                    r["steady_samples_per_s"],
+                    r["after_val_extra_s"],
+                    r["loop_s"],
+                    r["tail_s"],
+                    r["wall_s"],
+                    r["ray_init_s"],
+                    r["cpu_trainer_s"],
+                    r["cpu_driver_s"],
+                    r["cpu_ray_s"],
+                ]
+                for r in runs
+            ],
+        )
+    )
     t = totals
-    print(f"\ntune / bare (medians): throughput {_fmt(t['throughput_ratio'])} (per repeat "
-          f"{', '.join(_fmt(x) for x in pairs)}), wall {_fmt(t['wall_ratio'])}; "
-          f"start-up +{_fmt(t['startup_extra_s'])} s per trial, "
-          f"+{_fmt(t['per_validation_extra_s'])} s per validation; "
-          f"Ray start {_fmt(t['ray_init_s'])} s once per sweep; Tune's driver + Ray's "
-          f"processes used {_fmt(t['tune_side_cores'])} cores during the trial")
+    print(
+        f"\ntune / bare (medians): throughput {_fmt(t['throughput_ratio'])} (per repeat "
+        f"{', '.join(_fmt(x) for x in pairs)}), wall {_fmt(t['wall_ratio'])}; "
+        f"start-up +{_fmt(t['startup_extra_s'])} s per trial, "
+        f"+{_fmt(t['per_validation_extra_s'])} s per validation; "
+        f"Ray start {_fmt(t['ray_init_s'])} s once per sweep; Tune's driver + Ray's "
+        f"processes used {_fmt(t['tune_side_cores'])} cores during the trial"
+    )
     if startup:
-        print("\n" + format_table(
-            ["reuse_actors", "trials", "steps", "errors", "median_gap_s", "gaps_s", "wall_s"],
-            [[r["reuse_actors"], r["trials"], r["steps"], r["errors"], r["median_gap_s"],
-              " ".join(f"{g:.2f}" for g in r["gaps_s"]), r["wall_s"]] for r in startup]))
+        print(
+            "\n"
+            + format_table(
+                ["reuse_actors", "trials", "steps", "errors", "median_gap_s", "gaps_s", "wall_s"],
+                [
+                    [
+                        r["reuse_actors"],
+                        r["trials"],
+                        r["steps"],
+                        r["errors"],
+                        r["median_gap_s"],
+                        " ".join(f"{g:.2f}" for g in r["gaps_s"]),
+                        r["wall_s"],
+                    ]
+                    for r in startup
+                ],
+            )
+        )
         print("(gap: a trial's last validation -> the next trial's start of train())")
-    print(f"target: Tune throughput >= {TARGET} of bare: {_fmt(throughput)} -> "
-          f"{'met' if t['target_throughput_at_least_0.95'] else 'NOT met'}"
-          + ("" if same else "  (WARNING: the trial trained another config than bare)"))
-    write_results(args.out, NAME, args, machine, {
-        "setup": {"preset": PRESET, "trial_config": point, "threads": threads,
-                  "val_every": val_step(cfg), "batch": cfg.TRAIN.sample_per_device,
-                  "overrides": [o for o in overrides if tmp_name not in o]},
-        "runs": runs, "medians": medians, "totals": totals, "startup_gaps": startup})
+    print(
+        f"target: Tune throughput >= {TARGET} of bare: {_fmt(throughput)} -> "
+        f"{'met' if t['target_throughput_at_least_0.95'] else 'NOT met'}"
+        + ("" if same else "  (WARNING: the trial trained another config than bare)")
+    )
+    write_results(
+        args.out,
+        NAME,
+        args,
+        machine,
+        {
+            "setup": {
+                "preset": PRESET,
+                "trial_config": point,
+                "threads": threads,
+                "val_every": val_step(cfg),
+                "batch": cfg.TRAIN.sample_per_device,
+                "overrides": [o for o in overrides if tmp_name not in o],
+            },
+            "runs": runs,
+            "medians": medians,
+            "totals": totals,
+            "startup_gaps": startup,
+        },
+    )
     return 1 if any(r["exit_code"] for r in runs) else 0
 
 

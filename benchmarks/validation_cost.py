@@ -58,6 +58,7 @@ def timed_validation() -> Iterator[dict[str, list[float]]]:
                 return fn(*args, **kwargs)
             finally:
                 seconds[part(*args)].append(time.perf_counter() - t0)
+
         return wrapped
 
     def remember_gap_stream(cfg: Any) -> Any:
@@ -68,10 +69,13 @@ def timed_validation() -> Iterator[dict[str, list[float]]]:
     def eval_part(model: Any, stream: Any, *_: Any) -> str:
         return "train_subset" if id(stream) in gap_streams else "validation"
 
-    with mock.patch.object(handpose.train, "train_eval_stream", remember_gap_stream), \
-            mock.patch.object(handpose.train, "evaluate_stream", timer(eval_part, real_eval)), \
-            mock.patch.object(handpose.train, "save_checkpoint",
-                              timer(lambda *_: "checkpoint", real_save)):
+    with (
+        mock.patch.object(handpose.train, "train_eval_stream", remember_gap_stream),
+        mock.patch.object(handpose.train, "evaluate_stream", timer(eval_part, real_eval)),
+        mock.patch.object(
+            handpose.train, "save_checkpoint", timer(lambda *_: "checkpoint", real_save)
+        ),
+    ):
         yield seconds
 
 
@@ -94,9 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-val-") as tmp_name:
         tmp = Path(tmp_name)
         data = synthetic_overrides(args.data, tmp, args.train_samples, args.val_samples)
-        cfg = load_config("stage1-tiny", [*data, *extra, f"GENERAL.total_step={args.steps}",
-                                          f"GENERAL.output_dir={tmp}", "GENERAL.run_name=run",
-                                          f"AIM.server_url={tmp}"])
+        cfg = load_config(
+            "stage1-tiny",
+            [
+                *data,
+                *extra,
+                f"GENERAL.total_step={args.steps}",
+                f"GENERAL.output_dir={tmp}",
+                "GENERAL.run_name=run",
+                f"AIM.server_url={tmp}",
+            ],
+        )
         with timed_validation() as seconds:
             t0 = time.perf_counter()
             handpose.train.train(cfg)
@@ -107,9 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     step_s = training / args.steps
     per_val = sum(totals.values()) / count
     result = {
-        "steps": args.steps, "val_every": val_step(cfg), "validations": count,
-        "val_samples": cfg.DATA.val.max_samples, "train_subset_samples":
-            cfg.DATA.train_eval_samples, "wall_s": wall, "training_s": training,
+        "steps": args.steps,
+        "val_every": val_step(cfg),
+        "validations": count,
+        "val_samples": cfg.DATA.val.max_samples,
+        "train_subset_samples": cfg.DATA.train_eval_samples,
+        "wall_s": wall,
+        "training_s": training,
         **{f"{part}_s": totals[part] for part in PARTS},
         **{f"{part}_share": totals[part] / wall for part in PARTS},
         "validation_share": (totals["validation"] + totals["train_subset"]) / wall,
@@ -117,21 +133,40 @@ def main(argv: list[str] | None = None) -> int:
         "per_validation_s": per_val,
         "per_validation_in_steps": per_val / step_s,
     }
-    print(format_table(
-        ["part", "seconds", "per_call_s", "share_of_wall"],
-        [*[[part, totals[part], totals[part] / max(len(seconds[part]), 1),
-            totals[part] / wall] for part in PARTS],
-         ["rest (training, set-up)", training, step_s, training / wall],
-         ["wall", wall, None, 1.0]]))
-    print(f"\n{count} validations every {val_step(cfg)} steps over {args.steps} steps "
-          f"({cfg.DATA.val.max_samples} val + {cfg.DATA.train_eval_samples} train-subset "
-          f"samples each), {args.threads} torch thread(s): validating takes "
-          f"{100 * result['validation_share']:.1f}% of the wall time, "
-          f"{100 * result['validation_and_checkpoint_share']:.1f}% with the checkpoints; one "
-          f"validation + checkpoint costs as much as {result['per_validation_in_steps']:.1f} "
-          "training steps")
-    write_results(args.out, NAME, args, machine, {
-        "setup": {"overrides": extra, "batch": cfg.TRAIN.sample_per_device}, **result})
+    print(
+        format_table(
+            ["part", "seconds", "per_call_s", "share_of_wall"],
+            [
+                *[
+                    [
+                        part,
+                        totals[part],
+                        totals[part] / max(len(seconds[part]), 1),
+                        totals[part] / wall,
+                    ]
+                    for part in PARTS
+                ],
+                ["rest (training, set-up)", training, step_s, training / wall],
+                ["wall", wall, None, 1.0],
+            ],
+        )
+    )
+    print(
+        f"\n{count} validations every {val_step(cfg)} steps over {args.steps} steps "
+        f"({cfg.DATA.val.max_samples} val + {cfg.DATA.train_eval_samples} train-subset "
+        f"samples each), {args.threads} torch thread(s): validating takes "
+        f"{100 * result['validation_share']:.1f}% of the wall time, "
+        f"{100 * result['validation_and_checkpoint_share']:.1f}% with the checkpoints; one "
+        f"validation + checkpoint costs as much as {result['per_validation_in_steps']:.1f} "
+        "training steps"
+    )
+    write_results(
+        args.out,
+        NAME,
+        args,
+        machine,
+        {"setup": {"overrides": extra, "batch": cfg.TRAIN.sample_per_device}, **result},
+    )
     return 0
 
 

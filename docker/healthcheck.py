@@ -41,8 +41,11 @@ def check(host: str, port: int, timeout: float) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=int(os.environ.get(
-        "HANDPOSE_HEALTHCHECK_PORT", DEFAULT_AGENT_PORT)))
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("HANDPOSE_HEALTHCHECK_PORT", DEFAULT_AGENT_PORT)),
+    )
     p.add_argument("--timeout", type=float, default=5.0)
     args = p.parse_args(argv)
     reason = check(args.host, args.port, args.timeout)

@@ -61,8 +61,9 @@ def closure(roots: list[Requirement]) -> dict[str, str]:
         try:
             dist = distribution(req.name)
         except PackageNotFoundError:
-            raise SystemExit(f"{req.name} is not installed here: install the project first "
-                             f"(pip install -e .)") from None
+            raise SystemExit(
+                f"{req.name} is not installed here: install the project first (pip install -e .)"
+            ) from None
         pins[name] = Version(dist.version).public
         for sub in map(Requirement, dist.requires or []):
             for extra in ("", *sorted(req.extras)):

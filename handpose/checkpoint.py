@@ -20,8 +20,11 @@ PREFIX = "checkpoint-"
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -35,8 +38,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(ckpt_root: Path, step: int, cfg: DictConfig, model: torch.nn.Module,
-                    state: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(
+    ckpt_root: Path,
+    step: int,
+    cfg: DictConfig,
+    model: torch.nn.Module,
+    state: dict[str, Any],
+    keep: int,
+) -> Path:
     """Write ``ckpt_root/checkpoint-<step>`` atomically and prune old ones. Returns its path."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"{PREFIX}{step:07d}"

@@ -246,8 +246,12 @@ def _check(cond: bool, key: str, value: Any, want: str) -> None:
 def _positive(section: DictConfig, prefix: str, keys: str, strict: bool = True) -> None:
     for key in keys.split():
         value = section[key]
-        _check(value > 0 if strict else value >= 0, f"{prefix}.{key}", value,
-               "> 0" if strict else ">= 0")
+        _check(
+            value > 0 if strict else value >= 0,
+            f"{prefix}.{key}",
+            value,
+            "> 0" if strict else ">= 0",
+        )
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -262,10 +266,18 @@ def validate(cfg: DictConfig) -> DictConfig:
     _positive(g, "GENERAL", "total_step log_step checkpoint_step aim_log_step keep_checkpoints")
     _positive(g, "GENERAL", "dropout_warmup_step dropout_ramp_step", strict=False)
     _check(g.val_step is None or g.val_step > 0, "GENERAL.val_step", g.val_step, "> 0")
-    _check(g.dropout_schedule in DROPOUT_SCHEDULES, "GENERAL.dropout_schedule",
-           g.dropout_schedule, f"one of {', '.join(DROPOUT_SCHEDULES)}")
-    _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", g.device) is not None, "GENERAL.device",
-           g.device, "auto, cpu, cuda or cuda:N")
+    _check(
+        g.dropout_schedule in DROPOUT_SCHEDULES,
+        "GENERAL.dropout_schedule",
+        g.dropout_schedule,
+        f"one of {', '.join(DROPOUT_SCHEDULES)}",
+    )
+    _check(
+        re.fullmatch(r"auto|cpu|cuda(:\d+)?", g.device) is not None,
+        "GENERAL.device",
+        g.device,
+        "auto, cpu, cuda or cuda:N",
+    )
     try:
         check_dropout_rate(m.handec.dropout, "MODEL.handec.dropout")
     except ValueError as e:
@@ -274,11 +286,16 @@ def validate(cfg: DictConfig) -> DictConfig:
     _positive(t, "TRAIN", "sample_per_device grad_clip")
     _positive(t, "TRAIN", "backbone_lr weight_decay warmup_step num_workers", strict=False)
     _check(0.0 <= t.min_lr_ratio <= 1.0, "TRAIN.min_lr_ratio", t.min_lr_ratio, "in [0, 1]")
-    _check(t.mixed_precision in ("no", "bf16", "fp16"), "TRAIN.mixed_precision",
-           t.mixed_precision, "one of no, bf16, fp16")
+    _check(
+        t.mixed_precision in ("no", "bf16", "fp16"),
+        "TRAIN.mixed_precision",
+        t.mixed_precision,
+        "one of no, bf16, fp16",
+    )
     aug = t.augmentation
-    _positive(aug, "TRAIN.augmentation", "crop_jitter scale_jitter color_jitter blur_sigma",
-              strict=False)
+    _positive(
+        aug, "TRAIN.augmentation", "crop_jitter scale_jitter color_jitter blur_sigma", strict=False
+    )
     _check(aug.scale_jitter < 1.0, "TRAIN.augmentation.scale_jitter", aug.scale_jitter, "< 1")
     _check(0.0 <= aug.blur_p <= 1.0, "TRAIN.augmentation.blur_p", aug.blur_p, "in [0, 1]")
     for key, value in cfg.LOSS.items():
@@ -287,28 +304,53 @@ def validate(cfg: DictConfig) -> DictConfig:
     _positive(m, "MODEL", "img_size")
     _positive(bb, "MODEL.backbone", "patch_size")
     _positive(bb, "MODEL.backbone", "num_register_tokens", strict=False)
-    _check(m.img_size % bb.patch_size == 0, "MODEL.img_size", m.img_size,
-           f"a multiple of MODEL.backbone.patch_size={bb.patch_size}")
+    _check(
+        m.img_size % bb.patch_size == 0,
+        "MODEL.img_size",
+        m.img_size,
+        f"a multiple of MODEL.backbone.patch_size={bb.patch_size}",
+    )
     _check(bb.arch in ARCHS, "MODEL.backbone.arch", bb.arch, f"one of {', '.join(ARCHS)}")
     max_depth = ARCHS[bb.arch].depth
-    _check(bb.depth is None or 1 <= bb.depth <= max_depth, "MODEL.backbone.depth", bb.depth,
-           f"in 1..{max_depth} ({bb.arch}) or null")
-    _check(m.hand_model in HAND_MODELS, "MODEL.hand_model", m.hand_model,
-           f"one of {', '.join(HAND_MODELS)}")
-    _check(m.hand_model != "kinematic" or m.num_betas == NUM_BETAS, "MODEL.num_betas",
-           m.num_betas, f"{NUM_BETAS} (the kinematic hand model has {NUM_BETAS})")
+    _check(
+        bb.depth is None or 1 <= bb.depth <= max_depth,
+        "MODEL.backbone.depth",
+        bb.depth,
+        f"in 1..{max_depth} ({bb.arch}) or null",
+    )
+    _check(
+        m.hand_model in HAND_MODELS,
+        "MODEL.hand_model",
+        m.hand_model,
+        f"one of {', '.join(HAND_MODELS)}",
+    )
+    _check(
+        m.hand_model != "kinematic" or m.num_betas == NUM_BETAS,
+        "MODEL.num_betas",
+        m.num_betas,
+        f"{NUM_BETAS} (the kinematic hand model has {NUM_BETAS})",
+    )
     _positive(h, "MODEL.handec", "num_layer num_head dim_head dim_mlp dim context_dim")
-    _check(0.0 <= d.max_bad_fraction <= 1.0, "DATA.max_bad_fraction", d.max_bad_fraction,
-           "in [0, 1]")
+    _check(
+        0.0 <= d.max_bad_fraction <= 1.0, "DATA.max_bad_fraction", d.max_bad_fraction, "in [0, 1]"
+    )
     _positive(d, "DATA", "val_batch_size")
     _positive(d, "DATA", "train_eval_samples", strict=False)
     _positive(d.train, "DATA.train", "shuffle_buffer")
     _positive(d.synthetic, "DATA.synthetic", "train val image_size")
     for split in ("train", "val"):
-        _check(len(d[split].source) > 0, f"DATA.{split}.source", list(d[split].source),
-               "a non-empty list")
-    _check(d.val.max_samples is None or d.val.max_samples > 0, "DATA.val.max_samples",
-           d.val.max_samples, "> 0")
+        _check(
+            len(d[split].source) > 0,
+            f"DATA.{split}.source",
+            list(d[split].source),
+            "a non-empty list",
+        )
+    _check(
+        d.val.max_samples is None or d.val.max_samples > 0,
+        "DATA.val.max_samples",
+        d.val.max_samples,
+        "> 0",
+    )
     return cfg
 
 

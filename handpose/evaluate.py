@@ -27,8 +27,12 @@ METRICS = {"mpjpe": M.mpjpe, "mpjpe_rel": M.mpjpe_rel, "pa_mpjpe": M.pa_mpjpe, "
 
 
 @torch.no_grad()
-def evaluate_stream(model: torch.nn.Module, stream: Iterable[dict[str, Any]],
-                    device: torch.device, loss_cfg: DictConfig) -> dict[str, Any]:
+def evaluate_stream(
+    model: torch.nn.Module,
+    stream: Iterable[dict[str, Any]],
+    device: torch.device,
+    loss_cfg: DictConfig,
+) -> dict[str, Any]:
     """Mean metrics (mm) and validation losses over one full pass of ``stream``.
 
     ``stream`` is a validation stream: after the pass it exposes ``fingerprint`` and
@@ -61,9 +65,14 @@ def train_eval_stream(cfg: DictConfig) -> ValStream | None:
     d = cfg.DATA
     if d.train_eval_samples <= 0:
         return None
-    return ValStream(d.train.source, Subset(d.train_eval_samples, cfg.GENERAL.val_seed),
-                     d.val_batch_size, DecodeCfg.from_config(cfg), d.max_bad_fraction,
-                     what="DATA.train.source")
+    return ValStream(
+        d.train.source,
+        Subset(d.train_eval_samples, cfg.GENERAL.val_seed),
+        d.val_batch_size,
+        DecodeCfg.from_config(cfg),
+        d.max_bad_fraction,
+        what="DATA.train.source",
+    )
 
 
 def evaluate_checkpoint(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:

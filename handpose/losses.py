@@ -63,8 +63,9 @@ def loss_img(joints_2d: Tensor, joints_gt: Tensor, K: Tensor, joint_valid: Tenso
     return masked_mean((joints_2d - project(joints_gt, K)).abs(), joint_valid * in_front)
 
 
-def compute_losses(pred: Mapping[str, Tensor], batch: Mapping[str, Any],
-                   loss_cfg: Mapping[str, float]) -> dict[str, Tensor]:
+def compute_losses(
+    pred: Mapping[str, Tensor], batch: Mapping[str, Any], loss_cfg: Mapping[str, float]
+) -> dict[str, Tensor]:
     """Unweighted ``loss_<name>`` for theta, shape, trans, rel, img (float32 scalars) and
     ``total`` = sum of ``loss_cfg["lambda_<name>"]`` x term."""
     p = {k: v.float() for k, v in pred.items()}

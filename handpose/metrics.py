@@ -50,7 +50,7 @@ def procrustes_align(pred: Tensor, gt: Tensor, w: Tensor) -> Tensor:
     d = torch.ones_like(s)
     d[:, 2] = sign
     rot = u @ torch.diag_embed(d) @ vh
-    var_p = (w * p0 ** 2).sum((1, 2))
+    var_p = (w * p0**2).sum((1, 2))
     scale = (s * d).sum(-1) / var_p.clamp(min=1e-12)
     return (scale[:, None, None] * p0 @ rot.transpose(1, 2) + mu_g).to(dtype)
 

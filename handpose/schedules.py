@@ -19,9 +19,14 @@ def check_dropout_rate(p: float, what: str = "dropout rate") -> float:
     return float(p)
 
 
-def get_progressive_dropout(step: int, total_steps: int, warmup_steps: int,
-                            target_dropout: float, schedule: str = "step",
-                            ramp_steps: int = 0) -> float:
+def get_progressive_dropout(
+    step: int,
+    total_steps: int,
+    warmup_steps: int,
+    target_dropout: float,
+    schedule: str = "step",
+    ramp_steps: int = 0,
+) -> float:
     """Decoder dropout rate at ``step``: 0 before ``warmup_steps``, then ``target_dropout``.
 
     ``step``: jumps to the target at ``warmup_steps``. ``linear`` / ``cosine``: ramp from 0 at
@@ -30,8 +35,9 @@ def get_progressive_dropout(step: int, total_steps: int, warmup_steps: int,
     schedules do not depend on it. Unknown ``schedule``: ValueError.
     """
     if schedule not in DROPOUT_SCHEDULES:
-        raise ValueError(f"unknown dropout schedule {schedule!r}: "
-                         f"expected one of {', '.join(DROPOUT_SCHEDULES)}")
+        raise ValueError(
+            f"unknown dropout schedule {schedule!r}: expected one of {', '.join(DROPOUT_SCHEDULES)}"
+        )
     if step < warmup_steps:
         return 0.0
     if schedule == "step" or step >= warmup_steps + ramp_steps:

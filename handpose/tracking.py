@@ -27,18 +27,26 @@ def setup_logging(run_dir: Path | None) -> None:
         LOG.removeHandler(h)
         h.close()
     fmt = logging.Formatter("%(message)s")
-    handlers = ([logging.StreamHandler(sys.stdout), logging.FileHandler(run_dir / "log.txt")]
-                if run_dir is not None else [logging.StreamHandler(sys.stderr)])
+    handlers = (
+        [logging.StreamHandler(sys.stdout), logging.FileHandler(run_dir / "log.txt")]
+        if run_dir is not None
+        else [logging.StreamHandler(sys.stderr)]
+    )
     for h in handlers:
         h.setFormatter(fmt)
         LOG.addHandler(h)
 
 
-def format_train_line(step: int, total: int, lr: float, dropout: float,
-                      losses: dict[str, float]) -> str:
+def format_train_line(
+    step: int, total: int, lr: float, dropout: float, losses: dict[str, float]
+) -> str:
     """``3000/100000 lr=1.0000e-04 dropout=0.000 total=1.230 loss_theta=0.083 ...``"""
-    parts = [f"{step}/{total}", f"lr={lr:.4e}", f"dropout={dropout:.3f}",
-             f"total={losses['total']:.3f}"]
+    parts = [
+        f"{step}/{total}",
+        f"lr={lr:.4e}",
+        f"dropout={dropout:.3f}",
+        f"total={losses['total']:.3f}",
+    ]
     parts += [f"{k}={v:.3f}" for k, v in losses.items() if k != "total"]
     return " ".join(parts)
 
@@ -56,16 +64,25 @@ class Tracker:
 
     ``run_dir`` None: a tracker that records nothing (ranks other than 0)."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path | None, aim_hash: str | None = None,
-                 extra: dict[str, Any] | None = None, resume_step: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        run_dir: Path | None,
+        aim_hash: str | None = None,
+        extra: dict[str, Any] | None = None,
+        resume_step: int | None = None,
+    ) -> None:
         self.jsonl, self.aim_run = None, None
         if run_dir is None:
             return
         path = run_dir / "metrics.jsonl"
         keep = []  # a run started from step 0 (again, e.g. a retried sweep trial) starts afresh
         if resume_step is not None and path.is_file():  # drop what came after the checkpoint
-            keep = [line for line in path.read_text().splitlines()
-                    if line and json.loads(line)["step"] <= resume_step]
+            keep = [
+                line
+                for line in path.read_text().splitlines()
+                if line and json.loads(line)["step"] <= resume_step
+            ]
         path.write_text("".join(line + "\n" for line in keep))
         self.jsonl = open(path, "a")  # noqa: SIM115 (closed in close())
         if cfg.AIM.enabled:
@@ -100,8 +117,10 @@ class Tracker:
             closer.start()
             closer.join(timeout_s)
             if closer.is_alive():
-                LOG.warning(f"warning: the Aim run {self.aim_run.hash} did not close within "
-                            f"{timeout_s:.0f} s; leaving it (the sweep closes it at the end)")
+                LOG.warning(
+                    f"warning: the Aim run {self.aim_run.hash} did not close within "
+                    f"{timeout_s:.0f} s; leaving it (the sweep closes it at the end)"
+                )
 
 
 def init_aim_repo(url: str) -> None:
@@ -130,15 +149,22 @@ def _open_aim_run(cfg: DictConfig, run_dir: Path, aim_hash: str | None):
     init_aim_repo(repo)
 
     def open_run(run_hash: str | None):
-        return Run(run_hash=run_hash, repo=repo, experiment=cfg.AIM.experiment,
-                   force_resume=run_hash is not None, system_tracking_interval=None,
-                   capture_terminal_logs=False)
+        return Run(
+            run_hash=run_hash,
+            repo=repo,
+            experiment=cfg.AIM.experiment,
+            force_resume=run_hash is not None,
+            system_tracking_interval=None,
+            capture_terminal_logs=False,
+        )
 
     try:
         run = open_run(aim_hash)
     except MissingRunError:
-        LOG.warning(f"warning: Aim run {aim_hash} is not in the Aim repo {repo}: "
-                    "continuing in a new Aim run")
+        LOG.warning(
+            f"warning: Aim run {aim_hash} is not in the Aim repo {repo}: "
+            "continuing in a new Aim run"
+        )
         run, aim_hash = open_run(None), None
     run.name = cfg.GENERAL.run_name or run_dir.name
     return run, aim_hash

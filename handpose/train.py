@@ -96,8 +96,9 @@ def autocast(cfg: DictConfig, device: torch.device):
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-            for k, v in batch.items()}
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
 
 
 def make_run_dir(cfg: DictConfig) -> Path:
@@ -109,13 +110,23 @@ def make_run_dir(cfg: DictConfig) -> Path:
 
 def dropout_at(cfg: DictConfig, step: int) -> float:
     g = cfg.GENERAL
-    return get_progressive_dropout(step, g.total_step, g.dropout_warmup_step,
-                                   cfg.MODEL.handec.dropout, g.dropout_schedule,
-                                   g.dropout_ramp_step)
+    return get_progressive_dropout(
+        step,
+        g.total_step,
+        g.dropout_warmup_step,
+        cfg.MODEL.handec.dropout,
+        g.dropout_schedule,
+        g.dropout_ramp_step,
+    )
 
 
-def train_step(cfg: DictConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+def train_step(
+    cfg: DictConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, Any],
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
     """One optimizer step on ``batch`` (forward under autocast, clipped backward); returns
     the losses (``compute_losses``)."""
     with autocast(cfg, device):
@@ -158,8 +169,12 @@ class RunState:
     world_size: int = 1
 
 
-def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | None = None,
-          aim_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def train(
+    cfg: DictConfig,
+    hook: ValidationHook | None = None,
+    run_dir: Path | None = None,
+    aim_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train one run; returns the last validation metrics (on every rank).
 
     Resumes exactly from ``GENERAL.resume_path`` (a checkpoint or run folder) if set.
@@ -191,8 +206,10 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
     if rank:
         torch.manual_seed(g.seed + rank)  # its own dropout masks (rank 0: as one process)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.TRAIN.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr_scale(
-        s, g.total_step, cfg.TRAIN.warmup_step, cfg.TRAIN.min_lr_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: get_lr_scale(s, g.total_step, cfg.TRAIN.warmup_step, cfg.TRAIN.min_lr_ratio),
+    )
     train_stream = build_train_stream(cfg, rank, world_size)
     step, aim_hash, resume_step = 0, None, None
     if g.resume_path:
@@ -201,8 +218,10 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
         state = ckpt["state"]
         saved_world = state.get("world_size", 1)
         if saved_world != world_size:
-            raise UserError(f"GENERAL.resume_path={g.resume_path}: written by {saved_world} "
-                            f"processes, resumed by {world_size} (exact resume needs the same)")
+            raise UserError(
+                f"GENERAL.resume_path={g.resume_path}: written by {saved_world} "
+                f"processes, resumed by {world_size} (exact resume needs the same)"
+            )
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         train_stream.load_state_dict(state["data"] if main else state["data_ranks"][rank])
@@ -210,17 +229,32 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
         step, aim_hash = state["step"], state.get("aim_hash")
         resume_step = step
         LOG.info(f"resumed from {ckpt['dir']} at step {step}")
-    ddp = (DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-           if world_size > 1 else model)
+    ddp = (
+        DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        if world_size > 1
+        else model
+    )
     forward = torch.compile(ddp) if cfg.TRAIN.compile else ddp
-    run = RunState(cfg, run_dir, device, model, optimizer, scheduler, train_stream,
-                   build_val_stream(cfg) if main else None,
-                   train_eval_stream(cfg) if main else None,
-                   Tracker(cfg, run_dir, aim_hash, aim_extra, resume_step), step, rank,
-                   world_size)
-    LOG.info(f"run folder {run_dir} | pid {os.getpid()} | device {device} | "
-             f"{world_size} process(es) | "
-             f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
+    run = RunState(
+        cfg,
+        run_dir,
+        device,
+        model,
+        optimizer,
+        scheduler,
+        train_stream,
+        build_val_stream(cfg) if main else None,
+        train_eval_stream(cfg) if main else None,
+        Tracker(cfg, run_dir, aim_hash, aim_extra, resume_step),
+        step,
+        rank,
+        world_size,
+    )
+    LOG.info(
+        f"run folder {run_dir} | pid {os.getpid()} | device {device} | "
+        f"{world_size} process(es) | "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params"
+    )
 
     sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
     count, metrics, t0 = 0, {}, time.time()
@@ -243,12 +277,18 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
                 if not math.isfinite(avg["total"]):
                     raise NonFiniteLossError(f"non-finite loss at step {step}: {avg}")
                 lr = scheduler.get_last_lr()[-1]
-                run.tracker.track(step, "train", {**avg, "lr": lr, "dropout_rate": rate},
-                                  to_jsonl=step % g.log_step == 0)
+                run.tracker.track(
+                    step,
+                    "train",
+                    {**avg, "lr": lr, "dropout_rate": rate},
+                    to_jsonl=step % g.log_step == 0,
+                )
                 if step % g.log_step == 0:
                     samples = count * cfg.TRAIN.sample_per_device * world_size
-                    LOG.info(format_train_line(step, g.total_step, lr, rate, avg) +
-                             f" {samples / (time.time() - t0):.1f} samples/s")
+                    LOG.info(
+                        format_train_line(step, g.total_step, lr, rate, avg)
+                        + f" {samples / (time.time() - t0):.1f} samples/s"
+                    )
                     sums.clear()
                     count, t0 = 0, time.time()
 
@@ -259,8 +299,9 @@ def train(cfg: DictConfig, hook: ValidationHook | None = None, run_dir: Path | N
     return metrics
 
 
-def validate_and_checkpoint(run: RunState, rate: float, losses: dict[str, torch.Tensor],
-                            hook: ValidationHook | None) -> dict[str, Any]:
+def validate_and_checkpoint(
+    run: RunState, rate: float, losses: dict[str, torch.Tensor], hook: ValidationHook | None
+) -> dict[str, Any]:
     """At ``run.step`` (dropout ``rate``, last train ``losses``): rank 0 validates, writes
     the metrics everywhere and saves a checkpoint (with every rank's data position and RNG
     state) while the other ranks wait; then the hook runs on every rank. Returns the
@@ -280,20 +321,31 @@ def validate_and_checkpoint(run: RunState, rate: float, losses: dict[str, torch.
                 train_eval = evaluate_stream(run.model, run.gap_stream, run.device, cfg.LOSS)
                 metrics["train_mpjpe"] = train_eval["mpjpe"]
                 metrics["gap_mpjpe"] = metrics["mpjpe"] - train_eval["mpjpe"]
-        metrics.update(step=step, dropout_rate=rate, bad_samples=run.train_stream.bad_samples,
-                       **{f"train_{k}": v for k, v in train_losses.items()})
+        metrics.update(
+            step=step,
+            dropout_rate=rate,
+            bad_samples=run.train_stream.bad_samples,
+            **{f"train_{k}": v for k, v in train_losses.items()},
+        )
         run.tracker.track(step, "val", metrics, to_jsonl=True)
-        LOG.info(f"val {step}/{cfg.GENERAL.total_step} mpjpe={metrics['mpjpe']:.2f}mm "
-                 f"mpjpe_rel={metrics['mpjpe_rel']:.2f}mm pa_mpjpe={metrics['pa_mpjpe']:.2f}mm"
-                 f" rte={metrics['rte']:.2f}mm n={metrics['num_samples']} "
-                 f"fingerprint={metrics['val_fingerprint']}")
-        state = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-                 "data": data_ranks[0], "aim_hash": run.tracker.aim_hash,
-                 "world_size": run.world_size}
+        LOG.info(
+            f"val {step}/{cfg.GENERAL.total_step} mpjpe={metrics['mpjpe']:.2f}mm "
+            f"mpjpe_rel={metrics['mpjpe_rel']:.2f}mm pa_mpjpe={metrics['pa_mpjpe']:.2f}mm"
+            f" rte={metrics['rte']:.2f}mm n={metrics['num_samples']} "
+            f"fingerprint={metrics['val_fingerprint']}"
+        )
+        state = {
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "data": data_ranks[0],
+            "aim_hash": run.tracker.aim_hash,
+            "world_size": run.world_size,
+        }
         if run.world_size > 1:
             state.update(data_ranks=data_ranks, rng_ranks=rng_ranks)
-        ckpt = save_checkpoint(run.run_dir / "checkpoints", step, cfg, run.model, state,
-                               cfg.GENERAL.keep_checkpoints)
+        ckpt = save_checkpoint(
+            run.run_dir / "checkpoints", step, cfg, run.model, state, cfg.GENERAL.keep_checkpoints
+        )
     if run.world_size > 1:
         shared = [metrics]
         dist.broadcast_object_list(shared, src=0)  # the other ranks wait here
@@ -305,8 +357,12 @@ def validate_and_checkpoint(run: RunState, rate: float, losses: dict[str, torch.
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config-name", "--config", required=True,
-                        help="config name in configs/ or a YAML path (e.g. best_config.yaml)")
+    parser.add_argument(
+        "--config-name",
+        "--config",
+        required=True,
+        help="config name in configs/ or a YAML path (e.g. best_config.yaml)",
+    )
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. TRAIN.lr=1e-4")
     args = parser.parse_args(argv)
     cfg = load_config(args.config_name, args.overrides)

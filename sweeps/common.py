@@ -14,8 +14,7 @@ STUDY_FILE = "optuna.journal"  # the Optuna study of a sweep, in its folder
 SCHEDULER_FILE = "scheduler_state.pickle"
 DIVERGED_PENALTY = 1.0e6  # mm: what Optuna is told for a trial whose loss became NaN/inf
 # Tune's trial statuses as the summary states them
-COMPLETED, STOPPED_EARLY, ERROR, UNFINISHED = ("COMPLETED", "STOPPED_EARLY", "ERROR",
-                                               "UNFINISHED")
+COMPLETED, STOPPED_EARLY, ERROR, UNFINISHED = ("COMPLETED", "STOPPED_EARLY", "ERROR", "UNFINISHED")
 
 
 def finite(x: Any) -> float | None:
@@ -27,5 +26,6 @@ def best_pool(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trials that may be called best, best first (``trials`` come sorted best first):
     those that ran the full budget, else every trial that reported and did not fail."""
     reported = [t for t in trials if t.get("mpjpe") is not None]
-    return ([t for t in reported if t["status"] == COMPLETED]
-            or [t for t in reported if t["status"] != ERROR])
+    return [t for t in reported if t["status"] == COMPLETED] or [
+        t for t in reported if t["status"] != ERROR
+    ]

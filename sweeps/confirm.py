@@ -33,8 +33,11 @@ from sweeps.spec import SweepSpec, apply_params, load_spec
 
 FIRST_SEED = 1000  # training seeds FIRST_SEED, FIRST_SEED + 1, ...
 BASELINE = "baseline"
-BETTER, WORSE, NOISE = ("better than baseline", "worse than baseline",
-                        "within noise of the baseline")
+BETTER, WORSE, NOISE = (
+    "better than baseline",
+    "worse than baseline",
+    "within noise of the baseline",
+)
 TOO_FEW = "fewer than 2 seeds finished for both it and the baseline"
 # Two-sided 95% critical values of Student's t for df = 1..9; larger df use the
 # Cornish-Fisher expansion below (error < 1e-5 from df = 10 on). No scipy dependency.
@@ -49,9 +52,13 @@ def t_critical_95(df: int) -> float:
     if df <= len(T95_SMALL_DF):
         return T95_SMALL_DF[df - 1]
     z = Z975
-    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
-            + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * df**4))
+    return (
+        z
+        + (z**3 + z) / (4 * df)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * df**4)
+    )
 
 
 def paired_stats(values: Sequence[float], baseline: Sequence[float]) -> dict[str, Any]:
@@ -61,8 +68,10 @@ def paired_stats(values: Sequence[float], baseline: Sequence[float]) -> dict[str
     if len(values) != len(baseline):
         raise ValueError(f"{len(values)} values vs {len(baseline)} baseline values")
     if len(values) < 2:
-        raise UserError(f"{len(values)} seed(s): a confirmation needs at least 2 training "
-                        "seeds per configuration (--seeds S >= 2)")
+        raise UserError(
+            f"{len(values)} seed(s): a confirmation needs at least 2 training "
+            "seeds per configuration (--seeds S >= 2)"
+        )
     v, b = np.asarray(values, dtype=float), np.asarray(baseline, dtype=float)
     diff = v - b
     n = len(diff)
@@ -70,9 +79,15 @@ def paired_stats(values: Sequence[float], baseline: Sequence[float]) -> dict[str
     half = t_critical_95(n - 1) * diff_std / math.sqrt(n)
     lo, hi = diff_mean - half, diff_mean + half
     verdict = BETTER if hi < 0 else WORSE if lo > 0 else NOISE
-    return {"n": n, "mpjpe_mean": float(v.mean()), "mpjpe_std": float(v.std(ddof=1)),
-            "diff_mean": diff_mean, "diff_std": diff_std, "diff_ci95": [lo, hi],
-            "verdict": verdict}
+    return {
+        "n": n,
+        "mpjpe_mean": float(v.mean()),
+        "mpjpe_std": float(v.std(ddof=1)),
+        "diff_mean": diff_mean,
+        "diff_std": diff_std,
+        "diff_ci95": [lo, hi],
+        "verdict": verdict,
+    }
 
 
 @dataclass
@@ -102,8 +117,9 @@ def resolved(base_cfg: DictConfig, overrides: dict[str, Any]) -> dict[str, Any]:
     return OmegaConf.to_container(validate(apply_params(base_cfg, overrides)), resolve=True)
 
 
-def select_candidates(summary: dict[str, Any], base_cfg: DictConfig, baseline: dict[str, Any],
-                      top_k: int) -> tuple[list[Candidate], list[str], str]:
+def select_candidates(
+    summary: dict[str, Any], base_cfg: DictConfig, baseline: dict[str, Any], top_k: int
+) -> tuple[list[Candidate], list[str], str]:
     """The baseline followed by the top ``top_k`` trials (full-budget ones first, as for the
     sweep's own ``best``). Returns the candidates, the ids of top trials that are the
     baseline recipe itself (kept once, as the baseline) and the sweep winner's id."""
@@ -122,36 +138,61 @@ def select_candidates(summary: dict[str, Any], base_cfg: DictConfig, baseline: d
     return candidates, same_as_baseline, pool[0]["trial_id"]
 
 
-def confirm_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str | None,
-                  candidates: dict[str, dict[str, Any]]) -> None:
+def confirm_trial(
+    config: dict[str, Any],
+    base: dict[str, Any],
+    runs_dir: str | None,
+    candidates: dict[str, dict[str, Any]],
+) -> None:
     """One confirmation run, a cell of the (configuration, seed) grid: the sweep trainable
     with the configuration's values and ``GENERAL.seed``."""
     from sweeps.trainable import handpose_trial
 
-    handpose_trial({**candidates[config["config"]], "GENERAL.seed": config["GENERAL.seed"]},
-                   base, runs_dir=runs_dir)
+    handpose_trial(
+        {**candidates[config["config"]], "GENERAL.seed": config["GENERAL.seed"]},
+        base,
+        runs_dir=runs_dir,
+    )
 
 
-def _fit(spec: SweepSpec, base: dict[str, Any], candidates: list[Candidate],
-         seeds: list[int], sweep_dir: Path):
+def _fit(
+    spec: SweepSpec,
+    base: dict[str, Any],
+    candidates: list[Candidate],
+    seeds: list[int],
+    sweep_dir: Path,
+):
     """Train every (candidate, seed) pair with Ray Tune (plain grid, no scheduler/searcher)."""
     from ray import tune
 
     from sweeps.tuning import make_trainable, make_tuner, progress_reporter
 
     confirm_dir = sweep_dir / "confirm"
-    trainable = make_trainable(spec, base, str(sweep_dir), confirm_dir, fn=confirm_trial,
-                               candidates={c.name: c.overrides for c in candidates})
+    trainable = make_trainable(
+        spec,
+        base,
+        str(sweep_dir),
+        confirm_dir,
+        fn=confirm_trial,
+        candidates={c.name: c.overrides for c in candidates},
+    )
     tuner = make_tuner(
-        trainable, spec, name="confirm", storage=str(sweep_dir),
-        param_space={"config": tune.grid_search([c.name for c in candidates]),
-                     "GENERAL.seed": tune.grid_search(seeds)},
-        reporter=progress_reporter(spec, {"config": "config", "GENERAL.seed": "seed"}))
+        trainable,
+        spec,
+        name="confirm",
+        storage=str(sweep_dir),
+        param_space={
+            "config": tune.grid_search([c.name for c in candidates]),
+            "GENERAL.seed": tune.grid_search(seeds),
+        },
+        reporter=progress_reporter(spec, {"config": "config", "GENERAL.seed": "seed"}),
+    )
     return tuner.fit()
 
 
-def _final_results(results, total_step: int) -> tuple[dict[tuple[str, int], dict[str, Any]],
-                                                       list[dict[str, Any]]]:
+def _final_results(
+    results, total_step: int
+) -> tuple[dict[tuple[str, int], dict[str, Any]], list[dict[str, Any]]]:
     """(config, seed) -> last report of the runs that reached ``total_step``; and the failures."""
     from sweeps.summary import error_reason
 
@@ -162,16 +203,21 @@ def _final_results(results, total_step: int) -> tuple[dict[tuple[str, int], dict
         if r.error is None and m.get("step") == total_step and finite(m.get("mpjpe")):
             done[key] = m
         else:
-            reason = (error_reason(r.error) if r.error is not None
-                      else f"stopped at step {m.get('step', 0)} of {total_step}")
+            reason = (
+                error_reason(r.error)
+                if r.error is not None
+                else f"stopped at step {m.get('step', 0)} of {total_step}"
+            )
             failed.append({"config": key[0], "seed": key[1], "error": reason})
     return done, failed
 
 
-def build_report(candidates: list[Candidate], seeds: list[int],
-                 done: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any]]:
+def build_report(
+    candidates: list[Candidate], seeds: list[int], done: dict[tuple[str, int], dict[str, Any]]
+) -> list[dict[str, Any]]:
     """One row per candidate (the baseline first): per-seed final MPJPE and the statistics
     over the seeds where both the candidate's and the baseline's runs finished."""
+
     def per_seed(name: str) -> list[float | None]:
         return [done[(name, s)]["mpjpe"] if (name, s) in done else None for s in seeds]
 
@@ -179,15 +225,29 @@ def build_report(candidates: list[Candidate], seeds: list[int],
     rows = []
     for c in candidates:
         values = per_seed(c.name)
-        pairs = [(v, b) for v, b in zip(values, base_values, strict=True)
-                 if v is not None and b is not None]
-        row = {"config": c.name, "overrides": c.overrides, "sweep_mpjpe": c.sweep_mpjpe,
-               "per_seed": values}
+        pairs = [
+            (v, b)
+            for v, b in zip(values, base_values, strict=True)
+            if v is not None and b is not None
+        ]
+        row = {
+            "config": c.name,
+            "overrides": c.overrides,
+            "sweep_mpjpe": c.sweep_mpjpe,
+            "per_seed": values,
+        }
         if len(pairs) >= 2:
             row.update(paired_stats([v for v, _ in pairs], [b for _, b in pairs]))
         else:
-            row.update(n=len(pairs), mpjpe_mean=None, mpjpe_std=None, diff_mean=None,
-                       diff_std=None, diff_ci95=None, verdict=f"undetermined ({TOO_FEW})")
+            row.update(
+                n=len(pairs),
+                mpjpe_mean=None,
+                mpjpe_std=None,
+                diff_mean=None,
+                diff_std=None,
+                diff_ci95=None,
+                verdict=f"undetermined ({TOO_FEW})",
+            )
         if c.name == BASELINE and len(pairs) >= 2:
             row["verdict"] = "reference"
         rows.append(row)
@@ -197,42 +257,61 @@ def build_report(candidates: list[Candidate], seeds: list[int],
 def winner_sentence(winner: str, row: dict[str, Any], same_as_baseline: list[str]) -> str:
     """One plain sentence about the sweep winner against the baseline recipe."""
     if winner in same_as_baseline:
-        return (f"The sweep winner {winner} is the baseline recipe itself: the sweep found "
-                "nothing that beat it.")
+        return (
+            f"The sweep winner {winner} is the baseline recipe itself: the sweep found "
+            "nothing that beat it."
+        )
     if row["diff_mean"] is None:
-        return (f"The sweep winner {winner} could not be compared with the baseline recipe: "
-                f"{TOO_FEW}.")
+        return (
+            f"The sweep winner {winner} could not be compared with the baseline recipe: {TOO_FEW}."
+        )
     lo, hi = row["diff_ci95"]
-    numbers = (f"(diff {row['diff_mean']:+.1f} mm, 95% CI [{lo:.1f}, {hi:.1f}] mm over "
-               f"{row['n']} seeds)")
+    numbers = (
+        f"(diff {row['diff_mean']:+.1f} mm, 95% CI [{lo:.1f}, {hi:.1f}] mm over {row['n']} seeds)"
+    )
     if row["verdict"] == NOISE:
         return f"The sweep winner {winner} is within noise of the baseline recipe {numbers}."
     if row["verdict"] == BETTER:
         return f"The sweep winner {winner} is better than the baseline recipe {numbers}."
-    return (f"The sweep winner {winner} is worse than the baseline recipe when re-trained "
-            f"with other seeds {numbers}.")
+    return (
+        f"The sweep winner {winner} is worse than the baseline recipe when re-trained "
+        f"with other seeds {numbers}."
+    )
 
 
 def format_table(report: dict[str, Any]) -> str:
     """The confirmation table: one line per configuration, the baseline first."""
+
     def num(x: float | None, spec: str = ".2f") -> str:
         return "-" if x is None else format(x, spec)
 
     seeds = report["seeds"]
-    lines = [f"{'config':<16} {'sweep':>7} {'mean':>7} {'std':>6} {'diff':>7} "
-             f"{'95% CI of diff':>17}  per seed ({', '.join(map(str, seeds))})  verdict"]
+    lines = [
+        f"{'config':<16} {'sweep':>7} {'mean':>7} {'std':>6} {'diff':>7} "
+        f"{'95% CI of diff':>17}  per seed ({', '.join(map(str, seeds))})  verdict"
+    ]
     for r in report["rows"]:
-        ci = "-" if r["diff_ci95"] is None else \
-            f"[{r['diff_ci95'][0]:+.2f}, {r['diff_ci95'][1]:+.2f}]"
+        ci = (
+            "-"
+            if r["diff_ci95"] is None
+            else f"[{r['diff_ci95'][0]:+.2f}, {r['diff_ci95'][1]:+.2f}]"
+        )
         per = " ".join(num(v) for v in r["per_seed"])
-        lines.append(f"{r['config']:<16} {num(r['sweep_mpjpe']):>7} {num(r['mpjpe_mean']):>7} "
-                     f"{num(r['mpjpe_std']):>6} {num(r['diff_mean'], '+.2f'):>7} {ci:>17}  "
-                     f"{per}  {r['verdict']}")
+        lines.append(
+            f"{r['config']:<16} {num(r['sweep_mpjpe']):>7} {num(r['mpjpe_mean']):>7} "
+            f"{num(r['mpjpe_std']):>6} {num(r['diff_mean'], '+.2f'):>7} {ci:>17}  "
+            f"{per}  {r['verdict']}"
+        )
     return "\n".join(lines)
 
 
-def run_confirmation(sweep_dir: Path, top_k: int, seeds: int,
-                     extra_overrides: Sequence[str] = (), address: str | None = None) -> dict:
+def run_confirmation(
+    sweep_dir: Path,
+    top_k: int,
+    seeds: int,
+    extra_overrides: Sequence[str] = (),
+    address: str | None = None,
+) -> dict:
     """Re-train the top ``top_k`` configurations of the finished sweep at ``sweep_dir`` and
     the baseline recipe with ``seeds`` training seeds each; write ``confirm.json``, print
     the table and a sentence on the winner, and return the report (the JSON's content).
@@ -240,13 +319,16 @@ def run_confirmation(sweep_dir: Path, top_k: int, seeds: int,
     Uses the running Ray if there is one (and leaves it running); otherwise joins
     ``address`` or starts a local Ray, and shuts down only what it started."""
     if seeds < 2:
-        raise UserError(f"--seeds {seeds}: a confirmation needs at least 2 training seeds "
-                        "per configuration")
+        raise UserError(
+            f"--seeds {seeds}: a confirmation needs at least 2 training seeds per configuration"
+        )
     if top_k < 1:
         raise UserError(f"--top {top_k}: must be >= 1")
     if any(o.strip().lstrip("+").startswith("GENERAL.seed=") for o in extra_overrides):
-        raise UserError(f"GENERAL.seed is set per run ({FIRST_SEED}, {FIRST_SEED + 1}, ...) "
-                        "and may not be overridden")
+        raise UserError(
+            f"GENERAL.seed is set per run ({FIRST_SEED}, {FIRST_SEED + 1}, ...) "
+            "and may not be overridden"
+        )
     sweep_dir = Path(sweep_dir).resolve()
     summary, state = load_sweep(sweep_dir)
     sweep_cfg = validate(from_container(state["base"], str(sweep_dir / "sweep_state.yaml")))
@@ -254,12 +336,13 @@ def run_confirmation(sweep_dir: Path, top_k: int, seeds: int,
     base_cfg = validate(apply_overrides(copy.deepcopy(sweep_cfg), list(extra_overrides)))
     base_cfg.GENERAL.resume_path = None
     baseline = spec.points_to_evaluate[0] if spec.points_to_evaluate else {}
-    candidates, same_as_baseline, winner = select_candidates(summary, base_cfg, baseline,
-                                                             top_k)
+    candidates, same_as_baseline, winner = select_candidates(summary, base_cfg, baseline, top_k)
     seed_list = [FIRST_SEED + i for i in range(seeds)]
     total = base_cfg.GENERAL.total_step
-    print(f"confirmation: {len(candidates)} configs ({', '.join(c.name for c in candidates)}) "
-          f"x {seeds} seeds x {total} steps, val_seed {base_cfg.GENERAL.val_seed}")
+    print(
+        f"confirmation: {len(candidates)} configs ({', '.join(c.name for c in candidates)}) "
+        f"x {seeds} seeds x {total} steps, val_seed {base_cfg.GENERAL.val_seed}"
+    )
     for trial_id in same_as_baseline:
         print(f"  {trial_id} is the baseline recipe itself: run once, as the baseline")
 
@@ -270,8 +353,9 @@ def run_confirmation(sweep_dir: Path, top_k: int, seeds: int,
 
     started = connect_ray(address)
     try:
-        results = _fit(spec, OmegaConf.to_container(base_cfg, resolve=True), candidates,
-                       seed_list, sweep_dir)
+        results = _fit(
+            spec, OmegaConf.to_container(base_cfg, resolve=True), candidates, seed_list, sweep_dir
+        )
     finally:
         if started:
             import ray
@@ -280,20 +364,34 @@ def run_confirmation(sweep_dir: Path, top_k: int, seeds: int,
     done, failed = _final_results(results, total)
     rows = build_report(candidates, seed_list, done)
     prints = sorted({m["val_fingerprint"] for m in done.values() if m.get("val_fingerprint")})
-    winner_row = rows[0] if winner in same_as_baseline else next(
-        r for r in rows if r["config"] == winner)
+    winner_row = (
+        rows[0] if winner in same_as_baseline else next(r for r in rows if r["config"] == winner)
+    )
     report = {
-        "sweep_dir": str(sweep_dir), "total_step": total, "seeds": seed_list,
+        "sweep_dir": str(sweep_dir),
+        "total_step": total,
+        "seeds": seed_list,
         "val_seed": base_cfg.GENERAL.val_seed,
-        "baseline": {"overrides": baseline, "same_as_trials": same_as_baseline,
-                     "source": f"{state['spec']}: presets.{spec.preset}.points_to_evaluate[0]"
-                               if baseline else "the sweep's base config"},
-        "rows": rows, "winner": winner, "winner_verdict": winner_row["verdict"],
-        "winner_within_noise": (True if winner in same_as_baseline else
-                                None if winner_row["diff_mean"] is None else
-                                winner_row["verdict"] == NOISE),
+        "baseline": {
+            "overrides": baseline,
+            "same_as_trials": same_as_baseline,
+            "source": f"{state['spec']}: presets.{spec.preset}.points_to_evaluate[0]"
+            if baseline
+            else "the sweep's base config",
+        },
+        "rows": rows,
+        "winner": winner,
+        "winner_verdict": winner_row["verdict"],
+        "winner_within_noise": (
+            True
+            if winner in same_as_baseline
+            else None
+            if winner_row["diff_mean"] is None
+            else winner_row["verdict"] == NOISE
+        ),
         "sentence": winner_sentence(winner, winner_row, same_as_baseline),
-        "val_fingerprints": prints, "comparable": len(prints) == 1,
+        "val_fingerprints": prints,
+        "comparable": len(prints) == 1,
         "failed": failed,
     }
     (sweep_dir / "confirm.json").write_text(json.dumps(report, indent=2))
@@ -310,16 +408,28 @@ def run_confirmation(sweep_dir: Path, top_k: int, seeds: int,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("sweep_dir", type=Path, help="a finished sweep folder (with summary.json)")
-    p.add_argument("--top", type=int, default=3, metavar="K",
-                   help="re-train the top K configurations (default 3)")
-    p.add_argument("--seeds", type=int, default=3, metavar="S",
-                   help="training seeds per configuration, >= 2 (default 3)")
-    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
-                   help="join an existing Ray cluster (default: start a local one)")
+    p.add_argument(
+        "--top",
+        type=int,
+        default=3,
+        metavar="K",
+        help="re-train the top K configurations (default 3)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        metavar="S",
+        help="training seeds per configuration, >= 2 (default 3)",
+    )
+    p.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="join an existing Ray cluster (default: start a local one)",
+    )
     p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the base config")
     args = p.parse_intermixed_args(argv)
-    report = run_confirmation(args.sweep_dir, args.top, args.seeds, args.overrides,
-                              args.address)
+    report = run_confirmation(args.sweep_dir, args.top, args.seeds, args.overrides, args.address)
     return 1 if report["failed"] else 0
 
 

@@ -38,17 +38,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue the sweep --name")
     p.add_argument("--num-samples", type=int, help="number of trials (default: from spec)")
     p.add_argument("--name", help="sweep name (folder under --storage)")
-    p.add_argument("--storage", default=os.environ.get("HANDPOSE_SWEEP_STORAGE",
-                                                       DEFAULT_STORAGE),
-                   help="results root: local dir, NFS path or s3://bucket/prefix")
-    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
-                   help="join an existing Ray cluster (default: start a local one)")
+    p.add_argument(
+        "--storage",
+        default=os.environ.get("HANDPOSE_SWEEP_STORAGE", DEFAULT_STORAGE),
+        help="results root: local dir, NFS path or s3://bucket/prefix",
+    )
+    p.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="join an existing Ray cluster (default: start a local one)",
+    )
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
-    p.add_argument("--confirm", type=int, metavar="K", default=0,
-                   help="after the sweep, re-train the top K configs and the baseline recipe "
-                        "with --seeds training seeds each (see sweeps/confirm.py)")
-    p.add_argument("--seeds", type=int, metavar="S", default=3,
-                   help="training seeds per config for --confirm (>= 2)")
+    p.add_argument(
+        "--confirm",
+        type=int,
+        metavar="K",
+        default=0,
+        help="after the sweep, re-train the top K configs and the baseline recipe "
+        "with --seeds training seeds each (see sweeps/confirm.py)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        metavar="S",
+        default=3,
+        help="training seeds per config for --confirm (>= 2)",
+    )
     p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the base config")
     args = p.parse_intermixed_args(argv)
     if args.num_samples is not None and args.num_samples < 1:
@@ -70,8 +85,10 @@ def pick_preset(args: argparse.Namespace) -> str:
 
 def absolutize(cfg) -> None:
     """Trials run in other folders and on other nodes: make local paths absolute."""
+
     def fix(p: str) -> str:
         return p if is_url(p) or os.path.isabs(p) else str(Path(p).resolve())
+
     for split in ("train", "val"):
         cfg.DATA[split].source = [fix(s) for s in cfg.DATA[split].source]
     cfg.DATA.synthetic.dir = fix(cfg.DATA.synthetic.dir)
@@ -116,27 +133,34 @@ def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) ->
             raise UserError(f"--resume: no sweep to resume at {sweep_dir}")
         check_tune_state(sweep_dir)
         if args.overrides or args.preset or args.num_samples:
-            print("note: --resume continues the sweep as it was saved "
-                  "(sweep_state.yaml): KEY=VALUE, --preset and --num-samples are ignored")
+            print(
+                "note: --resume continues the sweep as it was saved "
+                "(sweep_state.yaml): KEY=VALUE, --preset and --num-samples are ignored"
+            )
         state = OmegaConf.load(sweep_dir / "sweep_state.yaml")
         base_cfg = validate(from_container(state.base, str(sweep_dir)))
         spec, _ = load_spec(state.preset, state.spec, base_cfg=base_cfg)
         num_samples = int(state.num_samples)
     else:
-        spec, base_cfg = load_spec(pick_preset(args), args.spec,
-                                   extra_overrides=tuple(args.overrides))
+        spec, base_cfg = load_spec(
+            pick_preset(args), args.spec, extra_overrides=tuple(args.overrides)
+        )
         absolutize(base_cfg)
         num_samples = args.num_samples or spec.num_samples
     name = args.name or f"dropout_warmup-{spec.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = local_folder(storage, name)
     if not args.resume and (sweep_dir / "sweep_state.yaml").exists():
-        raise UserError(f"--name {name}: {sweep_dir} already holds a sweep; continue it with "
-                        "--resume or choose another name")
+        raise UserError(
+            f"--name {name}: {sweep_dir} already holds a sweep; continue it with "
+            "--resume or choose another name"
+        )
     if base_cfg.AIM.enabled and not base_cfg.AIM.server_url:
         base_cfg.AIM.server_url = str(sweep_dir)  # one Aim repo per sweep
-    print(f"preset: {spec.preset} ({'GPUs visible' if spec.preset == 'gpu' else 'CPU'}), "
-          f"{num_samples} trials x {base_cfg.GENERAL.total_step} steps max, "
-          f"base config {spec.base_config}, val_seed {base_cfg.GENERAL.val_seed}")
+    print(
+        f"preset: {spec.preset} ({'GPUs visible' if spec.preset == 'gpu' else 'CPU'}), "
+        f"{num_samples} trials x {base_cfg.GENERAL.total_step} steps max, "
+        f"base config {spec.base_config}, val_seed {base_cfg.GENERAL.val_seed}"
+    )
     ensure_dataset(base_cfg)  # before Ray: missing data is a user error, and made only once
     for split in ("train", "val"):
         expand_sources(base_cfg.DATA[split].source, f"DATA.{split}.source")
@@ -145,9 +169,15 @@ def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) ->
         init_aim_repo(base_cfg.AIM.server_url)
     base = OmegaConf.to_container(base_cfg, resolve=True)
     if not args.resume:
-        OmegaConf.save({"preset": spec.preset, "spec": str(Path(args.spec).resolve()),
-                        "num_samples": num_samples, "base": base},
-                       sweep_dir / "sweep_state.yaml")
+        OmegaConf.save(
+            {
+                "preset": spec.preset,
+                "spec": str(Path(args.spec).resolve()),
+                "num_samples": num_samples,
+                "base": base,
+            },
+            sweep_dir / "sweep_state.yaml",
+        )
 
     # Paths are absolute from here on. Leave the launch folder: under `ray job submit
     # --working-dir` it is Ray's unpacked package, which Ray may delete before the driver
@@ -155,15 +185,23 @@ def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) ->
     launch_dir = os.getcwd()
     os.chdir(sweep_dir)
     try:
-        return run_sweep(args, spec, base, base_cfg, name, storage, num_samples, sweep_dir,
-                         trainable_fn)
+        return run_sweep(
+            args, spec, base, base_cfg, name, storage, num_samples, sweep_dir, trainable_fn
+        )
     finally:
         with contextlib.suppress(OSError):
             os.chdir(launch_dir)
 
 
-def build_tuner(spec: SweepSpec, base: dict, name: str, storage: str, num_samples: int,
-                sweep_dir: Path, trainable_fn: Callable | None = None):
+def build_tuner(
+    spec: SweepSpec,
+    base: dict,
+    name: str,
+    storage: str,
+    num_samples: int,
+    sweep_dir: Path,
+    trainable_fn: Callable | None = None,
+):
     """The sweep's Tuner: prune-aware Optuna TPE (the baseline first) + schedule-aware ASHA
     with sentinels, on the sweep trainable."""
     from ray.tune.search import ConcurrencyLimiter
@@ -176,27 +214,50 @@ def build_tuner(spec: SweepSpec, base: dict, name: str, storage: str, num_sample
 
     g, s = base["GENERAL"], spec.scheduler
     total = g["total_step"]
-    ready = ReadyStep(val_every=g["val_step"] or g["checkpoint_step"],
-                      warmup=g["dropout_warmup_step"], schedule=g["dropout_schedule"],
-                      ramp=g["dropout_ramp_step"], rate=base["MODEL"]["handec"]["dropout"])
+    ready = ReadyStep(
+        val_every=g["val_step"] or g["checkpoint_step"],
+        warmup=g["dropout_warmup_step"],
+        schedule=g["dropout_schedule"],
+        ramp=g["dropout_ramp_step"],
+        rate=base["MODEL"]["handec"]["dropout"],
+    )
     scheduler = SweepASHA(
         ready_step=ready if s.schedule_aware else None,
         sentinels=pick_sentinels(num_samples, s.sentinel_fraction, s.min_sentinels, spec.seed),
-        state_path=sweep_dir / SCHEDULER_FILE, time_attr="step", max_t=total,
-        grace_period=s.grace_period, reduction_factor=s.reduction_factor,
-        stop_last_trials=False)  # a trial at max_t ends by itself: its workers exit cleanly
-    searcher = ConcurrencyLimiter(make_searcher(spec, sweep_dir, total, num_samples),
-                                  max_concurrent=spec.max_concurrent)
-    return make_tuner(make_trainable(spec, base, storage, sweep_dir, trainable_fn), spec,
-                      name=name,
-                      storage=storage, param_space=tune_space(spec), num_samples=num_samples,
-                      search_alg=searcher, scheduler=scheduler,
-                      reporter=progress_reporter(spec))
+        state_path=sweep_dir / SCHEDULER_FILE,
+        time_attr="step",
+        max_t=total,
+        grace_period=s.grace_period,
+        reduction_factor=s.reduction_factor,
+        stop_last_trials=False,
+    )  # a trial at max_t ends by itself: its workers exit cleanly
+    searcher = ConcurrencyLimiter(
+        make_searcher(spec, sweep_dir, total, num_samples), max_concurrent=spec.max_concurrent
+    )
+    return make_tuner(
+        make_trainable(spec, base, storage, sweep_dir, trainable_fn),
+        spec,
+        name=name,
+        storage=storage,
+        param_space=tune_space(spec),
+        num_samples=num_samples,
+        search_alg=searcher,
+        scheduler=scheduler,
+        reporter=progress_reporter(spec),
+    )
 
 
-def run_sweep(args: argparse.Namespace, spec: SweepSpec, base: dict, base_cfg, name: str,
-              storage: str, num_samples: int, sweep_dir: Path,
-              trainable_fn: Callable | None = None) -> int:
+def run_sweep(
+    args: argparse.Namespace,
+    spec: SweepSpec,
+    base: dict,
+    base_cfg,
+    name: str,
+    storage: str,
+    num_samples: int,
+    sweep_dir: Path,
+    trainable_fn: Callable | None = None,
+) -> int:
     import ray
     from ray import tune
 
@@ -205,14 +266,18 @@ def run_sweep(args: argparse.Namespace, spec: SweepSpec, base: dict, base_cfg, n
 
     connect_ray(args.address, args.num_cpus)
     if is_url(storage) and len([n for n in ray.nodes() if n["Alive"]]) > 1:
-        raise UserError(f"--storage {storage}: remote storage is not supported on a multi-node "
-                        "cluster yet (the study, the scheduler state and the Aim repo live on "
-                        "the driver's disk); use a shared file system path")
+        raise UserError(
+            f"--storage {storage}: remote storage is not supported on a multi-node "
+            "cluster yet (the study, the scheduler state and the Aim repo live on "
+            "the driver's disk); use a shared file system path"
+        )
     if args.resume:
-        tuner = tune.Tuner.restore(f"{storage}/{name}",
-                                   trainable=make_trainable(spec, base, storage, sweep_dir,
-                                                            trainable_fn),
-                                   resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(
+            f"{storage}/{name}",
+            trainable=make_trainable(spec, base, storage, sweep_dir, trainable_fn),
+            resume_unfinished=True,
+            resume_errored=True,
+        )
     else:
         tuner = build_tuner(spec, base, name, storage, num_samples, sweep_dir, trainable_fn)
     results = tuner.fit()
@@ -234,9 +299,11 @@ def check_tune_state(sweep_dir: Path) -> None:
     try:
         json.loads(states[-1].read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"--resume: Tune's state {states[-1].name} was torn by the crash "
-                        "(the driver died while writing it); this sweep cannot be resumed, "
-                        "start a new one (its runs and summary stay readable)") from None
+        raise UserError(
+            f"--resume: Tune's state {states[-1].name} was torn by the crash "
+            "(the driver died while writing it); this sweep cannot be resumed, "
+            "start a new one (its runs and summary stay readable)"
+        ) from None
 
 
 def resume_cmd(args: argparse.Namespace, name: str) -> str:

@@ -44,8 +44,9 @@ def value_at(curve: list[list[Any]], step: int) -> float | None:
     return before[-1] if before else None
 
 
-def fidelity(trials: list[dict[str, Any]], rung_steps: list[int], total_step: int
-             ) -> dict[str, Any]:
+def fidelity(
+    trials: list[dict[str, Any]], rung_steps: list[int], total_step: int
+) -> dict[str, Any]:
     """Spearman's rho between each rung's MPJPE and the final MPJPE, over the trials that
     reached the full budget (sentinels, the baseline and ASHA's survivors)."""
     full = [t for t in trials if t["status"] == COMPLETED and t["mpjpe"] is not None]
@@ -53,24 +54,35 @@ def fidelity(trials: list[dict[str, Any]], rung_steps: list[int], total_step: in
     for step in (s for s in rung_steps if s < total_step):
         pairs = [(value_at(t["curve"], step), t["mpjpe"]) for t in full]
         pairs = [(a, b) for a, b in pairs if a is not None]
-        per_rung.append({"step": step, "n": len(pairs),
-                         "spearman": spearman([a for a, _ in pairs], [b for _, b in pairs])})
+        per_rung.append(
+            {
+                "step": step,
+                "n": len(pairs),
+                "spearman": spearman([a for a, _ in pairs], [b for _, b in pairs]),
+            }
+        )
     known = [r for r in per_rung if r["spearman"] is not None]
     low = any(r["spearman"] < LOW_RHO for r in known)
     if not per_rung:
         message = "no rung before the full budget: nothing was stopped early"
     elif not known:
-        message = (f"{len(full)} trials reached the full budget: too few to tell how well "
-                   "early MPJPE predicts final MPJPE (needs 3)")
+        message = (
+            f"{len(full)} trials reached the full budget: too few to tell how well "
+            "early MPJPE predicts final MPJPE (needs 3)"
+        )
     elif low:
         worst = min(known, key=lambda r: r["spearman"])
-        message = (f"early stopping may have discarded winners: at step {worst['step']} the "
-                   f"rank correlation with final MPJPE is {worst['spearman']:.2f} "
-                   f"(< {LOW_RHO}) over {worst['n']} full-budget trials")
+        message = (
+            f"early stopping may have discarded winners: at step {worst['step']} the "
+            f"rank correlation with final MPJPE is {worst['spearman']:.2f} "
+            f"(< {LOW_RHO}) over {worst['n']} full-budget trials"
+        )
     else:
-        message = ("rung MPJPE ranks trials like final MPJPE: rho " + ", ".join(
-            f"{r['spearman']:.2f} at step {r['step']}" for r in known)
-            + f" over {known[0]['n']} full-budget trials")
+        message = (
+            "rung MPJPE ranks trials like final MPJPE: rho "
+            + ", ".join(f"{r['spearman']:.2f} at step {r['step']}" for r in known)
+            + f" over {known[0]['n']} full-budget trials"
+        )
     return {"n_full": len(full), "per_rung": per_rung, "low": low, "message": message}
 
 
@@ -85,26 +97,37 @@ def validation_noise(trials: list[dict[str, Any]]) -> float | None:
     return statistics.median(stds) if stds else None
 
 
-def best_vs_baseline(best: dict[str, Any] | None, baseline: dict[str, Any] | None,
-                     noise: float | None) -> dict[str, Any] | None:
+def best_vs_baseline(
+    best: dict[str, Any] | None, baseline: dict[str, Any] | None, noise: float | None
+) -> dict[str, Any] | None:
     """The best trial against the baseline: the difference (mm; < 0 = better) and whether it
     is beyond the validation noise (|diff| > 2 sqrt(2) x noise: two noisy finals)."""
     if best is None or baseline is None or baseline["mpjpe"] is None:
         return None
     diff = best["mpjpe"] - baseline["mpjpe"]
     if best["trial_id"] == baseline["trial_id"]:
-        return {"diff_mm": 0.0, "noise_mm": noise, "beyond_noise": False,
-                "sentence": "The best trial is the baseline (the base config's own values): "
-                            "the sweep found nothing better."}
+        return {
+            "diff_mm": 0.0,
+            "noise_mm": noise,
+            "beyond_noise": False,
+            "sentence": "The best trial is the baseline (the base config's own values): "
+            "the sweep found nothing better.",
+        }
     beyond = noise is not None and abs(diff) > 2 * math.sqrt(2) * noise
-    numbers = (f"{diff:+.1f} mm against the baseline {baseline['trial_id']} "
-               f"({baseline['mpjpe']:.1f} mm); validation noise "
-               + (f"{noise:.1f} mm" if noise is not None else "unknown"))
+    numbers = (
+        f"{diff:+.1f} mm against the baseline {baseline['trial_id']} "
+        f"({baseline['mpjpe']:.1f} mm); validation noise "
+        + (f"{noise:.1f} mm" if noise is not None else "unknown")
+    )
     if beyond:
         word = "better" if diff < 0 else "worse"
-        sentence = (f"The best trial is {word} than the baseline beyond the validation noise: "
-                    f"{numbers}. Seed noise is not measured by a sweep: --confirm does.")
+        sentence = (
+            f"The best trial is {word} than the baseline beyond the validation noise: "
+            f"{numbers}. Seed noise is not measured by a sweep: --confirm does."
+        )
     else:
-        sentence = (f"The best trial is within the validation noise of the baseline: "
-                    f"{numbers}. Re-train both with several seeds: --confirm K.")
+        sentence = (
+            f"The best trial is within the validation noise of the baseline: "
+            f"{numbers}. Re-train both with several seeds: --confirm K."
+        )
     return {"diff_mm": diff, "noise_mm": noise, "beyond_noise": beyond, "sentence": sentence}

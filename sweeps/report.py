@@ -52,9 +52,16 @@ SECTIONS = {
     "confirm": "Confirmation (multi-seed)",
     "files": "Data files",
 }
-CURVES = (("train", "total"), ("train", "dropout_rate"), ("val", "val_total"),
-          ("val", "train_mpjpe"), ("val", "gap_mpjpe"))  # series in report.json's curves
+CURVES = (
+    ("train", "total"),
+    ("train", "dropout_rate"),
+    ("val", "val_total"),
+    ("val", "train_mpjpe"),
+    ("val", "gap_mpjpe"),
+)  # series in report.json's curves
 OPTIONAL_COLUMNS = ("kind", "role", "val_fingerprint", "error")  # in the HTML if they vary
+
+
 def overview(data: D.ReportData) -> str:
     """Sources, budget, the best entry against the baseline, the sentinels, and whether the
     validation streams are comparable."""
@@ -63,45 +70,73 @@ def overview(data: D.ReportData) -> str:
     if data.sweep is not None:
         s = data.sweep.summary
         items["sweep"] = data.sweep.dir
-        items.update({k: s.get(k) for k in ("preset", "metric", "mode", "total_step",
-                                             "val_seed")})
+        items.update({k: s.get(k) for k in ("preset", "metric", "mode", "total_step", "val_seed")})
         best, base = s.get("best") or {}, s.get("baseline") or {}
-        items["best trial"] = (f"{best['trial_id']}: {fmt(best.get('mpjpe'))} mm at step "
-                               f"{best.get('step')}" if best else None)
+        items["best trial"] = (
+            f"{best['trial_id']}: {fmt(best.get('mpjpe'))} mm at step {best.get('step')}"
+            if best
+            else None
+        )
         if "baseline" in s:  # absent: a sweep from before baselines
-            items["baseline"] = (f"{base['trial_id']} (the base config's own values): "
-                                 f"{fmt(base.get('mpjpe'))} mm at step {base.get('last_step')}"
-                                 f", {str(base.get('status')).lower()}" if base else
-                                 "none (no trial evaluated the base config's own values)")
+            items["baseline"] = (
+                f"{base['trial_id']} (the base config's own values): "
+                f"{fmt(base.get('mpjpe'))} mm at step {base.get('last_step')}"
+                f", {str(base.get('status')).lower()}"
+                if base
+                else "none (no trial evaluated the base config's own values)"
+            )
         versus = s.get("best_vs_baseline") or {}
         if versus.get("sentence"):
             warn += note(versus["sentence"], "note" if versus.get("beyond_noise") else "warn")
         sentinels = s.get("sentinels")
         if sentinels is not None:
-            items["sentinels"] = (f"{len(sentinels)} trials ran the full budget whatever ASHA "
-                                  "said: " + ", ".join(sentinels[:12])
-                                  + (f" and {len(sentinels) - 12} more" if len(sentinels) > 12
-                                     else "")) if sentinels else "none"
+            items["sentinels"] = (
+                (
+                    f"{len(sentinels)} trials ran the full budget whatever ASHA "
+                    "said: "
+                    + ", ".join(sentinels[:12])
+                    + (f" and {len(sentinels) - 12} more" if len(sentinels) > 12 else "")
+                )
+                if sentinels
+                else "none"
+            )
         items["ASHA rungs (steps)"] = s.get("rungs")
     runs = [e for e in data.entries if e.kind == "run"]
     if runs:
         items["run folders"] = ", ".join(str(e.run_dir) for e in runs)
     counts = Counter(e.status for e in data.entries)
     items["entries"] = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
-    prints = sorted({e.final["val_fingerprint"] for e in data.entries
-                     if e.final["val_fingerprint"]})
-    out = "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(fmt(v))}</dd>"
-                           for k, v in items.items() if v is not None) + "</dl>" + warn
+    prints = sorted(
+        {e.final["val_fingerprint"] for e in data.entries if e.final["val_fingerprint"]}
+    )
+    out = (
+        "<dl>"
+        + "".join(
+            f"<dt>{html.escape(k)}</dt><dd>{html.escape(fmt(v))}</dd>"
+            for k, v in items.items()
+            if v is not None
+        )
+        + "</dl>"
+        + warn
+    )
     if counts.get("UNFINISHED") and data.sweep is not None:
-        out += note(f"{counts['UNFINISHED']} trials did not finish (the sweep was "
-                    "interrupted): resume it to finish them", "warn")
+        out += note(
+            f"{counts['UNFINISHED']} trials did not finish (the sweep was "
+            "interrupted): resume it to finish them",
+            "warn",
+        )
     if len(prints) > 1:
-        return out + note(f"validated on {len(prints)} different streams (fingerprints "
-                          f"{', '.join(prints)}): MPJPE values are not comparable across "
-                          "them", "warn")
-    return out + note(f"every entry validated on the same stream (fingerprint "
-                      f"{prints[0] if prints else 'unknown'}): MPJPE at equal steps is "
-                      "comparable")
+        return out + note(
+            f"validated on {len(prints)} different streams (fingerprints "
+            f"{', '.join(prints)}): MPJPE values are not comparable across "
+            "them",
+            "warn",
+        )
+    return out + note(
+        f"every entry validated on the same stream (fingerprint "
+        f"{prints[0] if prints else 'unknown'}): MPJPE at equal steps is "
+        "comparable"
+    )
 
 
 def shown(data: D.ReportData, rows: int) -> list[int]:
@@ -118,35 +153,45 @@ def rest_note(data: D.ReportData, keep: list[int], csv_name: str) -> str:
     values = [e.final["mpjpe"] for e in left if e.final["mpjpe"] is not None]
     counts = ", ".join(f"{n} {s.lower()}" for s, n in Counter(e.status for e in left).items())
     span = f"; final MPJPE {min(values):.2f}-{max(values):.2f} mm" if values else ""
-    return note(f"{len(left)} more entries not shown ({counts}{span}); every row is in "
-                f"{csv_name}")
+    return note(f"{len(left)} more entries not shown ({counts}{span}); every row is in {csv_name}")
 
 
 def fidelity_section(r: Report) -> str:
     """The summary's rung-vs-final rank correlation, its message, and the scatter."""
     fid = r.data.sweep.summary.get("fidelity") if r.data.sweep is not None else None
     if not fid:
-        return note("no fidelity check in summary.json (a sweep folder from before the "
-                    "check, or run folders only)")
-    rows = [{"rung step": x.get("step"), "spearman rho": x.get("spearman"), "n": x.get("n")}
-            for x in fid.get("per_rung") or []]
+        return note(
+            "no fidelity check in summary.json (a sweep folder from before the "
+            "check, or run folders only)"
+        )
+    rows = [
+        {"rung step": x.get("step"), "spearman rho": x.get("spearman"), "n": x.get("n")}
+        for x in fid.get("per_rung") or []
+    ]
     msg = str(fid.get("message") or "")
     if fid.get("low") and "early stopping may have discarded winners" not in msg:
         msg = "early stopping may have discarded winners: " + msg
-    return (note(msg, "warn" if fid.get("low") else "note") + table(rows) + note(
-        f"Spearman rank correlation between each rung's validation MPJPE and the final MPJPE, "
-        f"over the {fid.get('n_full')} trials that ran the full budget (sentinels, the "
-        "baseline and ASHA's survivors); below 0.5, the rung ranks trials differently from "
-        "the full budget") + image(r.figs["fidelity"], "no full-budget trial validated at a "
-                                   "rung: nothing to plot"))
+    return (
+        note(msg, "warn" if fid.get("low") else "note")
+        + table(rows)
+        + note(
+            f"Spearman rank correlation between each rung's validation MPJPE and the final MPJPE, "
+            f"over the {fid.get('n_full')} trials that ran the full budget (sentinels, the "
+            "baseline and ASHA's survivors); below 0.5, the rung ranks trials differently from "
+            "the full budget"
+        )
+        + image(r.figs["fidelity"], "no full-budget trial validated at a rung: nothing to plot")
+    )
 
 
 def confirm_section(sweep: D.Sweep | None) -> str:
     """``confirm.json``'s rows as a table (generic: whatever keys the rows have)."""
     report = sweep.confirm if sweep is not None else None
     if not report:
-        return note("no confirm.json in the sweep folder (python sweeps/confirm.py SWEEP_DIR "
-                    "re-trains the top trials and the baseline with several seeds)")
+        return note(
+            "no confirm.json in the sweep folder (python sweeps/confirm.py SWEEP_DIR "
+            "re-trains the top trials and the baseline with several seeds)"
+        )
     rows = [r for r in report.get("rows") or [] if isinstance(r, dict)]
     cols = list(dict.fromkeys(k for r in rows for k in r))
     rows = [{c: r.get(c) for c in cols} for r in rows]
@@ -173,23 +218,37 @@ class Report:
     figs: dict[str, Path | None]
 
 
-def compute(data: D.ReportData, out: Path, top: int, window: int, steps: list[int] | None,
-            lines: int = 10, rows: int = 50) -> Report:
+def compute(
+    data: D.ReportData,
+    out: Path,
+    top: int,
+    window: int,
+    steps: list[int] | None,
+    lines: int = 10,
+    rows: int = 50,
+) -> Report:
     """Every table, and every figure drawn into ``out``."""
     entries, best = data.entries, data.entries[:top]
     summary = data.sweep.summary if data.sweep is not None else {}
     total_step, rungs = summary.get("total_step"), summary.get("rungs") or []
     progress = D.best_so_far(entries)
-    study, why = (S.open_study(data.sweep.dir) if data.sweep is not None else
-                  (None, "hyperparameter importance needs a sweep folder with its Optuna "
-                         f"study ({S.STUDY_FILE})"))
+    study, why = (
+        S.open_study(data.sweep.dir)
+        if data.sweep is not None
+        else (
+            None,
+            "hyperparameter importance needs a sweep folder with its Optuna "
+            f"study ({S.STUDY_FILE})",
+        )
+    )
     importance = S.param_importance(study, why)
     log = S.log_keys(study, data.sweep.dir if data.sweep is not None else None)
     fidelity = D.fidelity_points(entries, rungs, total_step)
     figs = {
         "curves": P.mpjpe_curves(entries, total_step, out / "mpjpe_vs_step.png", lines, rungs),
-        "fidelity": P.fidelity(fidelity, (summary.get("fidelity") or {}).get("per_rung") or [],
-                               out / "fidelity.png"),
+        "fidelity": P.fidelity(
+            fidelity, (summary.get("fidelity") or {}).get("per_rung") or [], out / "fidelity.png"
+        ),
         "best-so-far": P.best_so_far(progress, out / "best_so_far.png"),
         "gap": P.gap(best, out / "generalisation_gap.png"),
         "dropout": P.dropout(best, out / "dropout_schedule.png"),
@@ -198,9 +257,21 @@ def compute(data: D.ReportData, out: Path, top: int, window: int, steps: list[in
         "importance": P.importance(importance.rows, out / "importance.png"),
     }
     steps = steps or D.shared_steps(entries)
-    return Report(data, len(best), rows, window, steps, D.leaderboard(data),
-                  D.mpjpe_at_steps(entries, steps), D.trial_stats(entries, window), progress,
-                  fidelity, importance, log, figs)
+    return Report(
+        data,
+        len(best),
+        rows,
+        window,
+        steps,
+        D.leaderboard(data),
+        D.mpjpe_at_steps(entries, steps),
+        D.trial_stats(entries, window),
+        progress,
+        fidelity,
+        importance,
+        log,
+        figs,
+    )
 
 
 def write_data(r: Report, out: Path) -> list[str]:
@@ -209,23 +280,42 @@ def write_data(r: Report, out: Path) -> list[str]:
     write_csv(out / "mpjpe_at_steps.csv", r.at_steps)
     write_csv(out / "trial_stats.csv", r.stats)
     sweep = r.data.sweep
-    curves = {e.id: {"val_mpjpe": e.curve(), **{k: e.series(split, k) for split, k in CURVES}}
-              for e in r.data.entries}
+    curves = {
+        e.id: {"val_mpjpe": e.curve(), **{k: e.series(split, k) for split, k in CURVES}}
+        for e in r.data.entries
+    }
     imp = r.importance
-    (out / "report.json").write_text(json.dumps(clean({
-        "sweep": None if sweep is None else {
-            "dir": sweep.dir, **{k: v for k, v in sweep.summary.items() if k != "trials"}},
-        "param_keys": r.data.param_keys,
-        "log_keys": None if r.log_keys is None else sorted(r.log_keys),
-        "leaderboard": r.board,
-        "mpjpe_at_steps": {"steps": r.steps, "rows": r.at_steps},
-        "trial_stats": {"window": r.window, "rows": r.stats}, "best_so_far": r.progress,
-        "fidelity_points": r.fidelity,
-        "importance": {"rows": imp.rows, "n_finished": imp.n_finished,
-                       "resamples": imp.resamples, "seconds": imp.seconds, "note": imp.note},
-        "confirm": sweep.confirm if sweep is not None else None, "curves": curves,
-        "images": {k: p.name for k, p in r.figs.items() if p is not None},
-    })))
+    (out / "report.json").write_text(
+        json.dumps(
+            clean(
+                {
+                    "sweep": None
+                    if sweep is None
+                    else {
+                        "dir": sweep.dir,
+                        **{k: v for k, v in sweep.summary.items() if k != "trials"},
+                    },
+                    "param_keys": r.data.param_keys,
+                    "log_keys": None if r.log_keys is None else sorted(r.log_keys),
+                    "leaderboard": r.board,
+                    "mpjpe_at_steps": {"steps": r.steps, "rows": r.at_steps},
+                    "trial_stats": {"window": r.window, "rows": r.stats},
+                    "best_so_far": r.progress,
+                    "fidelity_points": r.fidelity,
+                    "importance": {
+                        "rows": imp.rows,
+                        "n_finished": imp.n_finished,
+                        "resamples": imp.resamples,
+                        "seconds": imp.seconds,
+                        "note": imp.note,
+                    },
+                    "confirm": sweep.confirm if sweep is not None else None,
+                    "curves": curves,
+                    "images": {k: p.name for k, p in r.figs.items() if p is not None},
+                }
+            )
+        )
+    )
     return ["trials.csv", "mpjpe_at_steps.csv", "trial_stats.csv", "report.json"]
 
 
@@ -238,49 +328,86 @@ def sections(r: Report, files: list[str]) -> dict[str, str]:
     imp = r.importance
     return {
         "overview": overview(r.data),
-        "leaderboard": table(drop_constant([r.board[i] for i in keep], OPTIONAL_COLUMNS),
-                             short_keys(r.data.param_keys), marked)
-        + rest_note(r.data, keep, "trials.csv") + note(
+        "leaderboard": table(
+            drop_constant([r.board[i] for i in keep], OPTIONAL_COLUMNS),
+            short_keys(r.data.param_keys),
+            marked,
+        )
+        + rest_note(r.data, keep, "trials.csv")
+        + note(
             "ranked by the last validation MPJPE (mm); best_mpjpe is the lowest over all "
             "validations. Stopped-early trials' last MPJPE is from an earlier step. role: "
             "baseline (highlighted: the base config's own values, full budget) or sentinel "
-            "(ran the full budget whatever ASHA said)."),
-        "curves": image(figs["curves"], "no validation MPJPE to plot") + note(
+            "(ran the full budget whatever ASHA said)."
+        ),
+        "curves": image(figs["curves"], "no validation MPJPE to plot")
+        + note(
             "solid: full budget; dashed, ending in x: stopped early by ASHA; dotted: error; "
-            "thick black: the baseline; grey band: the entries not drawn as lines"),
+            "thick black: the baseline; grey band: the entries not drawn as lines"
+        ),
         "fidelity": fidelity_section(r),
-        "at-steps": table([r.at_steps[i] for i in keep], {str(s): f"step {s}" for s in r.steps},
-                          marked) + rest_note(r.data, keep, "mpjpe_at_steps.csv") + note(
+        "at-steps": table(
+            [r.at_steps[i] for i in keep], {str(s): f"step {s}" for s in r.steps}, marked
+        )
+        + rest_note(r.data, keep, "mpjpe_at_steps.csv")
+        + note(
             "validation MPJPE (mm) of every entry at the same steps; a dash: it did not "
-            "validate there (stopped before, or another schedule)"),
-        "best-so-far": image(figs["best-so-far"], "no Ray results (result.json) with "
-                             "timestamps: best-so-far needs a sweep's trial folders"),
+            "validate there (stopped before, or another schedule)"
+        ),
+        "best-so-far": image(
+            figs["best-so-far"],
+            "no Ray results (result.json) with "
+            "timestamps: best-so-far needs a sweep's trial folders",
+        ),
         "stats": table([r.stats[i] for i in keep], marked=marked)
-        + rest_note(r.data, keep, "trial_stats.csv") + note(
+        + rest_note(r.data, keep, "trial_stats.csv")
+        + note(
             f"mpjpe_std: sample std of validation MPJPE over all validations (mm); "
             f"mpjpe_std_last{window}: over the last {window}; gap: val minus train MPJPE "
-            "(mm), train measured in eval mode on a fixed train subset")
+            "(mm), train measured in eval mode on a fixed train subset"
+        )
         + image(figs["gap"], "no gap_mpjpe in metrics.jsonl (DATA.train_eval_samples=0?)"),
-        "dropout": image(figs["dropout"], "no dropout_rate in the train lines of "
-                         "metrics.jsonl") + note(f"{top}; logged every GENERAL.log_step"),
-        "losses": image(figs["losses"], "no losses in metrics.jsonl") + note(
+        "dropout": image(figs["dropout"], "no dropout_rate in the train lines of metrics.jsonl")
+        + note(f"{top}; logged every GENERAL.log_step"),
+        "losses": image(figs["losses"], "no losses in metrics.jsonl")
+        + note(
             f"{top}: train total loss (train mode, with dropout) every GENERAL.log_step "
-            "and validation total loss (eval mode) at every validation"),
-        "params": image(figs["params"], "no searched parameters (run folders only) or no "
-                        "final MPJPE") + note(
-            "log x axis: the keys searched with log: true" if r.log_keys else
-            "linear axes: the search space's log flags were not readable"
-            if r.log_keys is None and r.data.sweep is not None else ""),
-        "importance": (image(figs["importance"], imp.note) + note(imp.note) + table(imp.rows)
-                       if imp.rows else note(imp.note)),
+            "and validation total loss (eval mode) at every validation"
+        ),
+        "params": image(
+            figs["params"], "no searched parameters (run folders only) or no final MPJPE"
+        )
+        + note(
+            "log x axis: the keys searched with log: true"
+            if r.log_keys
+            else "linear axes: the search space's log flags were not readable"
+            if r.log_keys is None and r.data.sweep is not None
+            else ""
+        ),
+        "importance": (
+            image(figs["importance"], imp.note) + note(imp.note) + table(imp.rows)
+            if imp.rows
+            else note(imp.note)
+        ),
         "confirm": confirm_section(r.data.sweep),
-        "files": "<ul>" + "".join(f'<li><a href="{f}">{f}</a></li>' for f in files + [
-            p.name for p in figs.values() if p is not None]) + "</ul>",
+        "files": "<ul>"
+        + "".join(
+            f'<li><a href="{f}">{f}</a></li>'
+            for f in files + [p.name for p in figs.values() if p is not None]
+        )
+        + "</ul>",
     }
 
 
-def build_report(paths: list[Path], out: Path | None = None, top: int = 5, window: int = 5,
-                 steps: list[int] | None = None, lines: int = 10, rows: int = 50) -> Path:
+def build_report(
+    paths: list[Path],
+    out: Path | None = None,
+    top: int = 5,
+    window: int = 5,
+    steps: list[int] | None = None,
+    lines: int = 10,
+    rows: int = 50,
+) -> Path:
     """Write the report of ``paths`` (a sweep and/or run folders) to ``out`` (default
     ``<sweep or first run>/report``); returns the HTML file's path. ``top``: entries in the
     dropout/loss/gap plots; ``lines``: entries drawn as lines in the MPJPE plot (the rest: a
@@ -294,13 +421,17 @@ def build_report(paths: list[Path], out: Path | None = None, top: int = 5, windo
     name = data.sweep.dir.name if data.sweep else " vs ".join(p.name for p in paths)
     title = html.escape(f"Report: {name}")
     nav = "".join(f'<a href="#{k}">{html.escape(v)}</a>' for k, v in SECTIONS.items())
-    parts = "".join(f'<section id="{k}"><h2>{html.escape(v)}</h2>{body[k]}</section>'
-                    for k, v in SECTIONS.items())
+    parts = "".join(
+        f'<section id="{k}"><h2>{html.escape(v)}</h2>{body[k]}</section>'
+        for k, v in SECTIONS.items()
+    )
     (out / "report.html").write_text(
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{CSS}</style></head><body><h1>{title}</h1><p class=\"note\">generated "
+        f'<style>{CSS}</style></head><body><h1>{title}</h1><p class="note">generated '
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}; MPJPE in mm, lower is better</p>"
-        f"<nav>{nav}</nav>{parts}</body></html>\n", encoding="utf-8")
+        f"<nav>{nav}</nav>{parts}</body></html>\n",
+        encoding="utf-8",
+    )
     return out / "report.html"
 
 
@@ -316,29 +447,54 @@ def parse_steps(text: str | None) -> list[int] | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
-                   help="a sweep folder (summary.json) and/or training run folders "
-                        "(metrics.jsonl)")
-    p.add_argument("--out", type=Path, help="output folder (default: <sweep>/report/, "
-                                            "else <first run>/report/)")
-    p.add_argument("--top", type=int, default=5,
-                   help="entries in the dropout, loss and gap plots (default 5)")
-    p.add_argument("--lines", type=int, default=10,
-                   help="entries drawn as lines in the MPJPE plot, besides the baseline; the "
-                        "others form a grey band (default 10)")
-    p.add_argument("--rows", type=int, default=50,
-                   help="entries in the page's tables, besides the baseline; the CSVs have "
-                        "all (default 50)")
-    p.add_argument("--window", type=int, default=5,
-                   help="last K validations for the std and mean gap columns (default 5)")
-    p.add_argument("--steps", help="steps of the MPJPE-at-steps table, e.g. 3000,6000,9000 "
-                                   "(default: every validation step)")
+    p.add_argument(
+        "dirs",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="a sweep folder (summary.json) and/or training run folders (metrics.jsonl)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: <sweep>/report/, else <first run>/report/)",
+    )
+    p.add_argument(
+        "--top", type=int, default=5, help="entries in the dropout, loss and gap plots (default 5)"
+    )
+    p.add_argument(
+        "--lines",
+        type=int,
+        default=10,
+        help="entries drawn as lines in the MPJPE plot, besides the baseline; the "
+        "others form a grey band (default 10)",
+    )
+    p.add_argument(
+        "--rows",
+        type=int,
+        default=50,
+        help="entries in the page's tables, besides the baseline; the CSVs have all (default 50)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=5,
+        help="last K validations for the std and mean gap columns (default 5)",
+    )
+    p.add_argument(
+        "--steps",
+        help="steps of the MPJPE-at-steps table, e.g. 3000,6000,9000 "
+        "(default: every validation step)",
+    )
     args = p.parse_args(argv)
     if min(args.top, args.lines, args.rows) < 1 or args.window < 2:
-        raise UserError(f"--top {args.top} --lines {args.lines} --rows {args.rows} --window "
-                        f"{args.window}: want top, lines, rows >= 1 and window >= 2")
-    path = build_report(args.dirs, args.out, args.top, args.window, parse_steps(args.steps),
-                        args.lines, args.rows)
+        raise UserError(
+            f"--top {args.top} --lines {args.lines} --rows {args.rows} --window "
+            f"{args.window}: want top, lines, rows >= 1 and window >= 2"
+        )
+    path = build_report(
+        args.dirs, args.out, args.top, args.window, parse_steps(args.steps), args.lines, args.rows
+    )
     print(f"report: {path}")
     return 0
 

@@ -45,7 +45,7 @@ class Entry:
 
     @property
     def role(self) -> str:
-        """"baseline", "sentinel" or "" (what the leaderboard's role column says)."""
+        """ "baseline", "sentinel" or "" (what the leaderboard's role column says)."""
         return "baseline" if self.baseline else "sentinel" if self.sentinel else ""
 
     def curve(self) -> list[tuple[int, float]]:
@@ -146,20 +146,38 @@ def load_sweep(sweep_dir: Path) -> tuple[Sweep, list[Entry]]:
     for t in trials:
         trial_dir = _local(t.get("path"), sweep_dir / Path(t.get("path") or "-").name)
         run_name = Path(t.get("run_dir") or "-").name
-        run_dir = _local(t.get("run_dir"), sweep_dir / "runs" / run_name,
-                         *([trial_dir / "run"] if trial_dir else []))
+        run_dir = _local(
+            t.get("run_dir"),
+            sweep_dir / "runs" / run_name,
+            *([trial_dir / "run"] if trial_dir else []),
+        )
         train, val = load_metrics(run_dir) if run_dir else ([], [])
-        timeline = read_jsonl(trial_dir / "result.json") if trial_dir and (
-            trial_dir / "result.json").is_file() else []
+        timeline = (
+            read_jsonl(trial_dir / "result.json")
+            if trial_dir and (trial_dir / "result.json").is_file()
+            else []
+        )
         final = {k: finite(t.get(k)) for k in FINAL_KEYS}
         final.update(last_step=t.get("last_step"), val_fingerprint=t.get("val_fingerprint"))
-        entries.append(Entry(
-            id=str(t["trial_id"]), kind="trial", status=str(t.get("status", "UNKNOWN")),
-            params=dict(t.get("overrides") or {}), final=final, run_dir=run_dir, train=train,
-            val=val, timeline=timeline, error=t.get("error"),
-            baseline=bool(t.get("baseline")), sentinel=bool(t.get("sentinel")),
-            summary_curve=[(int(s), float(v)) for s, v in t.get("curve") or []
-                           if finite(v) is not None]))
+        entries.append(
+            Entry(
+                id=str(t["trial_id"]),
+                kind="trial",
+                status=str(t.get("status", "UNKNOWN")),
+                params=dict(t.get("overrides") or {}),
+                final=final,
+                run_dir=run_dir,
+                train=train,
+                val=val,
+                timeline=timeline,
+                error=t.get("error"),
+                baseline=bool(t.get("baseline")),
+                sentinel=bool(t.get("sentinel")),
+                summary_curve=[
+                    (int(s), float(v)) for s, v in t.get("curve") or [] if finite(v) is not None
+                ],
+            )
+        )
     return Sweep(sweep_dir, summary, confirm), entries
 
 
@@ -172,21 +190,31 @@ def load_run(run_dir: Path) -> tuple[Entry, dict[str, Any]]:
     done = bool(val) and isinstance(total, int) and last["step"] >= total
     final = {k: finite(last.get(k)) for k in FINAL_KEYS}
     final.update(last_step=last.get("step"), val_fingerprint=last.get("val_fingerprint"))
-    entry = Entry(id=run_dir.name, kind="run", status=COMPLETED if done else UNFINISHED,
-                  params={}, final=final, run_dir=run_dir, train=train, val=val)
+    entry = Entry(
+        id=run_dir.name,
+        kind="run",
+        status=COMPLETED if done else UNFINISHED,
+        params={},
+        final=final,
+        run_dir=run_dir,
+        train=train,
+        val=val,
+    )
     return entry, config
 
 
 def classify(path: Path) -> str:
-    """"sweep" (has summary.json) or "run" (has metrics.jsonl); UserError otherwise."""
+    """ "sweep" (has summary.json) or "run" (has metrics.jsonl); UserError otherwise."""
     if not path.is_dir():
         raise UserError(f"{path}: no such folder")
     if (path / "summary.json").is_file():
         return "sweep"
     if (path / "metrics.jsonl").is_file():
         return "run"
-    raise UserError(f"{path}: neither a sweep folder (summary.json, written when the sweep "
-                    "ends) nor a training run folder (metrics.jsonl)")
+    raise UserError(
+        f"{path}: neither a sweep folder (summary.json, written when the sweep "
+        "ends) nor a training run folder (metrics.jsonl)"
+    )
 
 
 def load(paths: list[Path]) -> ReportData:
@@ -206,10 +234,12 @@ def load(paths: list[Path]) -> ReportData:
     keys = list(dict.fromkeys(k for e in entries for k in e.params))
     if sweep is None and len(runs) > 1:
         configs = [c for _, c in runs]
-        keys = [k for k in dict.fromkeys(k for c in configs for k in c)
-                if k not in IGNORED_CONFIG_KEYS
-                and len({json.dumps(c.get(k), sort_keys=True, default=str)
-                         for c in configs}) > 1]
+        keys = [
+            k
+            for k in dict.fromkeys(k for c in configs for k in c)
+            if k not in IGNORED_CONFIG_KEYS
+            and len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1
+        ]
     taken = {e.id for e in entries}
     for entry, config in runs:
         entry.params = {k: config.get(k) for k in keys}
@@ -229,13 +259,23 @@ def leaderboard(data: ReportData) -> list[dict[str, Any]]:
     for rank, e in enumerate(data.entries, 1):
         curve = e.curve()
         best = min(curve, key=lambda p: p[1]) if curve else (None, None)
-        rows.append({
-            "rank": rank, "id": e.id, "kind": e.kind, "role": e.role, "status": e.status,
-            "last_step": e.final["last_step"], "mpjpe": e.final["mpjpe"],
-            "best_mpjpe": best[1], "best_step": best[0],
-            **{k: e.final[k] for k in FINAL_KEYS[1:]},
-            "val_fingerprint": e.final["val_fingerprint"],
-            **{k: e.params.get(k) for k in data.param_keys}, "error": e.error})
+        rows.append(
+            {
+                "rank": rank,
+                "id": e.id,
+                "kind": e.kind,
+                "role": e.role,
+                "status": e.status,
+                "last_step": e.final["last_step"],
+                "mpjpe": e.final["mpjpe"],
+                "best_mpjpe": best[1],
+                "best_step": best[0],
+                **{k: e.final[k] for k in FINAL_KEYS[1:]},
+                "val_fingerprint": e.final["val_fingerprint"],
+                **{k: e.params.get(k) for k in data.param_keys},
+                "error": e.error,
+            }
+        )
     return rows
 
 
@@ -269,24 +309,36 @@ def trial_stats(entries: list[Entry], window: int) -> list[dict[str, Any]]:
         values = [v for _, v in e.curve()]
         gaps = [v for _, v in e.series("val", "gap_mpjpe")]
         train = e.series("val", "train_mpjpe")
-        rows.append({
-            "id": e.id, "status": e.status, "num_val": len(values),
-            "mpjpe_final": values[-1] if values else None,
-            "mpjpe_mean": sum(values) / len(values) if values else None,
-            "mpjpe_std": _std(values), f"mpjpe_std_last{window}": _std(values[-window:]),
-            "train_mpjpe_final": train[-1][1] if train else None,
-            "gap_final": gaps[-1] if gaps else None,
-            f"gap_mean_last{window}": (sum(gaps[-window:]) / len(gaps[-window:])
-                                       if gaps else None)})
+        rows.append(
+            {
+                "id": e.id,
+                "status": e.status,
+                "num_val": len(values),
+                "mpjpe_final": values[-1] if values else None,
+                "mpjpe_mean": sum(values) / len(values) if values else None,
+                "mpjpe_std": _std(values),
+                f"mpjpe_std_last{window}": _std(values[-window:]),
+                "train_mpjpe_final": train[-1][1] if train else None,
+                "gap_final": gaps[-1] if gaps else None,
+                f"gap_mean_last{window}": (
+                    sum(gaps[-window:]) / len(gaps[-window:]) if gaps else None
+                ),
+            }
+        )
     return rows
 
 
 def best_so_far(entries: list[Entry]) -> list[dict[str, float]]:
     """The sweep's lowest reported MPJPE (mm) after each Ray report, in time order, with the
     wall time since the sweep started (s) and the training steps all trials had run."""
-    events = [(r["timestamp"], e.id, r) for e in entries for r in e.timeline
-              if finite(r.get("timestamp")) is not None and finite(r.get("mpjpe")) is not None
-              and isinstance(r.get("step"), int)]
+    events = [
+        (r["timestamp"], e.id, r)
+        for e in entries
+        for r in e.timeline
+        if finite(r.get("timestamp")) is not None
+        and finite(r.get("mpjpe")) is not None
+        and isinstance(r.get("step"), int)
+    ]
     if not events:
         return []
     events.sort(key=lambda ev: ev[0])
@@ -297,13 +349,15 @@ def best_so_far(entries: list[Entry]) -> list[dict[str, float]]:
         total += max(0, r["step"] - last_step.get(trial, 0))
         last_step[trial] = r["step"]
         best = min(best, float(r["mpjpe"]))
-        out.append({"wall_s": ts - start, "total_steps": total, "best_mpjpe": best,
-                    "trial_id": trial})
+        out.append(
+            {"wall_s": ts - start, "total_steps": total, "best_mpjpe": best, "trial_id": trial}
+        )
     return out
 
 
-def fidelity_points(entries: list[Entry], rungs: list[int], total_step: int | None
-                    ) -> list[dict[str, Any]]:
+def fidelity_points(
+    entries: list[Entry], rungs: list[int], total_step: int | None
+) -> list[dict[str, Any]]:
     """One row per trial that ran the full budget: its MPJPE (mm) at each rung before the
     budget (the last validation at or before it, as the summary's correlation uses) and
     its final MPJPE."""
@@ -313,6 +367,12 @@ def fidelity_points(entries: list[Entry], rungs: list[int], total_step: int | No
         if e.kind != "trial" or e.status != COMPLETED or e.final["mpjpe"] is None:
             continue
         curve = [[s, v] for s, v in e.curve()]
-        rows.append({"id": e.id, "role": e.role, "final": e.final["mpjpe"],
-                     **{str(s): value_at(curve, s) for s in steps}})
+        rows.append(
+            {
+                "id": e.id,
+                "role": e.role,
+                "final": e.final["mpjpe"],
+                **{str(s): value_at(curve, s) for s in steps},
+            }
+        )
     return rows

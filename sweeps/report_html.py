@@ -60,18 +60,28 @@ def cell(v: Any) -> str:
     return f"<td{cls}>{html.escape(text)}</td>"
 
 
-def table(rows: list[dict[str, Any]], headers: dict[str, str] | None = None,
-          marked: set[str] = frozenset()) -> str:
+def table(
+    rows: list[dict[str, Any]],
+    headers: dict[str, str] | None = None,
+    marked: set[str] = frozenset(),
+) -> str:
     """An HTML table of row dicts (columns: the first row's keys); ``headers`` renames;
     rows whose ``id`` is in ``marked`` (the baseline) are highlighted."""
     if not rows:
         return note("no rows")
     cols = list(rows[0])
     names = {c: (headers or {}).get(c, c) for c in cols}
-    head = "".join(f'<th title="{html.escape(c)}">'  # long names may wrap after a "_"
-                   f'{html.escape(names[c]).replace("_", "_<wbr>")}</th>' for c in cols)
-    body = "".join(("<tr class=\"base\">" if r.get("id") in marked else "<tr>")
-                   + "".join(cell(r.get(c)) for c in cols) + "</tr>" for r in rows)
+    head = "".join(
+        f'<th title="{html.escape(c)}">'  # long names may wrap after a "_"
+        f"{html.escape(names[c]).replace('_', '_<wbr>')}</th>"
+        for c in cols
+    )
+    body = "".join(
+        ('<tr class="base">' if r.get("id") in marked else "<tr>")
+        + "".join(cell(r.get(c)) for c in cols)
+        + "</tr>"
+        for r in rows
+    )
     return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
 

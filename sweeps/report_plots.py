@@ -56,8 +56,13 @@ def _band(entries: list[Entry]) -> tuple[list[int], list[float], list[float]] | 
     return steps, lo, hi
 
 
-def mpjpe_curves(entries: list[Entry], total_step: int | None, path: Path, lines: int = 10,
-                 rungs: list[int] | None = None) -> Path | None:
+def mpjpe_curves(
+    entries: list[Entry],
+    total_step: int | None,
+    path: Path,
+    lines: int = 10,
+    rungs: list[int] | None = None,
+) -> Path | None:
     """Validation MPJPE vs step: the best ``lines`` entries (``entries`` come ranked) and the
     baseline as lines, line style and end marker by status (ASHA-stopped trials end early
     with an x); every other entry in one faint band (10-90% per step)."""
@@ -71,8 +76,15 @@ def mpjpe_curves(entries: list[Entry], total_step: int | None, path: Path, lines
     if band is not None:
         steps, lo, hi = band
         pct = "10-90%" if len(rest) >= 10 else "min-max"
-        ax.fill_between(steps, lo, hi, color="grey", alpha=0.18, lw=0,
-                        label=f"other {len(rest)}: {pct} per step")
+        ax.fill_between(
+            steps,
+            lo,
+            hi,
+            color="grey",
+            alpha=0.18,
+            lw=0,
+            label=f"other {len(rest)}: {pct} per step",
+        )
     for e, color in zip(drawn, _colors(len(drawn)), strict=True):
         ls, marker = STYLE.get(e.status, OTHER_STYLE)
         steps, values = zip(*e.curve(), strict=True)
@@ -89,8 +101,17 @@ def mpjpe_curves(entries: list[Entry], total_step: int | None, path: Path, lines
     ax.set_title("Validation MPJPE over training steps")
     ax.grid(alpha=0.3)
     statuses = list(dict.fromkeys(e.status for e in drawn))
-    proxies = [Line2D([], [], color="black", ls=STYLE.get(s, OTHER_STYLE)[0],
-                      marker=STYLE.get(s, OTHER_STYLE)[1], label=s.lower()) for s in statuses]
+    proxies = [
+        Line2D(
+            [],
+            [],
+            color="black",
+            ls=STYLE.get(s, OTHER_STYLE)[0],
+            marker=STYLE.get(s, OTHER_STYLE)[1],
+            label=s.lower(),
+        )
+        for s in statuses
+    ]
     status_legend = ax.legend(handles=proxies, loc="upper right", fontsize=8, title="status")
     ax.add_artist(status_legend)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="trial / run")
@@ -165,11 +186,17 @@ def losses(entries: list[Entry], path: Path) -> Path | None:
     fig, axes = _grid(len(drawn))
     for ax, (e, train, val) in zip(axes, drawn, strict=True):
         if train:
-            ax.plot(*zip(*train, strict=True), color="tab:blue", lw=1.2, label="train",
-                    **_markers(train))
+            ax.plot(
+                *zip(*train, strict=True),
+                color="tab:blue",
+                lw=1.2,
+                label="train",
+                **_markers(train),
+            )
         if val:
-            ax.plot(*zip(*val, strict=True), "o-", color="tab:orange", lw=1.2, ms=3,
-                    label="validation")
+            ax.plot(
+                *zip(*val, strict=True), "o-", color="tab:orange", lw=1.2, ms=3, label="validation"
+            )
         values = [v for _, v in train + val]
         if min(values) > 0 and max(values) / min(values) > 10:  # a long run's early drop
             ax.set_yscale("log")
@@ -213,8 +240,9 @@ def _log_x(ax: Any, values: list[float]) -> None:
     ax.tick_params(axis="x", labelsize=8)
 
 
-def params(entries: list[Entry], keys: list[str], path: Path,
-           log: set[str] | None = None) -> Path | None:
+def params(
+    entries: list[Entry], keys: list[str], path: Path, log: set[str] | None = None
+) -> Path | None:
     """Each searched parameter vs final validation MPJPE, one panel per parameter; hollow
     markers are entries whose last MPJPE came before the full budget, the star is the
     baseline. Keys in ``log`` (searched with ``log: true``) get a log x axis."""
@@ -223,10 +251,12 @@ def params(entries: list[Entry], keys: list[str], path: Path,
         return None
     fig, axes = _grid(len(keys), width=3.8, height=3.0)
     for ax, key in zip(axes, keys, strict=True):
-        points = [(e.params.get(key), e.final["mpjpe"], e) for e in scored
-                  if e.params.get(key) is not None]
-        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                      for x, _, _ in points)
+        points = [
+            (e.params.get(key), e.final["mpjpe"], e)
+            for e in scored
+            if e.params.get(key) is not None
+        ]
+        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _, _ in points)
         if not numeric:  # a choice: categories on the x axis
             cats = list(dict.fromkeys(str(x) for x, _, _ in points))
             points = [(cats.index(str(x)), y, e) for x, y, e in points]
@@ -236,16 +266,23 @@ def params(entries: list[Entry], keys: list[str], path: Path,
         for full in (True, False):  # one scatter call per kind: fast for 1000 trials
             xy = [(x, y) for x, y, e in points if (e.status == COMPLETED) == full]
             if xy:
-                ax.scatter(*zip(*xy, strict=True), s=30 if len(points) < 100 else 12,
-                           facecolors="tab:blue" if full else "none", edgecolors="tab:blue",
-                           alpha=1.0 if len(points) < 100 else 0.6)
+                ax.scatter(
+                    *zip(*xy, strict=True),
+                    s=30 if len(points) < 100 else 12,
+                    facecolors="tab:blue" if full else "none",
+                    edgecolors="tab:blue",
+                    alpha=1.0 if len(points) < 100 else 0.6,
+                )
         for x, y, _ in (p for p in points if p[2].baseline):
             ax.plot(x, y, "*", color="black", ms=13, zorder=3)
         ax.set_title(key + (" (log)" if key in (log or ()) else ""), fontsize=9)
         ax.set_ylabel("final MPJPE (mm)")
         ax.grid(alpha=0.3)
-    fig.suptitle("Searched parameters vs final MPJPE (filled: full budget, hollow: stopped "
-                 "early or unfinished, star: baseline)", fontsize=10)
+    fig.suptitle(
+        "Searched parameters vs final MPJPE (filled: full budget, hollow: stopped "
+        "early or unfinished, star: baseline)",
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
@@ -256,11 +293,21 @@ def importance(rows: list[dict[str, Any]], path: Path) -> Path | None:
         return None
     items = sorted(rows, key=lambda r: r["median"])
     med = np.array([r["median"] for r in items])
-    err = np.array([[m - r["p5"] for m, r in zip(med, items, strict=True)],
-                    [r["p95"] - m for m, r in zip(med, items, strict=True)]]).clip(min=0)
+    err = np.array(
+        [
+            [m - r["p5"] for m, r in zip(med, items, strict=True)],
+            [r["p95"] - m for m, r in zip(med, items, strict=True)],
+        ]
+    ).clip(min=0)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(items) + 1.4))
-    ax.barh([r["parameter"] for r in items], med, xerr=err, color="tab:purple", alpha=0.8,
-            error_kw={"ecolor": "black", "capsize": 3, "lw": 1})
+    ax.barh(
+        [r["parameter"] for r in items],
+        med,
+        xerr=err,
+        color="tab:purple",
+        alpha=0.8,
+        error_kw={"ecolor": "black", "capsize": 3, "lw": 1},
+    )
     ax.set_xlabel("importance (PED-ANOVA, fraction of total): bootstrap median, 5-95%")
     ax.set_title("Hyperparameter importance for final MPJPE")
     ax.set_xlim(0, 1)
@@ -268,8 +315,7 @@ def importance(rows: list[dict[str, Any]], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def fidelity(rows: list[dict[str, Any]], per_rung: list[dict[str, Any]],
-             path: Path) -> Path | None:
+def fidelity(rows: list[dict[str, Any]], per_rung: list[dict[str, Any]], path: Path) -> Path | None:
     """MPJPE at each ASHA rung vs final MPJPE of the full-budget trials, one panel per
     rung, with the summary's Spearman rho; points on a rising line: the rung ranks trials
     as the full budget does."""
@@ -280,16 +326,28 @@ def fidelity(rows: list[dict[str, Any]], per_rung: list[dict[str, Any]],
     for ax, rung in zip(axes, panels, strict=True):
         key = str(rung["step"])
         pts = [(row[key], row["final"], row["role"]) for row in rows if row.get(key) is not None]
-        for role, marker, color in (("", "o", "tab:blue"), ("sentinel", "D", "tab:orange"),
-                                    ("baseline", "*", "black")):
+        for role, marker, color in (
+            ("", "o", "tab:blue"),
+            ("sentinel", "D", "tab:orange"),
+            ("baseline", "*", "black"),
+        ):
             xy = [(x, y) for x, y, r in pts if r == role]
             if xy:
-                ax.plot(*zip(*xy, strict=True), marker, ls="", color=color,
-                        ms=11 if role == "baseline" else 5, label=role or "ASHA kept")
+                ax.plot(
+                    *zip(*xy, strict=True),
+                    marker,
+                    ls="",
+                    color=color,
+                    ms=11 if role == "baseline" else 5,
+                    label=role or "ASHA kept",
+                )
         rho = rung.get("spearman")
-        ax.set_title(f"step {rung['step']}: rho = " + (f"{rho:.2f}" if rho is not None
-                                                      else "n/a") + f" (n={rung['n']})",
-                     fontsize=10)
+        ax.set_title(
+            f"step {rung['step']}: rho = "
+            + (f"{rho:.2f}" if rho is not None else "n/a")
+            + f" (n={rung['n']})",
+            fontsize=10,
+        )
         ax.set_xlabel(f"MPJPE at step {rung['step']} (mm)")
         ax.set_ylabel("final MPJPE (mm)")
         ax.grid(alpha=0.3)

@@ -53,10 +53,19 @@ class _ShallowTrial(FrozenTrial):
 
     @classmethod
     def of(cls, t: FrozenTrial) -> _ShallowTrial:
-        return cls(number=0, state=TrialState.COMPLETE, value=t.value,
-                   datetime_start=t.datetime_start, datetime_complete=t.datetime_complete,
-                   params=t.params, distributions=t.distributions, user_attrs={},
-                   system_attrs={}, intermediate_values={}, trial_id=0)
+        return cls(
+            number=0,
+            state=TrialState.COMPLETE,
+            value=t.value,
+            datetime_start=t.datetime_start,
+            datetime_complete=t.datetime_complete,
+            params=t.params,
+            distributions=t.distributions,
+            user_attrs={},
+            system_attrs={},
+            intermediate_values={},
+            trial_id=0,
+        )
 
 
 def open_study(sweep_dir: Path) -> tuple[optuna.Study | None, str]:
@@ -75,8 +84,7 @@ def open_study(sweep_dir: Path) -> tuple[optuna.Study | None, str]:
         else:
             storage = f"sqlite:///{db.resolve()}"
         names = optuna.get_all_study_names(storage)
-        name = (sweep_dir.name if sweep_dir.name in names
-                else names[0] if len(names) == 1 else None)
+        name = sweep_dir.name if sweep_dir.name in names else names[0] if len(names) == 1 else None
         if name is None:
             return None, f"{where}: {len(names)} studies, none named {sweep_dir.name}"
         return optuna.load_study(study_name=name, storage=storage), f"study '{name}' ({where})"
@@ -92,7 +100,8 @@ def _ped_anova(trials: list[FrozenTrial]) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), normalize=True)
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), normalize=True
+        )
 
 
 def param_importance(study: optuna.Study | None, why_not: str, seed: int = 0) -> Importance:
@@ -104,36 +113,59 @@ def param_importance(study: optuna.Study | None, why_not: str, seed: int = 0) ->
         return Importance(note=why_not)
     start = time.perf_counter()
     states = [t.state for t in study.get_trials(deepcopy=False)]
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None]
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None
+    ]
     n_pruned = states.count(TrialState.PRUNED)
     if len(complete) < MIN_FINISHED:
-        return Importance(n_finished=len(complete), note=(
-            f"too few finished trials ({len(complete)}) for importance: it needs at least "
-            f"{MIN_FINISHED} trials that ran the full budget ({n_pruned} stopped early do "
-            "not count: their MPJPE is from an earlier step)"))
+        return Importance(
+            n_finished=len(complete),
+            note=(
+                f"too few finished trials ({len(complete)}) for importance: it needs at least "
+                f"{MIN_FINISHED} trials that ran the full budget ({n_pruned} stopped early do "
+                "not count: their MPJPE is from an earlier step)"
+            ),
+        )
     if study.direction != optuna.study.StudyDirection.MINIMIZE:
-        return Importance(n_finished=len(complete), note="importance: the study maximizes; "
-                          "the report expects MPJPE (minimize)")
+        return Importance(
+            n_finished=len(complete),
+            note="importance: the study maximizes; the report expects MPJPE (minimize)",
+        )
     slim = [_ShallowTrial.of(t) for t in complete]
     full = _ped_anova(slim)
     n_boot = max(MIN_RESAMPLES, min(RESAMPLES, RESAMPLE_TRIALS // len(slim)))
     rng = np.random.default_rng(seed)
-    boot = np.array([[imp.get(k, 0.0) for k in full] for imp in (
-        _ped_anova([slim[i] for i in rng.integers(0, len(slim), len(slim))])
-        for _ in range(n_boot))])
+    boot = np.array(
+        [
+            [imp.get(k, 0.0) for k in full]
+            for imp in (
+                _ped_anova([slim[i] for i in rng.integers(0, len(slim), len(slim))])
+                for _ in range(n_boot)
+            )
+        ]
+    )
     p5, med, p95 = np.percentile(boot, QUANTILES, axis=0)
-    rows = [{"parameter": k, "all_trials": v, "median": float(m), "p5": float(lo),
-             "p95": float(hi)} for k, v, lo, m, hi in zip(full, full.values(), p5, med, p95,
-                                                          strict=True)]
+    rows = [
+        {"parameter": k, "all_trials": v, "median": float(m), "p5": float(lo), "p95": float(hi)}
+        for k, v, lo, m, hi in zip(full, full.values(), p5, med, p95, strict=True)
+    ]
     rows.sort(key=lambda r: -r["median"])
     seconds = time.perf_counter() - start
-    return Importance(rows, len(complete), n_boot, seconds, note=(
-        f"PED-ANOVA (Optuna) on the {len(complete)} trials that ran the full budget "
-        f"(sentinels, the baseline and the trials ASHA kept; {n_pruned} stopped early are not "
-        f"used); bars: median over {n_boot} bootstrap resamples of those trials, whiskers: "
-        "5-95% of the resamples. ASHA chose the survivors, so the importance describes the "
-        "region they cover; wide whiskers: the ranking is not settled."))
+    return Importance(
+        rows,
+        len(complete),
+        n_boot,
+        seconds,
+        note=(
+            f"PED-ANOVA (Optuna) on the {len(complete)} trials that ran the full budget "
+            f"(sentinels, the baseline and the trials ASHA kept; {n_pruned} stopped early are not "
+            f"used); bars: median over {n_boot} bootstrap resamples of those trials, whiskers: "
+            "5-95% of the resamples. ASHA chose the survivors, so the importance describes the "
+            "region they cover; wide whiskers: the ranking is not settled."
+        ),
+    )
 
 
 def log_keys(study: optuna.Study | None, sweep_dir: Path | None) -> set[str] | None:

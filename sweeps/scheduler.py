@@ -70,8 +70,9 @@ def pick_sentinels(num_samples: int, fraction: float, minimum: int, seed: int) -
 class SweepASHA(ASHAScheduler):
     """ASHA (one bracket, ``time_attr`` = training step) with the rules above."""
 
-    def __init__(self, *, ready_step: ReadyStep | None, sentinels: set[int],
-                 state_path: Path, **asha: Any) -> None:
+    def __init__(
+        self, *, ready_step: ReadyStep | None, sentinels: set[int], state_path: Path, **asha: Any
+    ) -> None:
         super().__init__(**asha)
         self._ready_step = ready_step
         self._sentinel_index = set(sentinels)

@@ -99,8 +99,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
         ot_trial.report(value, step)
         seen.add(step)
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                          error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
         from optuna.trial import TrialState
 
         if result is not None and not error:  # Tune hands the stopping result only to us
@@ -109,8 +110,12 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if ot_trial is None:
             return
         diverged = bool(result and result.get("diverged"))
-        stopped_early = (not error and result is not None and self.metric in result
-                         and int(result.get(self._time_attr, 0)) < self._max_t)
+        stopped_early = (
+            not error
+            and result is not None
+            and self.metric in result
+            and int(result.get(self._time_attr, 0)) < self._max_t
+        )
         try:
             if diverged or stopped_early:
                 _Private.study(self).tell(ot_trial, state=TrialState.PRUNED)
@@ -159,16 +164,23 @@ def startup_trials(spec: SweepSpec, num_samples: int) -> int:
     return spec.startup_trials or max(2, num_samples // 4)
 
 
-def make_searcher(spec: SweepSpec, sweep_dir: Path, max_t: int,
-                  num_samples: int) -> PruneAwareOptunaSearch:
+def make_searcher(
+    spec: SweepSpec, sweep_dir: Path, max_t: int, num_samples: int
+) -> PruneAwareOptunaSearch:
     """The searcher, its study in ``<sweep_dir>/optuna.journal``."""
     import optuna
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    sampler = optuna.samplers.TPESampler(seed=spec.seed,
-                                         n_startup_trials=startup_trials(spec, num_samples),
-                                         constant_liar=True)
+    sampler = optuna.samplers.TPESampler(
+        seed=spec.seed, n_startup_trials=startup_trials(spec, num_samples), constant_liar=True
+    )
     return PruneAwareOptunaSearch(
-        metric=spec.metric, mode=spec.mode, time_attr="step", max_t=max_t, sampler=sampler,
-        points_to_evaluate=spec.points_to_evaluate or None, study_name=sweep_dir.name,
-        storage=study_storage(sweep_dir))
+        metric=spec.metric,
+        mode=spec.mode,
+        time_attr="step",
+        max_t=max_t,
+        sampler=sampler,
+        points_to_evaluate=spec.points_to_evaluate or None,
+        study_name=sweep_dir.name,
+        storage=study_storage(sweep_dir),
+    )

@@ -124,13 +124,18 @@ def read_spec_file(path: str | Path) -> SpecFileCfg:
         raise ConfigError(f"{path}: bad key {key}: {first_line(e)}") from None
 
 
-def load_spec(preset: str, path: str | Path = SPEC_PATH, base_cfg: DictConfig | None = None,
-              extra_overrides: tuple[str, ...] = ()) -> tuple[SweepSpec, DictConfig]:
+def load_spec(
+    preset: str,
+    path: str | Path = SPEC_PATH,
+    base_cfg: DictConfig | None = None,
+    extra_overrides: tuple[str, ...] = (),
+) -> tuple[SweepSpec, DictConfig]:
     """Load ``preset`` of the YAML at ``path``; returns the spec and the validated base config."""
     spec_file = read_spec_file(path)
     if preset not in spec_file.presets:
-        raise ConfigError(f"{path}: unknown preset {preset!r} "
-                          f"(have: {', '.join(spec_file.presets)})")
+        raise ConfigError(
+            f"{path}: unknown preset {preset!r} (have: {', '.join(spec_file.presets)})"
+        )
     p = spec_file.presets[preset]
     p.base_overrides = list(p.base_overrides) + list(extra_overrides)
     cfg = base_cfg if base_cfg is not None else load_config(p.base_config, p.base_overrides)
@@ -140,8 +145,14 @@ def load_spec(preset: str, path: str | Path = SPEC_PATH, base_cfg: DictConfig | 
         points = [_base_point(cfg, space)]
     else:
         points = [_resolve_point(pt, p.space, space, total) for pt in p.points_to_evaluate]
-    spec = SweepSpec(preset=preset, metric=spec_file.metric, mode=spec_file.mode, settings=p,
-                     space=space, points_to_evaluate=points)
+    spec = SweepSpec(
+        preset=preset,
+        metric=spec_file.metric,
+        mode=spec_file.mode,
+        settings=p,
+        space=space,
+        points_to_evaluate=points,
+    )
     _check_spec(spec, cfg, path)
     check_model_keys(cfg, space)
     return spec, cfg
@@ -156,13 +167,16 @@ def _check_spec(spec: SweepSpec, cfg: DictConfig, path: str | Path) -> None:
             raise ConfigError(f"{where}.{key}={getattr(spec, key)}: must be >= 1")
     s = spec.scheduler
     if s.grace_period < 1 or s.grace_period > cfg.GENERAL.total_step:
-        raise ConfigError(f"{where}.scheduler.grace_period={s.grace_period}: must be in "
-                          f"[1, GENERAL.total_step={cfg.GENERAL.total_step}]")
+        raise ConfigError(
+            f"{where}.scheduler.grace_period={s.grace_period}: must be in "
+            f"[1, GENERAL.total_step={cfg.GENERAL.total_step}]"
+        )
     if s.reduction_factor < 2:
         raise ConfigError(f"{where}.scheduler.reduction_factor: must be >= 2")
     if not 0.0 <= s.sentinel_fraction <= 1.0 or s.min_sentinels < 0:
-        raise ConfigError(f"{where}.scheduler: want sentinel_fraction in [0, 1], "
-                          "min_sentinels >= 0")
+        raise ConfigError(
+            f"{where}.scheduler: want sentinel_fraction in [0, 1], min_sentinels >= 0"
+        )
     r = spec.resources
     if r.cpu < 0 or r.gpu < 0 or r.workers < 1:
         raise ConfigError(f"{where}.resources: want cpu, gpu >= 0 and workers >= 1")
@@ -172,13 +186,14 @@ def _check_spec(spec: SweepSpec, cfg: DictConfig, path: str | Path) -> None:
 
 def _resolve_param(key: str, d: ParamCfg, total: int, cfg: DictConfig) -> dict[str, Any]:
     if any(key == p or key.startswith(p) for p in FROZEN_PREFIXES):
-        raise ConfigError(f"search space key {key}: the validation stream is fixed for the "
-                          "sweep (one val seed, one val set) and may not be searched")
+        raise ConfigError(
+            f"search space key {key}: the validation stream is fixed for the "
+            "sweep (one val seed, one val set) and may not be searched"
+        )
     if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
         raise ConfigError(f"search space: unknown config key {key}")
     if d.type not in TYPES:
-        raise ConfigError(f"search space {key}: type={d.type!r}: must be one of "
-                          f"{', '.join(TYPES)}")
+        raise ConfigError(f"search space {key}: type={d.type!r}: must be one of {', '.join(TYPES)}")
     if d.type == "choice":
         if not d.values:
             raise ConfigError(f"search space {key}: choice needs a non-empty 'values' list")
@@ -210,8 +225,9 @@ def _check_value(cfg: DictConfig, key: str, value: Any) -> None:
         raise ConfigError(f"search space {key}: value {value!r} is invalid: {e}") from None
 
 
-def _resolve_point(point: dict[str, Any], raw_space: dict[str, ParamCfg],
-                   space: dict[str, Any], total: int) -> dict[str, Any]:
+def _resolve_point(
+    point: dict[str, Any], raw_space: dict[str, ParamCfg], space: dict[str, Any], total: int
+) -> dict[str, Any]:
     out = {}
     for key, value in point.items():
         if key not in space:
@@ -234,8 +250,10 @@ def _base_point(cfg: DictConfig, space: dict[str, dict[str, Any]]) -> dict[str, 
         inside = value in d["values"] if d["type"] == "choice" else d["low"] <= value <= d["high"]
         if not inside:
             where = d["values"] if d["type"] == "choice" else f"[{d['low']}, {d['high']}]"
-            raise ConfigError(f"{key}={value!r} (the base config's value, the baseline) is "
-                              f"outside its search range {where}: set {key} inside it")
+            raise ConfigError(
+                f"{key}={value!r} (the base config's value, the baseline) is "
+                f"outside its search range {where}: set {key} inside it"
+            )
     return point
 
 
@@ -252,14 +270,14 @@ def check_model_keys(cfg: DictConfig, space: dict[str, dict[str, Any]]) -> None:
     for key in model_keys:
         d = space[key]
         for value in d["values"] if d["type"] == "choice" else (d["low"], d["high"]):
-            trial = validate(apply_params(cfg, {key: value,
-                                                "MODEL.backbone.checkpoint": None}))
+            trial = validate(apply_params(cfg, {key: value, "MODEL.backbone.checkpoint": None}))
             try:
                 with torch.device("meta"):
                     build_model(trial)
             except Exception as e:  # noqa: BLE001 - any failure here is the value's fault
-                raise ConfigError(f"search space {key}: value {value!r} does not build the "
-                                  f"model: {first_line(e)}") from None
+                raise ConfigError(
+                    f"search space {key}: value {value!r} does not build the model: {first_line(e)}"
+                ) from None
 
 
 def apply_params(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:

@@ -50,8 +50,9 @@ def scheduler_record(sweep_dir: Path) -> dict[str, Any]:
         return pickle.load(f)
 
 
-def collect_trials(results, spec: SweepSpec, total_step: int,
-                   record: dict[str, Any]) -> list[dict[str, Any]]:
+def collect_trials(
+    results, spec: SweepSpec, total_step: int, record: dict[str, Any]
+) -> list[dict[str, Any]]:
     """One dict per trial from a Tune ``ResultGrid`` (status, searched values, curve)."""
     trials = []
     for r in results:
@@ -72,17 +73,27 @@ def collect_trials(results, spec: SweepSpec, total_step: int,
             status = STOPPED_EARLY
         else:
             status = UNFINISHED
-        trials.append({
-            "trial_id": trial_id, "status": status, "overrides": params,
-            "last_step": last_step, "mpjpe": finite(m.get(spec.metric)),
-            "best_mpjpe": min((v for _, v in curve if v is not None), default=None),
-            "mpjpe_rel": finite(m.get("mpjpe_rel")), "pa_mpjpe": finite(m.get("pa_mpjpe")),
-            "rte": finite(m.get("rte")), "val_fingerprint": m.get("val_fingerprint"),
-            "node_id": m.get("node_id"), "path": str(r.path), "run_dir": m.get("run_dir"),
-            "curve": curve, "error": error,
-            "sentinel": trial_id in record["sentinels"],
-            "baseline": record["trial_index"].get(trial_id) == 0,
-        })
+        trials.append(
+            {
+                "trial_id": trial_id,
+                "status": status,
+                "overrides": params,
+                "last_step": last_step,
+                "mpjpe": finite(m.get(spec.metric)),
+                "best_mpjpe": min((v for _, v in curve if v is not None), default=None),
+                "mpjpe_rel": finite(m.get("mpjpe_rel")),
+                "pa_mpjpe": finite(m.get("pa_mpjpe")),
+                "rte": finite(m.get("rte")),
+                "val_fingerprint": m.get("val_fingerprint"),
+                "node_id": m.get("node_id"),
+                "path": str(r.path),
+                "run_dir": m.get("run_dir"),
+                "curve": curve,
+                "error": error,
+                "sentinel": trial_id in record["sentinels"],
+                "baseline": record["trial_index"].get(trial_id) == 0,
+            }
+        )
     sign = 1 if spec.mode == "min" else -1
     trials.sort(key=lambda t: (t["mpjpe"] is None, sign * (t["mpjpe"] or 0)))
     return trials
@@ -98,17 +109,24 @@ def prune_checkpoints(trials: list[dict[str, Any]], keep_stopped: bool) -> None:
             shutil.rmtree(Path(t["run_dir"]) / "checkpoints", ignore_errors=True)
         tune_ckpts = sorted(Path(t["path"]).glob("checkpoint_*"))
         if t["status"] != UNFINISHED:
-            drop = tune_ckpts if t["status"] == STOPPED_EARLY and not keep_stopped \
-                else tune_ckpts[:-1]
+            drop = (
+                tune_ckpts if t["status"] == STOPPED_EARLY and not keep_stopped else tune_ckpts[:-1]
+            )
             for c in drop:
                 shutil.rmtree(c, ignore_errors=True)
             tune_ckpts = [c for c in tune_ckpts if c not in drop]
-        t["checkpoint_bytes"] = sum(f.stat().st_size for c in tune_ckpts
-                                    for f in c.rglob("*") if f.is_file())
+        t["checkpoint_bytes"] = sum(
+            f.stat().st_size for c in tune_ckpts for f in c.rglob("*") if f.is_file()
+        )
 
 
-def write_outputs(sweep_dir: Path, spec: SweepSpec, base_cfg: DictConfig,
-                  trials: list[dict[str, Any]], num_samples: int) -> dict[str, Any]:
+def write_outputs(
+    sweep_dir: Path,
+    spec: SweepSpec,
+    base_cfg: DictConfig,
+    trials: list[dict[str, Any]],
+    num_samples: int,
+) -> dict[str, Any]:
     pool = best_pool(trials)
     best = pool[0] if pool else None
     baseline = next((t for t in trials if t["baseline"]), None)
@@ -116,15 +134,25 @@ def write_outputs(sweep_dir: Path, spec: SweepSpec, base_cfg: DictConfig,
     prints = sorted({t["val_fingerprint"] for t in trials if t["val_fingerprint"]})
     steps = rungs(spec.scheduler.grace_period, spec.scheduler.reduction_factor, total)
     summary = {
-        "metric": spec.metric, "mode": spec.mode, "preset": spec.preset,
-        "total_step": total, "val_seed": base_cfg.GENERAL.val_seed,
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "preset": spec.preset,
+        "total_step": total,
+        "val_seed": base_cfg.GENERAL.val_seed,
         "num_samples": num_samples,
-        "val_fingerprints": prints, "comparable": len(prints) == 1,
-        "best": None if best is None else {
-            "trial_id": best["trial_id"], "overrides": best["overrides"],
-            "mpjpe": best["mpjpe"], "step": best["last_step"]},
-        "baseline": None if baseline is None else {
-            k: baseline[k] for k in ("trial_id", "overrides", "mpjpe", "status", "last_step")},
+        "val_fingerprints": prints,
+        "comparable": len(prints) == 1,
+        "best": None
+        if best is None
+        else {
+            "trial_id": best["trial_id"],
+            "overrides": best["overrides"],
+            "mpjpe": best["mpjpe"],
+            "step": best["last_step"],
+        },
+        "baseline": None
+        if baseline is None
+        else {k: baseline[k] for k in ("trial_id", "overrides", "mpjpe", "status", "last_step")},
         "best_vs_baseline": best_vs_baseline(best, baseline, validation_noise(trials)),
         "sentinels": sorted(t["trial_id"] for t in trials if t["sentinel"]),
         "rungs": steps,
@@ -140,13 +168,39 @@ def write_outputs(sweep_dir: Path, spec: SweepSpec, base_cfg: DictConfig,
     keys = list(spec.space)
     with open(sweep_dir / "leaderboard.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["rank", "trial_id", "status", "last_step", "mpjpe", "mpjpe_rel", "pa_mpjpe",
-                    "rte", "val_fingerprint", "baseline", "sentinel", *keys])
+        w.writerow(
+            [
+                "rank",
+                "trial_id",
+                "status",
+                "last_step",
+                "mpjpe",
+                "mpjpe_rel",
+                "pa_mpjpe",
+                "rte",
+                "val_fingerprint",
+                "baseline",
+                "sentinel",
+                *keys,
+            ]
+        )
         for i, t in enumerate(trials, 1):
-            w.writerow([i, t["trial_id"], t["status"], t["last_step"], t["mpjpe"],
-                        t["mpjpe_rel"], t["pa_mpjpe"], t["rte"], t["val_fingerprint"],
-                        int(t["baseline"]), int(t["sentinel"]),
-                        *[t["overrides"].get(k) for k in keys]])
+            w.writerow(
+                [
+                    i,
+                    t["trial_id"],
+                    t["status"],
+                    t["last_step"],
+                    t["mpjpe"],
+                    t["mpjpe_rel"],
+                    t["pa_mpjpe"],
+                    t["rte"],
+                    t["val_fingerprint"],
+                    int(t["baseline"]),
+                    int(t["sentinel"]),
+                    *[t["overrides"].get(k) for k in keys],
+                ]
+            )
     return summary
 
 
@@ -154,13 +208,15 @@ def format_leaderboard(summary: dict[str, Any], top: int = 10) -> str:
     keys = list(summary["trials"][0]["overrides"]) if summary["trials"] else []
     short = [k.split(".")[-1] for k in keys]
     head = f"{'#':>2} {'trial':<14} {'status':<13} {'step':>6} {'mpjpe':>8} " + " ".join(
-        f"{s:>19}" for s in short)
+        f"{s:>19}" for s in short
+    )
     lines = [head]
     for i, t in enumerate(summary["trials"][:top], 1):
         mp = f"{t['mpjpe']:.2f}" if t["mpjpe"] is not None else "-"
         vals = " ".join(f"{_fmt(t['overrides'].get(k)):>19}" for k in keys)
-        lines.append(f"{i:>2} {t['trial_id']:<14} {t['status']:<13} {t['last_step']:>6} "
-                     f"{mp:>8} {vals}")
+        lines.append(
+            f"{i:>2} {t['trial_id']:<14} {t['status']:<13} {t['last_step']:>6} {mp:>8} {vals}"
+        )
     return "\n".join(lines)
 
 
@@ -168,12 +224,17 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def finish(results, spec: SweepSpec, base_cfg: DictConfig, sweep_dir: Path,
-           num_samples: int, resume_cmd: str) -> int:
+def finish(
+    results,
+    spec: SweepSpec,
+    base_cfg: DictConfig,
+    sweep_dir: Path,
+    num_samples: int,
+    resume_cmd: str,
+) -> int:
     """Write the sweep's files and print the leaderboard, the winner against the baseline,
     the fidelity check and what to run next. 0 when every trial finished, else 1."""
-    trials = collect_trials(results, spec, base_cfg.GENERAL.total_step,
-                            scheduler_record(sweep_dir))
+    trials = collect_trials(results, spec, base_cfg.GENERAL.total_step, scheduler_record(sweep_dir))
     prune_checkpoints(trials, spec.keep_stopped_checkpoints)
     summary = write_outputs(sweep_dir, spec, base_cfg, trials, num_samples)
     if base_cfg.AIM.enabled:
@@ -181,8 +242,10 @@ def finish(results, spec: SweepSpec, base_cfg: DictConfig, sweep_dir: Path,
     print("\n" + format_leaderboard(summary))
     prints = summary["val_fingerprints"]
     if summary["comparable"]:
-        print(f"\nall {len(trials)} trials validated on the same stream "
-              f"(val_seed {summary['val_seed']}, fingerprint {prints[0]}): MPJPE is comparable")
+        print(
+            f"\nall {len(trials)} trials validated on the same stream "
+            f"(val_seed {summary['val_seed']}, fingerprint {prints[0]}): MPJPE is comparable"
+        )
     else:
         print(f"\nWARNING: trials validated on {len(prints)} different streams: {prints}")
     best = summary["best"]
@@ -191,22 +254,29 @@ def finish(results, spec: SweepSpec, base_cfg: DictConfig, sweep_dir: Path,
         print("  " + " ".join(trial_overrides(best["overrides"])))
     if summary["best_vs_baseline"] is not None:
         print(summary["best_vs_baseline"]["sentence"])
-    print(f"fidelity: {summary['fidelity']['message']}; run to the full budget whatever "
-          f"ASHA says: {', '.join(summary['sentinels']) or 'none'} (the baseline included)")
+    print(
+        f"fidelity: {summary['fidelity']['message']}; run to the full budget whatever "
+        f"ASHA says: {', '.join(summary['sentinels']) or 'none'} (the baseline included)"
+    )
     print(f"\nresults: {sweep_dir} (summary.json, leaderboard.csv, best_config.yaml)")
     if best is not None:
-        print(f"train the best config: python -m handpose.train --config-name "
-              f"{sweep_dir / 'best_config.yaml'}")
+        print(
+            f"train the best config: python -m handpose.train --config-name "
+            f"{sweep_dir / 'best_config.yaml'}"
+        )
     if base_cfg.AIM.enabled and is_url(base_cfg.AIM.server_url):
-        print(f"Aim: the runs are on the Aim server {base_cfg.AIM.server_url} (its UI: "
-              "`aim up --repo <the server's repo>` next to the server)")
+        print(
+            f"Aim: the runs are on the Aim server {base_cfg.AIM.server_url} (its UI: "
+            "`aim up --repo <the server's repo>` next to the server)"
+        )
     elif base_cfg.AIM.enabled:
         print(f"open Aim: aim up --repo {base_cfg.AIM.server_url}")
     print(f"report (plots, tables): python sweeps/report.py {sweep_dir}")
-    unfinished = sum(t["status"] == UNFINISHED for t in trials) + max(
-        0, num_samples - len(trials))
+    unfinished = sum(t["status"] == UNFINISHED for t in trials) + max(0, num_samples - len(trials))
     if unfinished:
-        print(f"\nINTERRUPTED: {unfinished} of {num_samples} trials did not finish; "
-              f"resume with: {resume_cmd}")
+        print(
+            f"\nINTERRUPTED: {unfinished} of {num_samples} trials did not finish; "
+            f"resume with: {resume_cmd}"
+        )
         return 1
     return 0

@@ -33,12 +33,29 @@ from handpose.train import NonFiniteLossError, train
 from sweeps.spec import trial_config
 
 # Reported at every validation (besides Tune's own fields).
-REPORTED = ("step", "mpjpe", "mpjpe_rel", "pa_mpjpe", "rte", "dropout_rate", "val_fingerprint",
-            "num_samples", "gap_mpjpe", "bad_samples", "val_total")
+REPORTED = (
+    "step",
+    "mpjpe",
+    "mpjpe_rel",
+    "pa_mpjpe",
+    "rte",
+    "dropout_rate",
+    "val_fingerprint",
+    "num_samples",
+    "gap_mpjpe",
+    "bad_samples",
+    "val_total",
+)
 
 
-def _run_trial(config: dict[str, Any], base: dict[str, Any], run_dir: Path, trial: dict,
-               report_fn: Callable, checkpoint: Any) -> None:
+def _run_trial(
+    config: dict[str, Any],
+    base: dict[str, Any],
+    run_dir: Path,
+    trial: dict,
+    report_fn: Callable,
+    checkpoint: Any,
+) -> None:
     """Train the trial's config (resuming from ``checkpoint`` if any), handing every
     validation to ``report_fn(metrics, checkpoint | None)``; the run folder's checkpoint is
     deleted once reported. A diverged loss is reported as ``diverged`` and ends the trial."""
@@ -57,8 +74,9 @@ def _run_trial(config: dict[str, Any], base: dict[str, Any], run_dir: Path, tria
             shutil.rmtree(ckpt_dir, ignore_errors=True)  # Ray holds its copy now
         last["step"] = int(metrics["step"])
 
-    aim_extra = {"sweep": {"name": trial["experiment"], "trial_id": trial["id"],
-                           "searched": dict(config)}}
+    aim_extra = {
+        "sweep": {"name": trial["experiment"], "trial_id": trial["id"], "searched": dict(config)}
+    }
     try:
         if checkpoint is None:
             train(cfg, hook=report, run_dir=run_dir, aim_extra=aim_extra)
@@ -68,15 +86,27 @@ def _run_trial(config: dict[str, Any], base: dict[str, Any], run_dir: Path, tria
             train(cfg, hook=report, run_dir=run_dir, aim_extra=aim_extra)
     except NonFiniteLossError as e:
         step = int(getattr(e, "step", last["step"] + 1))
-        report_fn({"step": step, "mpjpe": float("nan"), "diverged": 1,
-                   "error": f"NonFiniteLossError: {e}"[:500], "node_id": node_id,
-                   "run_dir": str(run_dir)}, None)
+        report_fn(
+            {
+                "step": step,
+                "mpjpe": float("nan"),
+                "diverged": 1,
+                "error": f"NonFiniteLossError: {e}"[:500],
+                "node_id": node_id,
+                "run_dir": str(run_dir),
+            },
+            None,
+        )
 
 
 def _trial_info() -> dict[str, str]:
     ctx = tune.get_context()
-    return {"name": ctx.get_trial_name(), "id": ctx.get_trial_id(),
-            "experiment": ctx.get_experiment_name(), "dir": ctx.get_trial_dir()}
+    return {
+        "name": ctx.get_trial_name(),
+        "id": ctx.get_trial_id(),
+        "experiment": ctx.get_experiment_name(),
+        "dir": ctx.get_trial_dir(),
+    }
 
 
 def _run_dir(runs_dir: str | None, trial: dict[str, str]) -> Path:
@@ -94,8 +124,7 @@ def handpose_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str |
     def report_fn(metrics: dict[str, Any], checkpoint: Any) -> None:
         tune.report(metrics, checkpoint=checkpoint)
 
-    _run_trial(config, base, _run_dir(runs_dir, trial), trial, report_fn,
-               tune.get_checkpoint())
+    _run_trial(config, base, _run_dir(runs_dir, trial), trial, report_fn, tune.get_checkpoint())
 
 
 def _ddp_worker(loop: dict[str, Any]) -> None:
@@ -109,13 +138,26 @@ def _ddp_worker(loop: dict[str, Any]) -> None:
         # every rank reports (Ray Train synchronises them); rank 0 carries the checkpoint
         ray.train.report(metrics, checkpoint=checkpoint if rank == 0 else None)
 
-    _run_trial(loop["config"], loop["base"], Path(loop["run_dir"]), loop["trial"], report_fn,
-               ray.train.get_checkpoint())
+    _run_trial(
+        loop["config"],
+        loop["base"],
+        Path(loop["run_dir"]),
+        loop["trial"],
+        report_fn,
+        ray.train.get_checkpoint(),
+    )
 
 
-def ddp_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str | None,
-              workers: int, cpu: float, gpu: float, max_failures: int,
-              train_dir: str) -> None:
+def ddp_trial(
+    config: dict[str, Any],
+    base: dict[str, Any],
+    runs_dir: str | None,
+    workers: int,
+    cpu: float,
+    gpu: float,
+    max_failures: int,
+    train_dir: str,
+) -> None:
     """A data-parallel sweep trial: a ``TorchTrainer`` of ``workers`` workers (``cpu`` CPUs
     and ``gpu`` GPUs each) training the trial's config; rank 0 reports to Tune. Ray Train
     keeps the trial's checkpoint in ``train_dir/<trial>``: a retried trial (or a
@@ -125,15 +167,25 @@ def ddp_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str | None
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial = _trial_info()
-    loop = {"config": dict(config), "base": base, "trial": trial, "cpu": cpu,
-            "run_dir": str(_run_dir(runs_dir, trial))}
+    loop = {
+        "config": dict(config),
+        "base": base,
+        "trial": trial,
+        "cpu": cpu,
+        "run_dir": str(_run_dir(runs_dir, trial)),
+    }
     resources = {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
     TorchTrainer(
-        _ddp_worker, train_loop_config=loop,
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu > 0,
-                                     resources_per_worker=resources),
-        run_config=RunConfig(name=trial["name"], storage_path=train_dir,
-                             failure_config=FailureConfig(max_failures=max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=1),
-                             callbacks=[TuneReportCallback()]),
+        _ddp_worker,
+        train_loop_config=loop,
+        scaling_config=ScalingConfig(
+            num_workers=workers, use_gpu=gpu > 0, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=trial["name"],
+            storage_path=train_dir,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            callbacks=[TuneReportCallback()],
+        ),
     ).fit()

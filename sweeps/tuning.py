@@ -19,8 +19,9 @@ from handpose.errors import UserError, first_line  # noqa: E402
 from sweeps.spec import SweepSpec  # noqa: E402
 
 
-def connect_ray(address: str | None = None, num_cpus: int | None = None,
-                dashboard: bool = True) -> bool:
+def connect_ray(
+    address: str | None = None, num_cpus: int | None = None, dashboard: bool = True
+) -> bool:
     """Use this process's Ray if initialised, else join ``address`` or start a new local Ray
     (with its dashboard unless ``dashboard`` is false; never a stray Ray found on this
     machine). Prints the dashboard URL and how to get its token. True if connected here
@@ -29,15 +30,16 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None,
         return False
     kwargs: dict[str, Any] = {"log_to_driver": False}
     if not address:
-        kwargs.update(num_cpus=num_cpus, include_dashboard=dashboard,
-                      dashboard_host="127.0.0.1")
+        kwargs.update(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1")
     try:
         ctx = ray.init(address=address or "local", **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise UserError(f"cannot reach Ray at {address or 'local'}: {first_line(e)}") from None
     if ctx.dashboard_url:
-        print(f"Ray dashboard: http://{ctx.dashboard_url} (it asks for a token: "
-              "`ray get-auth-token` prints it)")
+        print(
+            f"Ray dashboard: http://{ctx.dashboard_url} (it asks for a token: "
+            "`ray get-auth-token` prints it)"
+        )
     else:
         print("Ray dashboard: not running")
     return True
@@ -46,12 +48,17 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None,
 def with_resources(trainable: Callable, spec: SweepSpec) -> Any:
     """``trainable`` with the spec's per-trial resources (``cpu``, ``gpu``)."""
     r = spec.resources
-    return tune.with_resources(trainable, {k: v for k, v in (("cpu", r.cpu), ("gpu", r.gpu))
-                                           if v})
+    return tune.with_resources(trainable, {k: v for k, v in (("cpu", r.cpu), ("gpu", r.gpu)) if v})
 
 
-def make_trainable(spec: SweepSpec, base: dict[str, Any], storage: str, sweep_dir: Path,
-                   fn: Callable | None = None, **extra: Any) -> Any:
+def make_trainable(
+    spec: SweepSpec,
+    base: dict[str, Any],
+    storage: str,
+    sweep_dir: Path,
+    fn: Callable | None = None,
+    **extra: Any,
+) -> Any:
     """The trial function (default ``sweeps.trainable.handpose_trial``, or ``ddp_trial``
     when ``resources.workers`` > 1) with the base config attached (via the object store)
     and the spec's resources. With local/NFS storage each trial's run folder is
@@ -65,41 +72,75 @@ def make_trainable(spec: SweepSpec, base: dict[str, Any], storage: str, sweep_di
         # The trial itself (0.01 CPU) only waits on its Ray Train workers, which take the CPUs and
         # GPUs; concurrency is bounded by max_concurrent and by what the cluster has.
         trainable = tune.with_parameters(
-            ddp_trial, base=base, runs_dir=runs_dir, workers=r.workers, cpu=r.cpu, gpu=r.gpu,
-            max_failures=spec.max_failures, train_dir=f"{storage}/{sweep_dir.name}/train")
+            ddp_trial,
+            base=base,
+            runs_dir=runs_dir,
+            workers=r.workers,
+            cpu=r.cpu,
+            gpu=r.gpu,
+            max_failures=spec.max_failures,
+            train_dir=f"{storage}/{sweep_dir.name}/train",
+        )
         return tune.with_resources(trainable, {"cpu": 0.01})
     if fn is None:
         from sweeps.trainable import handpose_trial as fn
-    return with_resources(tune.with_parameters(fn, base=base, runs_dir=runs_dir, **extra),
-                          spec)
+    return with_resources(tune.with_parameters(fn, base=base, runs_dir=runs_dir, **extra), spec)
 
 
-def progress_reporter(spec: SweepSpec, parameter_columns: dict[str, str] | None = None
-                      ) -> tune.CLIReporter:
+def progress_reporter(
+    spec: SweepSpec, parameter_columns: dict[str, str] | None = None
+) -> tune.CLIReporter:
     """The live table: the top trials by MPJPE (the header counts trials by status), the
     searched values, the step and the decoder's current dropout rate (``dropout_now``, apart
     from the searched target ``dropout``)."""
     return tune.CLIReporter(
-        metric_columns={"step": "step", "mpjpe": "mpjpe_mm", "rte": "rte_mm",
-                        "dropout_rate": "dropout_now"},
+        metric_columns={
+            "step": "step",
+            "mpjpe": "mpjpe_mm",
+            "rte": "rte_mm",
+            "dropout_rate": "dropout_now",
+        },
         parameter_columns=parameter_columns or {k: k.split(".")[-1] for k in spec.space},
-        max_report_frequency=15, sort_by_metric=True, max_progress_rows=20)
+        max_report_frequency=15,
+        sort_by_metric=True,
+        max_progress_rows=20,
+    )
 
 
-def make_tuner(trainable: Any, spec: SweepSpec, *, name: str, storage: str,
-               param_space: dict[str, Any], num_samples: int = 1, search_alg: Any = None,
-               scheduler: Any = None, reporter: Any = None, max_concurrent: int = 0,
-               reuse_actors: bool = False) -> tune.Tuner:
+def make_tuner(
+    trainable: Any,
+    spec: SweepSpec,
+    *,
+    name: str,
+    storage: str,
+    param_space: dict[str, Any],
+    num_samples: int = 1,
+    search_alg: Any = None,
+    scheduler: Any = None,
+    reporter: Any = None,
+    max_concurrent: int = 0,
+    reuse_actors: bool = False,
+) -> tune.Tuner:
     """A ``Tuner`` with the spec's metric, failure policy and checkpoint policy: Tune keeps
     the latest ``keep_checkpoints`` per trial (the summary prunes them to the latest)."""
     return tune.Tuner(
-        trainable, param_space=param_space,
-        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=search_alg,
-                                    scheduler=scheduler, num_samples=num_samples,
-                                    max_concurrent_trials=max_concurrent,
-                                    reuse_actors=reuse_actors),
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode=spec.mode,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=num_samples,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=reuse_actors,
+        ),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage,
+            name=name,
+            storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
-            progress_reporter=reporter, verbose=1))
+            progress_reporter=reporter,
+            verbose=1,
+        ),
+    )

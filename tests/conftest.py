@@ -30,24 +30,50 @@ def throwaway_home(tmp_path_factory):
 def data_dir(tmp_path_factory) -> Path:
     """256 train / 64 val synthetic samples, generated once via the public CLI."""
     out = tmp_path_factory.mktemp("synthetic")
-    subprocess.run([sys.executable, "-m", "handpose.data.synthetic", "--out", str(out),
-                    "--train", "256", "--val", "64", "--seed", "0"], check=True, cwd=REPO,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "handpose.data.synthetic",
+            "--out",
+            str(out),
+            "--train",
+            "256",
+            "--val",
+            "64",
+            "--seed",
+            "0",
+        ],
+        check=True,
+        cwd=REPO,
+        stderr=subprocess.DEVNULL,
+    )
     return out
 
 
 def data_overrides(data_dir: Path) -> list[str]:
-    return [f"DATA.synthetic.dir={data_dir}", f"DATA.train.source=[{data_dir}/train-*.tar]",
-            f"DATA.val.source=[{data_dir}/val-*.tar]"]
+    return [
+        f"DATA.synthetic.dir={data_dir}",
+        f"DATA.train.source=[{data_dir}/train-*.tar]",
+        f"DATA.val.source=[{data_dir}/val-*.tar]",
+    ]
 
 
 def tiny_overrides(data_dir: Path, out_dir: Path, steps: int = 8) -> list[str]:
     """A run of ``steps`` steps with validation every ``steps // 2`` on the test data."""
     return data_overrides(data_dir) + [
-        f"GENERAL.output_dir={out_dir}", f"GENERAL.total_step={steps}",
-        f"GENERAL.checkpoint_step={steps // 2}", f"GENERAL.log_step={steps // 2}",
-        "GENERAL.aim_log_step=2", "GENERAL.dropout_warmup_step=2", "TRAIN.warmup_step=2",
-        "TRAIN.sample_per_device=8", "DATA.val.max_samples=32", "DATA.train_eval_samples=16",
-        "DATA.val_batch_size=16", "MODEL.backbone.depth=1", "MODEL.handec.num_layer=1",
+        f"GENERAL.output_dir={out_dir}",
+        f"GENERAL.total_step={steps}",
+        f"GENERAL.checkpoint_step={steps // 2}",
+        f"GENERAL.log_step={steps // 2}",
+        "GENERAL.aim_log_step=2",
+        "GENERAL.dropout_warmup_step=2",
+        "TRAIN.warmup_step=2",
+        "TRAIN.sample_per_device=8",
+        "DATA.val.max_samples=32",
+        "DATA.train_eval_samples=16",
+        "DATA.val_batch_size=16",
+        "MODEL.backbone.depth=1",
+        "MODEL.handec.num_layer=1",
         f"AIM.server_url={out_dir}/aim",
     ]

@@ -107,25 +107,34 @@ class LocalCluster:
 
     def ray(self, *args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
         """Run the ``ray`` CLI as an authenticated client of this cluster."""
-        return subprocess.run([RAY, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, **kw)
+        return subprocess.run(
+            [RAY, *args], env=self.env, capture_output=True, text=True, timeout=timeout, **kw
+        )
 
 
 def client_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RAY_ADDRESS", "RAY_AUTH", "RAY_API_SERVER"))}
-    env.update(HOME=str(home), RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0",
-               PYTHONUNBUFFERED="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RAY_ADDRESS", "RAY_AUTH", "RAY_API_SERVER"))
+    }
+    env.update(
+        HOME=str(home), RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1"
+    )
     return env
 
 
 def node_port_args() -> tuple[int, list[str]]:
     """Free ports for a node's own services; ``(dashboard agent HTTP port, flags)``."""
     agent, grpc, metrics, runtime_env, nm, om = free_ports(6)
-    return agent, [f"--dashboard-agent-listen-port={agent}",
-                   f"--dashboard-agent-grpc-port={grpc}", f"--metrics-export-port={metrics}",
-                   f"--runtime-env-agent-port={runtime_env}", f"--node-manager-port={nm}",
-                   f"--object-manager-port={om}"]
+    return agent, [
+        f"--dashboard-agent-listen-port={agent}",
+        f"--dashboard-agent-grpc-port={grpc}",
+        f"--metrics-export-port={metrics}",
+        f"--runtime-env-agent-port={runtime_env}",
+        f"--node-manager-port={nm}",
+        f"--object-manager-port={om}",
+    ]
 
 
 def _start_node(name: str, args: list[str], env: dict, logs: Path) -> Node:
@@ -134,14 +143,20 @@ def _start_node(name: str, args: list[str], env: dict, logs: Path) -> Node:
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [RAY, "start", "--block", "--disable-usage-stats", *args, *ports],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     node = Node(name, proc, log, agent)
     end = time.monotonic() + START_TIMEOUT
     while "Ray runtime started" not in log.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > end:
-            raise RuntimeError(f"`ray start` of the {name} did not come up "
-                               f"(exit {proc.poll()}):\n{node.log_tail()}")
+            raise RuntimeError(
+                f"`ray start` of the {name} did not come up "
+                f"(exit {proc.poll()}):\n{node.log_tail()}"
+            )
         time.sleep(0.5)
     return node
 
@@ -189,8 +204,9 @@ def stop_nodes(nodes: list[Node], grace: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def local_cluster(tmp: Path, workers: int = 1, cpus_per_node: int = 1,
-                  resources: dict[str, float] | None = None) -> Iterator[LocalCluster]:
+def local_cluster(
+    tmp: Path, workers: int = 1, cpus_per_node: int = 1, resources: dict[str, float] | None = None
+) -> Iterator[LocalCluster]:
     """A head and ``workers`` worker nodes, ``cpus_per_node`` CPUs each; token auth on.
 
     ``tmp`` holds the throwaway HOME (with the token) and the node logs.
@@ -199,8 +215,9 @@ def local_cluster(tmp: Path, workers: int = 1, cpus_per_node: int = 1,
     home.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     env = client_env(home)
-    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60
+    )
     token_file = home / ".ray" / "auth_token"
     token_file.chmod(0o600)
     # Short on purpose: Unix socket paths under the session folder must stay < 108 bytes.
@@ -208,19 +225,49 @@ def local_cluster(tmp: Path, workers: int = 1, cpus_per_node: int = 1,
     gcs, dash, client = free_ports(3)
     address = f"127.0.0.1:{gcs}"
     res = [f"--resources={json.dumps(resources)}"] if resources else []
-    cluster = LocalCluster(address=address, dashboard=f"http://127.0.0.1:{dash}",
-                           client_port=client, env=env, token=token_file.read_text().strip(),
-                           temp_dir=temp_dir)
+    cluster = LocalCluster(
+        address=address,
+        dashboard=f"http://127.0.0.1:{dash}",
+        client_port=client,
+        env=env,
+        token=token_file.read_text().strip(),
+        temp_dir=temp_dir,
+    )
     try:
-        cluster.nodes.append(_start_node("head", [
-            "--head", f"--port={gcs}", "--node-ip-address=127.0.0.1",
-            f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--include-dashboard=true",
-            f"--ray-client-server-port={client}", f"--num-cpus={cpus_per_node}",
-            f"--temp-dir={temp_dir}", *res], env, logs))
+        cluster.nodes.append(
+            _start_node(
+                "head",
+                [
+                    "--head",
+                    f"--port={gcs}",
+                    "--node-ip-address=127.0.0.1",
+                    f"--dashboard-port={dash}",
+                    "--dashboard-host=127.0.0.1",
+                    "--include-dashboard=true",
+                    f"--ray-client-server-port={client}",
+                    f"--num-cpus={cpus_per_node}",
+                    f"--temp-dir={temp_dir}",
+                    *res,
+                ],
+                env,
+                logs,
+            )
+        )
         for i in range(workers):
-            cluster.nodes.append(_start_node(f"worker-{i + 1}", [
-                f"--address={address}", "--node-ip-address=127.0.0.1",
-                f"--num-cpus={cpus_per_node}", f"--temp-dir={temp_dir}", *res], env, logs))
+            cluster.nodes.append(
+                _start_node(
+                    f"worker-{i + 1}",
+                    [
+                        f"--address={address}",
+                        "--node-ip-address=127.0.0.1",
+                        f"--num-cpus={cpus_per_node}",
+                        f"--temp-dir={temp_dir}",
+                        *res,
+                    ],
+                    env,
+                    logs,
+                )
+            )
         _wait_for_nodes(cluster, 1 + workers)
         yield cluster
     finally:
@@ -238,5 +285,6 @@ def _wait_for_nodes(cluster: LocalCluster, n: int, timeout: float = START_TIMEOU
             seen = f"{len(alive)} alive"
         time.sleep(1)
     tails = "\n".join(f"--- {x.name}\n{x.log_tail()}" for x in cluster.nodes)
-    raise RuntimeError(f"the cluster at {cluster.address} did not reach {n} nodes "
-                       f"({seen}):\n{tails}")
+    raise RuntimeError(
+        f"the cluster at {cluster.address} did not reach {n} nodes ({seen}):\n{tails}"
+    )

@@ -42,7 +42,8 @@ def test_data_pipeline(data_dir, tmp_path):
     for row in result["per_workers"]:
         assert row["loader_samples_per_s"] > 0 and row["model_samples_per_s"] > 0
         assert row["loader_over_model"] == pytest.approx(
-            row["loader_samples_per_s"] / row["model_samples_per_s"])
+            row["loader_samples_per_s"] / row["model_samples_per_s"]
+        )
 
 
 def test_data_difficulty(data_dir, tmp_path):
@@ -52,8 +53,10 @@ def test_data_difficulty(data_dir, tmp_path):
     assert result["baseline_ratio"] == pytest.approx(recipe["mpjpe"] / result["baseline"]["mpjpe"])
     assert result["baseline"]["mpjpe"] > 0 and recipe["step"] == 4
     assert set(result["targets_met"]) == {
-        "recipe val / mean-pose baseline", "val / train MPJPE, dropout 0",
-        "(worst - best) / best over settings"}
+        "recipe val / mean-pose baseline",
+        "val / train MPJPE, dropout 0",
+        "(worst - best) / best over settings",
+    }
 
 
 def test_validation_cost(data_dir, tmp_path):

@@ -31,8 +31,10 @@ from sweeps.spec import SPEC_PATH, load_spec
 from .conftest import REPO, tiny_overrides
 
 
-@pytest.mark.parametrize("df, expected", [(1, 12.7062), (2, 4.3027), (9, 2.2622),
-                                          (10, 2.2281), (30, 2.0423), (120, 1.9799)])
+@pytest.mark.parametrize(
+    "df, expected",
+    [(1, 12.7062), (2, 4.3027), (9, 2.2622), (10, 2.2281), (30, 2.0423), (120, 1.9799)],
+)
 def test_t_critical_values(df, expected):
     assert t_critical_95(df) == pytest.approx(expected, abs=1e-4)
 
@@ -72,44 +74,67 @@ def test_fewer_than_two_seeds_rejected(tmp_path):
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     for args in (["--seeds", "1"], ["--top", "1"]):  # S < 2; not a sweep folder
-        res = subprocess.run([sys.executable, "sweeps/confirm.py", str(tmp_path), *args],
-                             cwd=REPO, capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            [sys.executable, "sweeps/confirm.py", str(tmp_path), *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert res.returncode == 2, res.stderr
         assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("error: ")
     assert "summary.json" in res.stderr
 
 
 def _trial(trial_id: str, status: str, mpjpe: float | None, **overrides) -> dict:
-    return {"trial_id": trial_id, "status": status, "mpjpe": mpjpe, "overrides": overrides,
-            "last_step": 1200, "val_fingerprint": "f"}
+    return {
+        "trial_id": trial_id,
+        "status": status,
+        "mpjpe": mpjpe,
+        "overrides": overrides,
+        "last_step": 1200,
+        "val_fingerprint": "f",
+    }
 
 
 def test_candidates_prefer_full_budget_and_keep_the_baseline_once():
     spec, cfg = load_spec("cpu", SPEC_PATH)
     baseline = spec.points_to_evaluate[0]
-    summary = {"trials": [  # sorted best first, as summary.json
-        _trial("early", "STOPPED_EARLY", 30.0, **{"MODEL.handec.dropout": 0.0}),
-        _trial("base", "COMPLETED", 40.0, **baseline),  # the recipe, found again by the sweep
-        _trial("other", "COMPLETED", 41.0, **{"MODEL.handec.dropout": 0.3}),
-        _trial("third", "COMPLETED", 42.0, **{"MODEL.handec.dropout": 0.2}),
-        _trial("broken", "ERROR", None)]}
+    summary = {
+        "trials": [  # sorted best first, as summary.json
+            _trial("early", "STOPPED_EARLY", 30.0, **{"MODEL.handec.dropout": 0.0}),
+            _trial("base", "COMPLETED", 40.0, **baseline),  # the recipe, found again by the sweep
+            _trial("other", "COMPLETED", 41.0, **{"MODEL.handec.dropout": 0.3}),
+            _trial("third", "COMPLETED", 42.0, **{"MODEL.handec.dropout": 0.2}),
+            _trial("broken", "ERROR", None),
+        ]
+    }
     candidates, same, winner = select_candidates(summary, cfg, baseline, top_k=2)
     assert [c.name for c in candidates] == ["baseline", "other"]
     assert same == ["base"] and winner == "base"
     assert candidates[0].sweep_mpjpe == 40.0 and candidates[1].overrides == {
-        "MODEL.handec.dropout": 0.3}
+        "MODEL.handec.dropout": 0.3
+    }
     assert "baseline recipe itself" in winner_sentence(winner, {}, same)
 
 
 def test_report_pairs_by_seed_and_flags_missing_runs():
     spec, cfg = load_spec("cpu", SPEC_PATH)
-    summary = {"trials": [_trial("a", "COMPLETED", 40.0, **{"MODEL.handec.dropout": 0.3}),
-                          _trial("b", "COMPLETED", 41.0, **{"MODEL.handec.dropout": 0.2})]}
+    summary = {
+        "trials": [
+            _trial("a", "COMPLETED", 40.0, **{"MODEL.handec.dropout": 0.3}),
+            _trial("b", "COMPLETED", 41.0, **{"MODEL.handec.dropout": 0.2}),
+        ]
+    }
     candidates, _, winner = select_candidates(summary, cfg, spec.points_to_evaluate[0], 2)
     seeds = [1000, 1001, 1002]
     finals = {"baseline": [45.0, 46.2, 44.6], "a": [40.0, 41.0, 39.5], "b": [41.0, 40.0, None]}
-    done = {(name, s): {"mpjpe": v} for name, vals in finals.items()
-            for s, v in zip(seeds, vals, strict=True) if v is not None}
+    done = {
+        (name, s): {"mpjpe": v}
+        for name, vals in finals.items()
+        for s, v in zip(seeds, vals, strict=True)
+        if v is not None
+    }
     rows = {r["config"]: r for r in build_report(candidates, seeds, done)}
     assert rows["baseline"]["verdict"] == "reference" and rows["baseline"]["diff_mean"] == 0
     assert rows["a"]["verdict"] == BETTER and rows["a"]["per_seed"] == finals["a"]
@@ -136,25 +161,52 @@ def local_ray():
 def _fake_sweep(sweep: Path, data_dir: Path) -> None:
     """A finished sweep's folder: its spec, state (tiny base config) and summary."""
     sweep.mkdir(parents=True)
-    spec = {"metric": "mpjpe", "mode": "min", "presets": {"tiny": {
-        "base_config": "stage1-tiny", "resources": {"cpu": 1}, "max_failures": 0,
-        "scheduler": {"grace_period": 1},
-        "space": {"MODEL.handec.dropout": {"type": "float", "low": 0.0, "high": 0.4},
-                  "LOSS.lambda_trans": {"type": "float", "low": 0.005, "high": 0.5,
-                                        "log": True}},
-        "points_to_evaluate": [{"MODEL.handec.dropout": 0.1, "LOSS.lambda_trans": 0.05}]}}}
+    spec = {
+        "metric": "mpjpe",
+        "mode": "min",
+        "presets": {
+            "tiny": {
+                "base_config": "stage1-tiny",
+                "resources": {"cpu": 1},
+                "max_failures": 0,
+                "scheduler": {"grace_period": 1},
+                "space": {
+                    "MODEL.handec.dropout": {"type": "float", "low": 0.0, "high": 0.4},
+                    "LOSS.lambda_trans": {"type": "float", "low": 0.005, "high": 0.5, "log": True},
+                },
+                "points_to_evaluate": [{"MODEL.handec.dropout": 0.1, "LOSS.lambda_trans": 0.05}],
+            }
+        },
+    }
     OmegaConf.save(spec, sweep / "spec.yaml")
-    base = load_config("stage1-tiny", [*tiny_overrides(data_dir, sweep / "out", steps=8),
-                                       "AIM.enabled=false"])
-    OmegaConf.save({"preset": "tiny", "spec": str(sweep / "spec.yaml"), "num_samples": 2,
-                    "base": OmegaConf.to_container(base, resolve=True)},
-                   sweep / "sweep_state.yaml")
-    trials = [_trial("trial_b", "STOPPED_EARLY", 40.0,
-                     **{"MODEL.handec.dropout": 0.0, "LOSS.lambda_trans": 0.01}),
-              _trial("trial_a", "COMPLETED", 50.0,
-                     **{"MODEL.handec.dropout": 0.3, "LOSS.lambda_trans": 0.2})]
-    (sweep / "summary.json").write_text(json.dumps(
-        {"metric": "mpjpe", "mode": "min", "best": {"trial_id": "trial_a"}, "trials": trials}))
+    base = load_config(
+        "stage1-tiny", [*tiny_overrides(data_dir, sweep / "out", steps=8), "AIM.enabled=false"]
+    )
+    OmegaConf.save(
+        {
+            "preset": "tiny",
+            "spec": str(sweep / "spec.yaml"),
+            "num_samples": 2,
+            "base": OmegaConf.to_container(base, resolve=True),
+        },
+        sweep / "sweep_state.yaml",
+    )
+    trials = [
+        _trial(
+            "trial_b",
+            "STOPPED_EARLY",
+            40.0,
+            **{"MODEL.handec.dropout": 0.0, "LOSS.lambda_trans": 0.01},
+        ),
+        _trial(
+            "trial_a", "COMPLETED", 50.0, **{"MODEL.handec.dropout": 0.3, "LOSS.lambda_trans": 0.2}
+        ),
+    ]
+    (sweep / "summary.json").write_text(
+        json.dumps(
+            {"metric": "mpjpe", "mode": "min", "best": {"trial_id": "trial_a"}, "trials": trials}
+        )
+    )
 
 
 @pytest.mark.slow

@@ -19,10 +19,12 @@ W, H = 160, 128  # not square: the centre crop drops columns
 
 
 def _cfg(*extra):
-    return DecodeCfg.from_config(load_config(
-        "stage1-tiny",
-        ["TRAIN.augmentation.crop_jitter=0.15", "TRAIN.augmentation.scale_jitter=0.3", *extra],
-    ))
+    return DecodeCfg.from_config(
+        load_config(
+            "stage1-tiny",
+            ["TRAIN.augmentation.crop_jitter=0.15", "TRAIN.augmentation.scale_jitter=0.3", *extra],
+        )
+    )
 
 
 def _marker(left: bool) -> tuple[RawSample, np.ndarray]:
@@ -103,17 +105,26 @@ def test_blur_probability_changes_only_the_blur():
     assert abs(float(sharp.mean() - blurred.mean())) < 0.02
 
 
-@pytest.mark.parametrize("extra, trusted", [
-    ({"hand_model": "kinematic", "source": "third-party"}, True),
-    ({"source": "synthetic"}, True),  # shards written before the tag: our own generator
-    ({"source": "third-party"}, False),  # untagged: whose theta is unknown
-    ({"hand_model": "mano", "source": "third-party"}, False),  # real MANO: other frames
-])
+@pytest.mark.parametrize(
+    "extra, trusted",
+    [
+        ({"hand_model": "kinematic", "source": "third-party"}, True),
+        ({"source": "synthetic"}, True),  # shards written before the tag: our own generator
+        ({"source": "third-party"}, False),  # untagged: whose theta is unknown
+        ({"hand_model": "mano", "source": "third-party"}, False),  # real MANO: other frames
+    ],
+)
 def test_theta_is_trusted_only_for_our_hand_model(extra, trusted):
     from handpose.data.decode import parse_annotation
 
-    ann = {"joints_cam": [[0, 0, 500]] * 21, "K": np.eye(3).tolist(), "mano_valid": 1,
-           "theta": [[0.1, 0.2, 0.3]] * 16, "betas": [0.5] * 10, **extra}
+    ann = {
+        "joints_cam": [[0, 0, 500]] * 21,
+        "K": np.eye(3).tolist(),
+        "mano_valid": 1,
+        "theta": [[0.1, 0.2, 0.3]] * 16,
+        "betas": [0.5] * 10,
+        **extra,
+    }
     out = parse_annotation(json.dumps(ann).encode(), "kinematic")
     assert out["mano_valid"] == float(trusted)
     assert bool(out["theta"].any()) == trusted and bool(out["betas"].any()) == trusted

@@ -43,9 +43,12 @@ def _first_step(rank: int, world: int, init: str, overrides: list[str], out: str
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.TRAIN.weight_decay)
     forward = DistributedDataParallel(model) if world > 1 else model
     losses = train_step(cfg, forward, optimizer, batch, torch.device("cpu"))
-    result = {"losses": mean_over_ranks(losses), "n": len(batch["key"]),
-              "grads": {n: p.grad.clone() for n, p in model.named_parameters()},
-              "weights": {n: p.detach().clone() for n, p in model.named_parameters()}}
+    result = {
+        "losses": mean_over_ranks(losses),
+        "n": len(batch["key"]),
+        "grads": {n: p.grad.clone() for n, p in model.named_parameters()},
+        "weights": {n: p.detach().clone() for n, p in model.named_parameters()},
+    }
     if rank == 0:
         torch.save(result, out)
     if world > 1:
@@ -54,10 +57,15 @@ def _first_step(rank: int, world: int, init: str, overrides: list[str], out: str
 
 def test_two_ranks_of_16_step_like_one_of_32(data_dir, tmp_path):
     overrides = tiny_overrides(data_dir, tmp_path) + [
-        f"DATA.val.max_samples={BATCH}", f"DATA.val_batch_size={BATCH}"]
+        f"DATA.val.max_samples={BATCH}",
+        f"DATA.val_batch_size={BATCH}",
+    ]
     _first_step(0, 1, "", overrides, str(tmp_path / "one.pt"))
-    mp.spawn(_first_step, args=(2, f"file://{tmp_path}/rendezvous", overrides,
-                                str(tmp_path / "two.pt")), nprocs=2)
+    mp.spawn(
+        _first_step,
+        args=(2, f"file://{tmp_path}/rendezvous", overrides, str(tmp_path / "two.pt")),
+        nprocs=2,
+    )
     one, two = (torch.load(tmp_path / f, weights_only=False) for f in ("one.pt", "two.pt"))
     assert (one["n"], two["n"]) == (BATCH, BATCH // 2)
     for key, value in one["losses"].items():
@@ -65,15 +73,31 @@ def test_two_ranks_of_16_step_like_one_of_32(data_dir, tmp_path):
     for name, grad in one["grads"].items():
         torch.testing.assert_close(two["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
     for name, weight in one["weights"].items():
-        torch.testing.assert_close(two["weights"][name], weight, rtol=1e-5, atol=1e-6,
-                                   msg=name)
+        torch.testing.assert_close(two["weights"][name], weight, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-           "2", "-m", "handpose.train", "--config-name", "stage1-tiny", *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "handpose.train",
+        "--config-name",
+        "stage1-tiny",
+        *args,
+    ]
+    return subprocess.run(
+        cmd,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def _val_rows(run: Path) -> list[dict]:
@@ -97,15 +121,23 @@ def test_torchrun_trains_validates_and_resumes_like_one_process(data_dir, tmp_pa
     assert log.count("\n4/8 lr=") + log.startswith("4/8 lr=") == 1  # rank 0 writes alone
     assert "2 process(es)" in log
 
-    ev = subprocess.run([sys.executable, "-m", "handpose.evaluate", "--checkpoint", str(run)],
-                        cwd=REPO, capture_output=True, text=True, timeout=300)
+    ev = subprocess.run(
+        [sys.executable, "-m", "handpose.evaluate", "--checkpoint", str(run)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ev.returncode == 0, ev.stderr
     result = json.loads(ev.stdout.strip().splitlines()[-1])
     assert result["val_fingerprint"] == single.fingerprint
     assert result["mpjpe"] == pytest.approx(val[-1]["mpjpe"], abs=1e-3)
 
-    proc = _torchrun(*base, "GENERAL.run_name=resumed",
-                     f"GENERAL.resume_path={run}/checkpoints/checkpoint-0000004")
+    proc = _torchrun(
+        *base,
+        "GENERAL.run_name=resumed",
+        f"GENERAL.resume_path={run}/checkpoints/checkpoint-0000004",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (resumed,) = _val_rows(tmp_path / "resumed")
     assert resumed == val[-1]  # exact resume at the same world size

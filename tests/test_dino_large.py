@@ -29,9 +29,16 @@ def test_dino_large_recipe_trains_two_steps_in_bf16(data_dir, tmp_path):
     qkv = official.blocks[23].attn.qkv.weight.detach().clone()
     del official
 
-    cfg = load_config("stage1-dino_large", data_overrides(data_dir) + [
-        f"MODEL.backbone.checkpoint={ckpt}", "TRAIN.sample_per_device=2", "TRAIN.num_workers=0",
-        "GENERAL.dropout_warmup_step=1"])
+    cfg = load_config(
+        "stage1-dino_large",
+        data_overrides(data_dir)
+        + [
+            f"MODEL.backbone.checkpoint={ckpt}",
+            "TRAIN.sample_per_device=2",
+            "TRAIN.num_workers=0",
+            "GENERAL.dropout_warmup_step=1",
+        ],
+    )
     assert cfg.TRAIN.mixed_precision == "bf16" and cfg.MODEL.img_size == 224
     model = build_model(cfg)
     assert len(model.backbone.blocks) == 24 and model.backbone.embed_dim == 1024

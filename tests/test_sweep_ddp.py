@@ -22,15 +22,29 @@ def test_two_worker_trials_complete_with_one_fingerprint(data_dir, tmp_path):
     raw = yaml.safe_load(SPEC_PATH.read_text())
     preset = raw["presets"]["smoke"]
     # 2 workers x 0.9 CPU (+ 0.01 for the trial itself) on 2 CPUs: one trial at a time
-    preset.update(num_samples=2, max_concurrent=1,
-                  resources={"cpu": 0.9, "gpu": 0, "workers": 2},
-                  space={"MODEL.handec.dropout": {"type": "choice", "values": [0.1, 0.2]}})
+    preset.update(
+        num_samples=2,
+        max_concurrent=1,
+        resources={"cpu": 0.9, "gpu": 0, "workers": 2},
+        space={"MODEL.handec.dropout": {"type": "choice", "values": [0.1, 0.2]}},
+    )
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(raw))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        code = main(["--smoke", "--spec", str(spec), "--storage", str(tmp_path / "res"),
-                     "--name", "ddp", "GENERAL.total_step=40", *data_overrides(data_dir)])
+        code = main(
+            [
+                "--smoke",
+                "--spec",
+                str(spec),
+                "--storage",
+                str(tmp_path / "res"),
+                "--name",
+                "ddp",
+                "GENERAL.total_step=40",
+                *data_overrides(data_dir),
+            ]
+        )
     finally:
         ray.shutdown()
     assert code == 0

@@ -9,8 +9,12 @@ from sweeps.fidelity import best_vs_baseline, fidelity, spearman, validation_noi
 
 
 def _trial(tid, curve, status="COMPLETED"):
-    return {"trial_id": tid, "status": status, "curve": [[s, v] for s, v in curve],
-            "mpjpe": curve[-1][1]}
+    return {
+        "trial_id": tid,
+        "status": status,
+        "curve": [[s, v] for s, v in curve],
+        "mpjpe": curve[-1][1],
+    }
 
 
 def test_spearman_matches_hand_computed_values():

@@ -33,9 +33,21 @@ def _spec(tmp_path: Path, space: dict, points: list[dict], num_samples: int) -> 
 
 
 def _sweep_cmd(spec: Path, storage: Path, name: str, data_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "sweeps/dropout_warmup.py", "--smoke", "--spec", str(spec),
-            "--storage", str(storage), "--name", name, "--num-cpus", "2", *extra,
-            *data_overrides(data_dir)]
+    return [
+        sys.executable,
+        "sweeps/dropout_warmup.py",
+        "--smoke",
+        "--spec",
+        str(spec),
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        "--num-cpus",
+        "2",
+        *extra,
+        *data_overrides(data_dir),
+    ]
 
 
 def _wait_for(pred, timeout: float, what: str):
@@ -57,12 +69,22 @@ def _val_steps(metrics_file: Path) -> list[int]:
 
 def test_killed_trial_resumes_from_checkpoint_and_nan_trial_errors(data_dir, tmp_path):
     # lambda_trans = 1e38 overflows the float32 loss to inf: a trial that diverges
-    spec = _spec(tmp_path, {"LOSS.lambda_trans": {"type": "choice", "values": [0.05, 1e38]}},
-                 [{"LOSS.lambda_trans": 0.05}, {"LOSS.lambda_trans": 1e38}], num_samples=2)
+    spec = _spec(
+        tmp_path,
+        {"LOSS.lambda_trans": {"type": "choice", "values": [0.05, 1e38]}},
+        [{"LOSS.lambda_trans": 0.05}, {"LOSS.lambda_trans": 1e38}],
+        num_samples=2,
+    )
     storage = tmp_path / "res"
-    proc = subprocess.Popen(_sweep_cmd(spec, storage, "faults", data_dir, "GENERAL.total_step=80",
-                                       "GENERAL.log_step=5"),
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        _sweep_cmd(
+            spec, storage, "faults", data_dir, "GENERAL.total_step=80", "GENERAL.log_step=5"
+        ),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         sweep = storage / "faults"
 
@@ -102,21 +124,29 @@ def test_killed_trial_resumes_from_checkpoint_and_nan_trial_errors(data_dir, tmp
 
 
 def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_path):
-    spec = _spec(tmp_path, {"MODEL.handec.dropout": {"type": "choice", "values": [0.0, 0.2]},
-                            "LOSS.lambda_trans": {"type": "choice", "values": [0.02, 0.1]}},
-                 [], num_samples=3)
+    spec = _spec(
+        tmp_path,
+        {
+            "MODEL.handec.dropout": {"type": "choice", "values": [0.0, 0.2]},
+            "LOSS.lambda_trans": {"type": "choice", "values": [0.02, 0.1]},
+        },
+        [],
+        num_samples=3,
+    )
     storage = tmp_path / "res"
     # Tune's default state-save period: a trial Optuna saw finish may still be running in
     # the saved state, and the restored searcher must not crash on it
     cmd = _sweep_cmd(spec, storage, "crash", data_dir, "GENERAL.total_step=60")
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     sweep = storage / "crash"
 
     def one_finished():
         done = [p for p in sweep.glob("runs/*/metrics.jsonl") if 60 in _val_steps(p)]
         started = list(sweep.glob("runs/*/metrics.jsonl"))
         return done and len(started) >= 2
+
     try:
         _wait_for(one_finished, 200, "one finished trial")
         # the driver tells Optuna the finished trial within moments, while Tune's state
@@ -127,8 +157,13 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_p
         proc.wait()
     before = {p.parent.name: _val_steps(p) for p in sweep.glob("runs/*/metrics.jsonl")}
     finished_before = [k for k, v in before.items() if 60 in v]
-    res = subprocess.run(_sweep_cmd(spec, storage, "crash", data_dir, "--resume"), cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        _sweep_cmd(spec, storage, "crash", data_dir, "--resume"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((sweep / "summary.json").read_text())
     assert len(summary["trials"]) == 3
@@ -141,17 +176,26 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_p
 
 
 def test_ctrl_c_reports_an_interrupted_sweep_and_resume_finishes_it(data_dir, tmp_path):
-    spec = _spec(tmp_path, {"MODEL.handec.dropout": {"type": "choice", "values": [0.0, 0.2]}},
-                 [], num_samples=3)
+    spec = _spec(
+        tmp_path,
+        {"MODEL.handec.dropout": {"type": "choice", "values": [0.0, 0.2]}},
+        [],
+        num_samples=3,
+    )
     storage = tmp_path / "res"
-    cmd = _sweep_cmd(spec, storage, "intr", data_dir, "GENERAL.total_step=120",
-                     "--confirm", "1", "--seeds", "2")
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    cmd = _sweep_cmd(
+        spec, storage, "intr", data_dir, "GENERAL.total_step=120", "--confirm", "1", "--seeds", "2"
+    )
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     sweep = storage / "intr"
     try:
-        _wait_for(lambda: any(40 in _val_steps(p) for p in sweep.glob("runs/*/metrics.jsonl")),
-                  200, "a trial past its second validation")
+        _wait_for(
+            lambda: any(40 in _val_steps(p) for p in sweep.glob("runs/*/metrics.jsonl")),
+            200,
+            "a trial past its second validation",
+        )
         proc.send_signal(signal.SIGINT)  # Ctrl-C once
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -161,8 +205,13 @@ def test_ctrl_c_reports_an_interrupted_sweep_and_resume_finishes_it(data_dir, tm
     assert "confirmation:" not in out  # --confirm never starts on an unfinished sweep
     summary = json.loads((sweep / "summary.json").read_text())
     assert "UNFINISHED" in {t["status"] for t in summary["trials"]}
-    res = subprocess.run(_sweep_cmd(spec, storage, "intr", data_dir, "--resume"), cwd=REPO,
-                         capture_output=True, text=True, timeout=400)
+    res = subprocess.run(
+        _sweep_cmd(spec, storage, "intr", data_dir, "--resume"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((sweep / "summary.json").read_text())
     got = [(t["status"], t["last_step"], t["error"]) for t in summary["trials"]]

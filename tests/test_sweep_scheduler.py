@@ -13,8 +13,7 @@ from sweeps.scheduler import ReadyStep, SweepASHA, pick_sentinels, rungs
 # Scripted validation MPJPE per step (val every step; time_attr "step", max_t 8).
 # LATE: dropout switches on at step 6: good early, hurt after, 3.8 mm at the end.
 # EARLY: dropout on from step 0: worse early, best at the end (1.5 mm).
-CURVES = {6: [8.0, 6.0, 5.0, 4.0, 3.5, 3.4, 4.0, 3.8],
-          0: [10.0, 9.0, 7.0, 3.9, 3.0, 2.5, 2.0, 1.5]}
+CURVES = {6: [8.0, 6.0, 5.0, 4.0, 3.5, 3.4, 4.0, 3.8], 0: [10.0, 9.0, 7.0, 3.9, 3.0, 2.5, 2.0, 1.5]}
 READY = ReadyStep(val_every=1, warmup=0, schedule="step", ramp=0, rate=0.2)
 
 
@@ -35,9 +34,11 @@ def _final_steps(scheduler, tmp_path) -> dict[int, int]:
         tune.with_resources(scripted, {"cpu": 1}),
         # LATE first, then EARLY: LATE's good early values set the rung cutoffs
         param_space={"GENERAL.dropout_warmup_step": tune.grid_search([6, 0])},
-        tune_config=tune.TuneConfig(metric="mpjpe", mode="min", scheduler=scheduler,
-                                    max_concurrent_trials=1),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+        tune_config=tune.TuneConfig(
+            metric="mpjpe", mode="min", scheduler=scheduler, max_concurrent_trials=1
+        ),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
     return {r.config["GENERAL.dropout_warmup_step"]: r.metrics["step"] for r in tuner.fit()}
 
 
@@ -76,9 +77,17 @@ class _Trial:
 
 def test_rungs_sentinels_and_stops_survive_a_restart(tmp_path):
     def make():
-        return SweepASHA(ready_step=None, sentinels={1}, state_path=tmp_path / "state.pkl",
-                         metric="mpjpe", mode="min", time_attr="step", max_t=8,
-                         grace_period=2, reduction_factor=2)
+        return SweepASHA(
+            ready_step=None,
+            sentinels={1},
+            state_path=tmp_path / "state.pkl",
+            metric="mpjpe",
+            mode="min",
+            time_attr="step",
+            max_t=8,
+            grace_period=2,
+            reduction_factor=2,
+        )
 
     first = make()
     trials = [_Trial(f"t{i}", {}) for i in range(3)]
@@ -87,13 +96,12 @@ def test_rungs_sentinels_and_stops_survive_a_restart(tmp_path):
     assert first.on_trial_result(None, trials[0], {"step": 2, "mpjpe": 1.0}) == "CONTINUE"
     # t1 is a sentinel: worse, but it goes on
     assert first.on_trial_result(None, trials[1], {"step": 2, "mpjpe": 5.0}) == "CONTINUE"
-    assert first.on_trial_result(None, trials[2], {"step": 2, "mpjpe": 9.0}) == \
-        TrialScheduler.STOP
+    assert first.on_trial_result(None, trials[2], {"step": 2, "mpjpe": 9.0}) == TrialScheduler.STOP
     restarted = make()  # what --resume builds: fresh object, state loaded on first use
     restarted.on_trial_add(None, trials[0])
     assert restarted.sentinels == {"t1"} and restarted.stopped == {"t2"}
     assert restarted.trial_index == {"t0": 0, "t1": 1, "t2": 2}
-    (_, rung2), = [(m, r) for m, r in restarted._brackets[0]._rungs if m == 2]
+    ((_, rung2),) = [(m, r) for m, r in restarted._brackets[0]._rungs if m == 2]
     assert rung2 == {"t0": -1.0, "t1": -5.0, "t2": -9.0}
     new = _Trial("t3", {})
     restarted.on_trial_add(None, new)

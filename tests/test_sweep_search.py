@@ -16,8 +16,14 @@ from sweeps.search import PruneAwareOptunaSearch, _Private, study_storage
 
 
 def _searcher(tmp_path, name="s"):
-    s = PruneAwareOptunaSearch(metric="mpjpe", mode="min", time_attr="step", max_t=60,
-                               study_name=name, storage=study_storage(tmp_path))
+    s = PruneAwareOptunaSearch(
+        metric="mpjpe",
+        mode="min",
+        time_attr="step",
+        max_t=60,
+        study_name=name,
+        storage=study_storage(tmp_path),
+    )
     s.set_search_properties("mpjpe", "min", {"x": tune.uniform(0.0, 1.0)})
     return s
 

@@ -25,8 +25,9 @@ def smoke_sweep(data_dir, tmp_path_factory):
     storage = tmp_path_factory.mktemp("sweeps")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        code = main(["--smoke", "--storage", str(storage), "--name", "smoke",
-                     *data_overrides(data_dir)])
+        code = main(
+            ["--smoke", "--storage", str(storage), "--name", "smoke", *data_overrides(data_dir)]
+        )
     finally:
         ray.shutdown()
     return code, storage / "smoke"
@@ -42,15 +43,18 @@ def test_smoke_sweep_runs_and_summarises(smoke_sweep):
     statuses = [t["status"] for t in trials]
     assert "STOPPED_EARLY" in statuses, statuses  # ASHA stopped at least one trial
     assert "COMPLETED" in statuses
-    assert all(t["last_step"] < summary["total_step"] for t in trials
-               if t["status"] == "STOPPED_EARLY")
+    assert all(
+        t["last_step"] < summary["total_step"] for t in trials if t["status"] == "STOPPED_EARLY"
+    )
     # one validation stream for all trials, and the summary says so
     prints = {t["val_fingerprint"] for t in trials}
     assert len(prints) == 1 and None not in prints
     assert summary["comparable"] and summary["val_fingerprints"] == sorted(prints)
     for t in trials:
-        assert t["mpjpe"] > 0 and set(t["overrides"]) >= {"MODEL.handec.dropout",
-                                                         "LOSS.lambda_trans"}
+        assert t["mpjpe"] > 0 and set(t["overrides"]) >= {
+            "MODEL.handec.dropout",
+            "LOSS.lambda_trans",
+        }
         assert [s for s, _ in t["curve"]] == list(range(20, t["last_step"] + 1, 20))
     best = summary["best"]
     completed = [t for t in trials if t["status"] == "COMPLETED"]
@@ -64,9 +68,15 @@ def test_smoke_sweep_runs_and_summarises(smoke_sweep):
 def test_best_config_trains(smoke_sweep, tmp_path):
     _, sweep_dir = smoke_sweep
     summary = json.loads((sweep_dir / "summary.json").read_text())
-    cfg = load_config(str(sweep_dir / "best_config.yaml"),
-                      ["GENERAL.total_step=4", "GENERAL.checkpoint_step=4",
-                       f"GENERAL.output_dir={tmp_path}", "AIM.enabled=false"])
+    cfg = load_config(
+        str(sweep_dir / "best_config.yaml"),
+        [
+            "GENERAL.total_step=4",
+            "GENERAL.checkpoint_step=4",
+            f"GENERAL.output_dir={tmp_path}",
+            "AIM.enabled=false",
+        ],
+    )
     for key, value in summary["best"]["overrides"].items():
         got = cfg
         for part in key.split("."):
@@ -81,8 +91,9 @@ def test_optuna_study_sees_pruned_trials(smoke_sweep):
     summary = json.loads((sweep_dir / "summary.json").read_text())
     study = optuna.load_study(study_name="smoke", storage=study_storage(sweep_dir))
     states = sorted(t.state.name for t in study.trials)
-    want = sorted("PRUNED" if t["status"] == "STOPPED_EARLY" else "COMPLETE"
-                  for t in summary["trials"])
+    want = sorted(
+        "PRUNED" if t["status"] == "STOPPED_EARLY" else "COMPLETE" for t in summary["trials"]
+    )
     assert states == want
     for t in study.trials:
         assert t.intermediate_values, "every trial reports MPJPE per step"
@@ -111,8 +122,11 @@ def test_every_trial_is_one_aim_run_in_the_sweep_repo(smoke_sweep):
         assert run["hparams"]["GENERAL"]["val_seed"] == 42
         names = {m.name for m in run.metrics()}
         assert {"dropout_rate", "lr", "total", "loss_trans", "mpjpe", "pa_mpjpe"} <= names
-        dropout = next(m for m in run.metrics() if m.name == "dropout_rate"
-                       and m.context.to_dict() == {"subset": "train"})
+        dropout = next(
+            m
+            for m in run.metrics()
+            if m.name == "dropout_rate" and m.context.to_dict() == {"subset": "train"}
+        )
         assert list(dropout.dataframe()["step"])[:2] == [10, 20], "dropout_rate every 10 steps"
 
 
@@ -123,7 +137,8 @@ def test_aim_sdk_sees_every_trial_closed_without_manual_indexing(smoke_sweep):
     summary = json.loads((sweep_dir / "summary.json").read_text())
     runs = list(Repo.from_path(str(sweep_dir)).iter_runs())
     assert sorted(r["sweep"]["trial_id"] for r in runs) == sorted(
-        t["trial_id"] for t in summary["trials"])
+        t["trial_id"] for t in summary["trials"]
+    )
     assert not any(r.active for r in runs), "ASHA-stopped and finished runs are closed"
 
 

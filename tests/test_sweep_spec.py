@@ -39,33 +39,46 @@ def _spec_with(tmp_path, **space_entries):
     return path
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"GENERAL.val_seed": {"type": "int", "low": 1, "high": 100}}, "GENERAL.val_seed"),
-    ({"DATA.val.max_samples": {"type": "int", "low": 1, "high": 100}}, "DATA.val.max_samples"),
-    ({"MODEL.handec.dropout": {"type": "float", "low": 0.5, "high": 0.1}}, "low=0.5 > high"),
-    ({"MODEL.handec.dropout": {"type": "float", "low": 0.0, "high": 1.2}}, "MODEL.handec.dropout"),
-    ({"LOSS.lambda_nope": {"type": "float", "low": 0.1, "high": 1}}, "LOSS.lambda_nope"),
-    ({"LOSS.lambda_rel": {"type": "float", "low": 0.0, "high": 1, "log": True}}, "log range"),
-    ({"LOSS.lambda_rel": {"type": "normal", "low": 0.0, "high": 1}}, "type='normal'"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"GENERAL.val_seed": {"type": "int", "low": 1, "high": 100}}, "GENERAL.val_seed"),
+        ({"DATA.val.max_samples": {"type": "int", "low": 1, "high": 100}}, "DATA.val.max_samples"),
+        ({"MODEL.handec.dropout": {"type": "float", "low": 0.5, "high": 0.1}}, "low=0.5 > high"),
+        (
+            {"MODEL.handec.dropout": {"type": "float", "low": 0.0, "high": 1.2}},
+            "MODEL.handec.dropout",
+        ),
+        ({"LOSS.lambda_nope": {"type": "float", "low": 0.1, "high": 1}}, "LOSS.lambda_nope"),
+        ({"LOSS.lambda_rel": {"type": "float", "low": 0.0, "high": 1, "log": True}}, "log range"),
+        ({"LOSS.lambda_rel": {"type": "normal", "low": 0.0, "high": 1}}, "type='normal'"),
+    ],
+)
 def test_bad_space_is_rejected(tmp_path, entry, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         load_spec("cpu", _spec_with(tmp_path, **entry))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--spec", "SPEC"], "GENERAL.val_seed"),
-    (["MODEL.handec.nope=3"], "MODEL.handec.nope"),
-    (["--preset", "huge"], "huge"),
-    (["--num-samples", "0"], "num-samples"),
-    (["DATA.train.source=[/nonexistent/train-*.tar]"], "/nonexistent/train-*.tar"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--spec", "SPEC"], "GENERAL.val_seed"),
+        (["MODEL.handec.nope=3"], "MODEL.handec.nope"),
+        (["--preset", "huge"], "huge"),
+        (["--num-samples", "0"], "num-samples"),
+        (["DATA.train.source=[/nonexistent/train-*.tar]"], "/nonexistent/train-*.tar"),
+    ],
+)
 def test_cli_rejects_bad_input_before_ray(tmp_path, args, message):
     spec = _spec_with(tmp_path, **{"GENERAL.val_seed": {"type": "int", "low": 1, "high": 9}})
     args = [str(spec) if a == "SPEC" else a for a in args]
-    proc = subprocess.run([sys.executable, "sweeps/dropout_warmup.py", "--storage",
-                           str(tmp_path / "res"), *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "sweeps/dropout_warmup.py", "--storage", str(tmp_path / "res"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr.strip().splitlines()[-1]
     assert "Ray dashboard" not in proc.stdout  # failed before any Ray work
@@ -77,11 +90,17 @@ def test_cli_rejects_unwritable_storage_and_a_reused_name(tmp_path):
     used = tmp_path / "res" / "taken"
     used.mkdir(parents=True)
     (used / "sweep_state.yaml").write_text("preset: smoke\n")
-    for args, message in ((["--storage", str(blocker / "sub")], "cannot write there"),
-                          (["--storage", str(tmp_path / "res"), "--name", "taken"],
-                           "already holds a sweep")):
-        proc = subprocess.run([sys.executable, "sweeps/dropout_warmup.py", "--smoke", *args],
-                              cwd=REPO, capture_output=True, text=True, timeout=120)
+    for args, message in (
+        (["--storage", str(blocker / "sub")], "cannot write there"),
+        (["--storage", str(tmp_path / "res"), "--name", "taken"], "already holds a sweep"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "sweeps/dropout_warmup.py", "--smoke", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], proc.stderr
@@ -93,9 +112,21 @@ def test_resume_of_a_torn_tune_state_is_a_one_line_error(tmp_path):
     sweep.mkdir(parents=True)
     (sweep / "sweep_state.yaml").write_text("preset: smoke\n")
     (sweep / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [{"a"')
-    proc = subprocess.run([sys.executable, "sweeps/dropout_warmup.py", "--resume", "--name",
-                           "torn", "--storage", str(tmp_path / "res")], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "sweeps/dropout_warmup.py",
+            "--resume",
+            "--name",
+            "torn",
+            "--storage",
+            str(tmp_path / "res"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert "torn by the crash" in line and "Ray dashboard" not in proc.stdout

@@ -99,9 +99,16 @@ def build_train_stream(cfg: DictConfig, rank: int = 0, world_size: int = 1) -> T
     """Infinite iterator of training batch dicts for ``rank`` of ``world_size``, with
     ``state_dict()`` / ``load_state_dict()`` (exact resume) and ``bad_samples``."""
     d = cfg.DATA
-    return TrainStream(d.train, cfg.GENERAL.seed, cfg.TRAIN.sample_per_device,
-                       DecodeCfg.from_config(cfg), cfg.TRAIN.num_workers, d.max_bad_fraction,
-                       rank, world_size)
+    return TrainStream(
+        d.train,
+        cfg.GENERAL.seed,
+        cfg.TRAIN.sample_per_device,
+        DecodeCfg.from_config(cfg),
+        cfg.TRAIN.num_workers,
+        d.max_bad_fraction,
+        rank,
+        world_size,
+    )
 
 
 def build_val_stream(cfg: DictConfig) -> ValStream:
@@ -109,6 +116,6 @@ def build_val_stream(cfg: DictConfig) -> ValStream:
     ``bad_samples`` are set after each full pass."""
     d = cfg.DATA
     subset = None if d.val.max_samples is None else Subset(d.val.max_samples, cfg.GENERAL.val_seed)
-    return ValStream(d.val.source, subset, d.val_batch_size, DecodeCfg.from_config(cfg),
-                     d.max_bad_fraction)
-
+    return ValStream(
+        d.val.source, subset, d.val_batch_size, DecodeCfg.from_config(cfg), d.max_bad_fraction
+    )

@@ -76,8 +76,11 @@ def parse_annotation(raw: bytes, hand_model: str = "kinematic") -> dict[str, Any
             "K": np.asarray(ann["K"], np.float32).reshape(3, 3),
             "joint_valid": np.asarray(ann.get("joint_valid", [1] * 21), np.float32).reshape(21),
         }
-        valid = (bool(ann.get("mano_valid")) and ann.get("theta") is not None
-                 and theta_model(ann) == hand_model)
+        valid = (
+            bool(ann.get("mano_valid"))
+            and ann.get("theta") is not None
+            and theta_model(ann) == hand_model
+        )
         out["theta"] = np.zeros((16, 3), np.float32)
         out["betas"] = np.zeros(10, np.float32)
         if valid:
@@ -116,8 +119,9 @@ def _draws(rng: np.random.Generator | None) -> dict[str, Any] | None:
     }
 
 
-def decode(raw: RawSample, decode_cfg: DecodeCfg,
-           rng: np.random.Generator | None) -> dict[str, Any]:
+def decode(
+    raw: RawSample, decode_cfg: DecodeCfg, rng: np.random.Generator | None
+) -> dict[str, Any]:
     """One sample of the batch schema; ``rng`` None means no augmentation (validation).
 
     Raises :class:`BadSample` when the json or the image cannot be used.

@@ -110,7 +110,12 @@ class _TrainBatches(IterableDataset):
         while True:
             pos = 0
             raws = epoch_samples(
-                self.shards, self.seed, epoch, self.rank, self.world, self.shuffle_buffer,
+                self.shards,
+                self.seed,
+                epoch,
+                self.rank,
+                self.world,
+                self.shuffle_buffer,
                 read_bad,
             )
             for raw in raws:
@@ -162,12 +167,23 @@ class TrainStream:
     ``max_bad_fraction`` of them raises :class:`DataError`.
     """
 
-    def __init__(self, split: TrainSplitCfg, seed: int, batch_size: int, decode_cfg: DecodeCfg,
-                 num_workers: int = 0, max_bad_fraction: float = 0.01, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(
+        self,
+        split: TrainSplitCfg,
+        seed: int,
+        batch_size: int,
+        decode_cfg: DecodeCfg,
+        num_workers: int = 0,
+        max_bad_fraction: float = 0.01,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.seed, self.batch_size, self.shuffle_buffer = seed, batch_size, split.shuffle_buffer
-        self.decode_cfg, self.num_workers, self.max_bad_fraction = (decode_cfg, num_workers,
-                                                                    max_bad_fraction)
+        self.decode_cfg, self.num_workers, self.max_bad_fraction = (
+            decode_cfg,
+            num_workers,
+            max_bad_fraction,
+        )
         self.rank, self.world = rank, world_size
         self.shards = expand_sources(split.source, "DATA.train.source")
         self.position = (0, 0)  # (epoch, samples of that epoch consumed by this rank)
@@ -205,9 +221,7 @@ class TrainStream:
             bad = batch.pop("_bad")
             self.bad_samples += len(bad)
             self._bad.extend(bad)
-            check_bad_fraction(
-                self._bad, self.seen, self.max_bad_fraction, False, self.bad_samples
-            )
+            check_bad_fraction(self._bad, self.seen, self.max_bad_fraction, False, self.bad_samples)
             if batch:
                 return batch
 
@@ -229,9 +243,15 @@ class ValStream:
     ``max_bad_fraction`` raises :class:`DataError`).
     """
 
-    def __init__(self, sources: Sequence[str], subset: Subset | None, batch_size: int,
-                 decode_cfg: DecodeCfg, max_bad_fraction: float = 0.01,
-                 what: str = "DATA.val.source") -> None:
+    def __init__(
+        self,
+        sources: Sequence[str],
+        subset: Subset | None,
+        batch_size: int,
+        decode_cfg: DecodeCfg,
+        max_bad_fraction: float = 0.01,
+        what: str = "DATA.val.source",
+    ) -> None:
         self.shards = expand_sources(sources, what)
         self.subset, self.batch_size, self.decode_cfg = subset, batch_size, decode_cfg
         self.max_bad_fraction, self.what = max_bad_fraction, what

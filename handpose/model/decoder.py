@@ -45,8 +45,9 @@ class Attention(nn.Module):
     applies its ``.p`` as ``dropout_p``, in training only) and ``out_drop`` on the output.
     """
 
-    def __init__(self, dim: int, context_dim: int, num_head: int, dim_head: int,
-                 dropout: float) -> None:
+    def __init__(
+        self, dim: int, context_dim: int, num_head: int, dim_head: int, dropout: float
+    ) -> None:
         super().__init__()
         inner = num_head * dim_head
         self.num_head = num_head
@@ -59,24 +60,32 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """x (B, Q, dim), context (B, T, context_dim) or None (self) -> (B, Q, dim)."""
         k, v = self.to_kv(x if context is None else context).chunk(2, dim=-1)
-        q, k, v = (t.unflatten(-1, (self.num_head, -1)).transpose(1, 2)
-                   for t in (self.to_q(x), k, v))
+        q, k, v = (
+            t.unflatten(-1, (self.num_head, -1)).transpose(1, 2) for t in (self.to_q(x), k, v)
+        )
         out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
+            q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0
+        )
         return self.out_drop(self.to_out(out.transpose(1, 2).flatten(2)))
 
 
 class FeedForward(nn.Sequential):
     def __init__(self, dim: int, dim_mlp: int, dropout: float) -> None:
-        super().__init__(nn.Linear(dim, dim_mlp), nn.GELU(), nn.Dropout(dropout),
-                         nn.Linear(dim_mlp, dim), nn.Dropout(dropout))
+        super().__init__(
+            nn.Linear(dim, dim_mlp),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim_mlp, dim),
+            nn.Dropout(dropout),
+        )
 
 
 class DecoderLayer(nn.Module):
     """Pre-norm: x += self_attn(norm(x)); x += cross_attn(norm(x), ctx); x += ff(norm(x))."""
 
-    def __init__(self, dim: int, context_dim: int, num_head: int, dim_head: int,
-                 dim_mlp: int, dropout: float) -> None:
+    def __init__(
+        self, dim: int, context_dim: int, num_head: int, dim_head: int, dim_mlp: int, dropout: float
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.self_attn = Attention(dim, dim, num_head, dim_head, dropout)
@@ -97,17 +106,28 @@ class SpatialInit(nn.Module):
     hidden layer (one of the decoder's dropouts: the flattened code is where a small
     training set is memorised first)."""
 
-    def __init__(self, token_dim: int, num_patches: int, dim: int, dropout: float,
-                 reduce_dim: int = 32, hidden: int = 512) -> None:
+    def __init__(
+        self,
+        token_dim: int,
+        num_patches: int,
+        dim: int,
+        dropout: float,
+        reduce_dim: int = 32,
+        hidden: int = 512,
+    ) -> None:
         super().__init__()
         self.num_patches = num_patches
         self.reduce = nn.Sequential(nn.LayerNorm(token_dim), nn.Linear(token_dim, reduce_dim))
-        self.mlp = nn.Sequential(nn.Linear(num_patches * reduce_dim, hidden), nn.GELU(),
-                                 nn.Dropout(dropout), nn.Linear(hidden, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(num_patches * reduce_dim, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, dim),
+        )
 
     def forward(self, tokens: Tensor) -> Tensor:
         """tokens (B, T, token_dim) whose last ``num_patches`` are the patch grid."""
-        return self.mlp(self.reduce(tokens[:, -self.num_patches:]).flatten(1))
+        return self.mlp(self.reduce(tokens[:, -self.num_patches :]).flatten(1))
 
 
 def mean_pose_6d() -> Tensor:
@@ -124,20 +144,22 @@ class HandDecoder(nn.Module):
     root position and ``depth`` (B,) root depth in mm.
     """
 
-    def __init__(self, cfg: HandecCfg, token_dim: int, num_betas: int,
-                 num_patches: int) -> None:
+    def __init__(self, cfg: HandecCfg, token_dim: int, num_betas: int, num_patches: int) -> None:
         """``cfg``: ``MODEL.handec``; ``token_dim``: the backbone's width; ``num_patches``:
         its patch-grid size (g * g), used by :class:`SpatialInit` when ``cfg.spatial_init``."""
         super().__init__()
         dim, context_dim, dropout = cfg.dim, cfg.context_dim, cfg.dropout
-        self.spatial_init = (SpatialInit(token_dim, num_patches, dim, dropout)
-                             if cfg.spatial_init else None)
-        self.context_proj = (nn.Identity() if token_dim == context_dim
-                             else nn.Linear(token_dim, context_dim))
+        self.spatial_init = (
+            SpatialInit(token_dim, num_patches, dim, dropout) if cfg.spatial_init else None
+        )
+        self.context_proj = (
+            nn.Identity() if token_dim == context_dim else nn.Linear(token_dim, context_dim)
+        )
         self.queries = nn.Parameter(torch.zeros(1, NUM_QUERIES, dim))
         self.layers = nn.ModuleList(
             DecoderLayer(dim, context_dim, cfg.num_head, cfg.dim_head, cfg.dim_mlp, dropout)
-            for _ in range(cfg.num_layer))
+            for _ in range(cfg.num_layer)
+        )
         self.norm = nn.LayerNorm(dim)
         self.pose_head = nn.Linear(dim, 6)
         self.shape_head = nn.Linear(dim, num_betas)
@@ -167,6 +189,9 @@ class HandDecoder(nn.Module):
         with torch.autocast(x.device.type, enabled=False):  # heads in float32 (depth!)
             x = self.norm(x.float())
             cam = self.cam_head(x[:, NUM_ROT + 1])
-            return {"pose6d": self.pose_head(x[:, :NUM_ROT]) + self.pose_init,
-                    "betas": self.shape_head(x[:, NUM_ROT]),
-                    "uv": cam[:, :2], "depth": cam[:, 2].exp()}
+            return {
+                "pose6d": self.pose_head(x[:, :NUM_ROT]) + self.pose_init,
+                "betas": self.shape_head(x[:, NUM_ROT]),
+                "uv": cam[:, :2],
+                "depth": cam[:, 2].exp(),
+            }

@@ -58,8 +58,13 @@ FLEX_LIMITS = {
     "ring": ((-20.0, 90.0), (0.0, 110.0), (0.0, 80.0)),
     "little": ((-20.0, 90.0), (0.0, 110.0), (0.0, 80.0)),
 }
-ABD_LIMITS = {"thumb": (-30.0, 30.0), "index": (-20.0, 20.0), "middle": (-15.0, 15.0),
-              "ring": (-15.0, 15.0), "little": (-20.0, 25.0)}
+ABD_LIMITS = {
+    "thumb": (-30.0, 30.0),
+    "index": (-20.0, 20.0),
+    "middle": (-15.0, 15.0),
+    "ring": (-15.0, 15.0),
+    "little": (-20.0, 25.0),
+}
 
 
 def finger_axes() -> tuple[Tensor, Tensor]:
@@ -122,8 +127,14 @@ def matrix_to_axis_angle(rot: Tensor) -> Tensor:
     symmetric part ``(R + R^T) / 2 - cos I = (1 - cos) a a^T``, signed by the skew part.
     No data-dependent branches (no host sync).
     """
-    vec = torch.stack([rot[..., 2, 1] - rot[..., 1, 2], rot[..., 0, 2] - rot[..., 2, 0],
-                       rot[..., 1, 0] - rot[..., 0, 1]], -1)  # 2 sin(angle) axis
+    vec = torch.stack(
+        [
+            rot[..., 2, 1] - rot[..., 1, 2],
+            rot[..., 0, 2] - rot[..., 2, 0],
+            rot[..., 1, 0] - rot[..., 0, 1],
+        ],
+        -1,
+    )  # 2 sin(angle) axis
     cos = (rot.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
     sin = torch.linalg.vector_norm(vec, dim=-1) / 2
     angle = torch.atan2(sin, cos)

@@ -40,8 +40,9 @@ class PoseNet(nn.Module):
         super().__init__()
         self.img_size = m.img_size
         self.backbone = build_backbone(m.backbone, m.img_size)
-        self.decoder = HandDecoder(m.handec, self.backbone.embed_dim, m.num_betas,
-                                   self.backbone.grid ** 2)
+        self.decoder = HandDecoder(
+            m.handec, self.backbone.embed_dim, m.num_betas, self.backbone.grid**2
+        )
         self.hand = build_hand_model(m.hand_model)
 
     def set_dropout_rate(self, p: float) -> None:
@@ -66,8 +67,14 @@ class PoseNet(nn.Module):
             joints_2d = project(joints_cam, K)
         with torch.no_grad():
             theta = matrix_to_axis_angle(rotmat)
-        return {"rotmat": rotmat, "theta": theta, "betas": out["betas"], "trans": trans,
-                "joints_cam": joints_cam, "joints_2d": joints_2d}
+        return {
+            "rotmat": rotmat,
+            "theta": theta,
+            "betas": out["betas"],
+            "trans": trans,
+            "joints_cam": joints_cam,
+            "joints_2d": joints_2d,
+        }
 
 
 def build_model(cfg: DictConfig) -> PoseNet:
@@ -89,9 +96,15 @@ def param_groups(model: PoseNet, cfg: DictConfig) -> list[dict[str, Any]]:
     backbone_ids = {id(p) for p in model.backbone.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [
-        {"name": "backbone", "lr": cfg.TRAIN.backbone_lr,
-         "params": [p for p in trainable if id(p) in backbone_ids]},
-        {"name": "head", "lr": cfg.TRAIN.lr,
-         "params": [p for p in trainable if id(p) not in backbone_ids]},
+        {
+            "name": "backbone",
+            "lr": cfg.TRAIN.backbone_lr,
+            "params": [p for p in trainable if id(p) in backbone_ids],
+        },
+        {
+            "name": "head",
+            "lr": cfg.TRAIN.lr,
+            "params": [p for p in trainable if id(p) not in backbone_ids],
+        },
     ]
     return [g for g in groups if g["params"]]

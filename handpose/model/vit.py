@@ -44,11 +44,16 @@ ARCHS = {
 def sincos_2d(grid: int, dim: int) -> Tensor:
     """(grid * grid, dim) 2D sin-cos position code, row by row: sin/cos of x then of y at
     dim // 4 frequencies each (dim must be a multiple of 4)."""
-    y, x = torch.meshgrid(torch.arange(grid, dtype=torch.float32),
-                          torch.arange(grid, dtype=torch.float32), indexing="ij")
+    y, x = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float32),
+        torch.arange(grid, dtype=torch.float32),
+        indexing="ij",
+    )
     omega = 1.0 / 10000 ** (torch.arange(dim // 4) / (dim // 4))
-    return torch.cat([f(c.flatten()[:, None] * omega[None])
-                      for c in (x, y) for f in (torch.sin, torch.cos)], dim=1)
+    return torch.cat(
+        [f(c.flatten()[:, None] * omega[None]) for c in (x, y) for f in (torch.sin, torch.cos)],
+        dim=1,
+    )
 
 
 class PatchEmbed(nn.Module):
@@ -135,20 +140,32 @@ class VisionTransformer(nn.Module):
     Token order: class token, R register tokens, then the g x g patches row by row.
     """
 
-    def __init__(self, img_size: int, patch_size: int, embed_dim: int, depth: int,
-                 num_heads: int, ffn: str = "mlp", num_register_tokens: int = 0,
-                 layer_scale_init: float = 1e-5) -> None:
+    def __init__(
+        self,
+        img_size: int,
+        patch_size: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        ffn: str = "mlp",
+        num_register_tokens: int = 0,
+        layer_scale_init: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.img_size, self.patch_size, self.embed_dim = img_size, patch_size, embed_dim
         self.grid = img_size // patch_size
         self.patch_embed = PatchEmbed(patch_size, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid ** 2, embed_dim))
-        self.register_tokens = (nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim))
-                                if num_register_tokens else None)
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid**2, embed_dim))
+        self.register_tokens = (
+            nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim))
+            if num_register_tokens
+            else None
+        )
         self.register_buffer("mask_token", torch.zeros(1, embed_dim))
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, ffn, layer_scale_init)
-                                    for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, ffn, layer_scale_init) for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self._init_weights()
 
@@ -186,5 +203,12 @@ def build_backbone(bb: BackboneCfg, img_size: int) -> VisionTransformer:
     initialised ViT for ``img_size`` px images (``depth`` null: the arch's)."""
     arch = ARCHS[bb.arch]
     depth = arch.depth if bb.depth is None else bb.depth
-    return VisionTransformer(img_size, bb.patch_size, arch.embed_dim, depth, arch.num_heads,
-                             arch.ffn, bb.num_register_tokens)
+    return VisionTransformer(
+        img_size,
+        bb.patch_size,
+        arch.embed_dim,
+        depth,
+        arch.num_heads,
+        arch.ffn,
+        bb.num_register_tokens,
+    )
