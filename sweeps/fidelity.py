@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from handpose.errors import UserError
 from sweeps.common import COMPLETED
 
 LOW_RHO = 0.5  # below this, early stopping may have discarded winners
@@ -131,3 +133,60 @@ def best_vs_baseline(
             f"{numbers}. Re-train both with several seeds: --confirm K."
         )
     return {"diff_mm": diff, "noise_mm": noise, "beyond_noise": beyond, "sentence": sentence}
+
+
+# Multi-seed confirmation (sweeps/confirm.py): a paired comparison with the baseline.
+BETTER, WORSE, NOISE = (
+    "better than baseline",
+    "worse than baseline",
+    "within noise of the baseline",
+)
+# Two-sided 95% critical values of Student's t for df = 1..9; larger df use the
+# Cornish-Fisher expansion below (error < 1e-5 from df = 10 on). No scipy dependency.
+T95_SMALL_DF = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622)
+Z975 = 1.959963984540054
+
+
+def t_critical_95(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"t distribution needs df >= 1, got {df}")
+    if df <= len(T95_SMALL_DF):
+        return T95_SMALL_DF[df - 1]
+    z = Z975
+    return (
+        z
+        + (z**3 + z) / (4 * df)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * df**4)
+    )
+
+
+def paired_stats(values: Sequence[float], baseline: Sequence[float]) -> dict[str, Any]:
+    """Mean and std (ddof=1) of ``values`` and their paired comparison with ``baseline``
+    (``values[i]`` and ``baseline[i]`` trained with the same seed). Lower MPJPE is better:
+    ``diff = values - baseline`` < 0 means better than the baseline."""
+    if len(values) != len(baseline):
+        raise ValueError(f"{len(values)} values vs {len(baseline)} baseline values")
+    if len(values) < 2:
+        raise UserError(
+            f"{len(values)} seed(s): a confirmation needs at least 2 training "
+            "seeds per configuration (--seeds S >= 2)"
+        )
+    v, b = np.asarray(values, dtype=float), np.asarray(baseline, dtype=float)
+    diff = v - b
+    n = len(diff)
+    diff_mean, diff_std = float(diff.mean()), float(diff.std(ddof=1))
+    half = t_critical_95(n - 1) * diff_std / math.sqrt(n)
+    lo, hi = diff_mean - half, diff_mean + half
+    verdict = BETTER if hi < 0 else WORSE if lo > 0 else NOISE
+    return {
+        "n": n,
+        "mpjpe_mean": float(v.mean()),
+        "mpjpe_std": float(v.std(ddof=1)),
+        "diff_mean": diff_mean,
+        "diff_std": diff_std,
+        "diff_ci95": [lo, hi],
+        "verdict": verdict,
+    }

@@ -18,14 +18,13 @@ from handpose.errors import UserError
 from sweeps.confirm import (
     BETTER,
     NOISE,
-    WORSE,
     build_report,
     paired_stats,
     run_confirmation,
     select_candidates,
-    t_critical_95,
     winner_sentence,
 )
+from sweeps.fidelity import WORSE, t_critical_95
 from sweeps.spec import SPEC_PATH, load_spec
 
 from .conftest import REPO, tiny_overrides
