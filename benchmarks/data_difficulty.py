@@ -99,13 +99,38 @@ def mean_pose_baseline(overrides: list[str], train_samples: int) -> dict[str, fl
 def train_run(name: str, overrides: list[str], out_dir: Path, threads: int) -> dict[str, Any]:
     """``python -m handpose.train`` with ``overrides``; -> its last validation + wall time."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    wall = run_checked([sys.executable, "-m", "handpose.train", "--config-name", "stage1-tiny",
-                        *overrides, f"GENERAL.output_dir={out_dir}", f"GENERAL.run_name={name}",
-                        "AIM.enabled=false"], env=env)
+    wall = run_checked(
+        [
+            sys.executable,
+            "-m",
+            "handpose.train",
+            "--config-name",
+            "stage1-tiny",
+            *overrides,
+            f"GENERAL.output_dir={out_dir}",
+            f"GENERAL.run_name={name}",
+            "AIM.enabled=false",
+        ],
+        env=env,
+    )
     lines = (out_dir / name / "metrics.jsonl").read_text().splitlines()
     val = [r for r in map(json.loads, lines) if "val_fingerprint" in r][-1]
-    return {"name": name, "wall_s": wall, **{k: val[k] for k in (
-        "step", "mpjpe", "mpjpe_rel", "pa_mpjpe", "rte", "train_mpjpe", "val_fingerprint")}}
+    return {
+        "name": name,
+        "wall_s": wall,
+        **{
+            k: val[k]
+            for k in (
+                "step",
+                "mpjpe",
+                "mpjpe_rel",
+                "pa_mpjpe",
+                "rte",
+                "train_mpjpe",
+                "val_fingerprint",
+            )
+        },
+    }
 
 
 def setting_overrides(setting: dict[str, Any], steps: int, seed: int) -> list[str]:
@@ -141,22 +166,39 @@ def knob_effects(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
         means = [s["mpjpe"] for s in have]
         pooled = statistics.fmean([s["mpjpe_std"] ** 2 for s in have]) ** 0.5
         spread = max(means) - min(means)
-        out[knob] = {"settings": [n for n in names if n in summary], "means": means,
-                     "range": spread, "pooled_std": pooled,
-                     "ratio": spread / pooled if pooled > 0 else None}
+        out[knob] = {
+            "settings": [n for n in names if n in summary],
+            "means": means,
+            "range": spread,
+            "pooled_std": pooled,
+            "ratio": spread / pooled if pooled > 0 else None,
+        }
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = base_parser(NAME, __doc__)
-    p.add_argument("--steps", type=int, default=None,
-                   help="training budget (default: the recipe's GENERAL.total_step)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training budget (default: the recipe's GENERAL.total_step)",
+    )
     p.add_argument("--parallel", type=int, default=2, help="runs at a time")
     p.add_argument("--seeds", type=int, default=3, help="training seeds per setting")
-    p.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
-                   help="settings to run (recipe and no_dropout are always run)")
-    p.add_argument("--baseline-samples", type=int, default=2000,
-                   help="train samples (at most) whose mean pose is the baseline")
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        choices=list(SETTINGS),
+        default=list(SETTINGS),
+        help="settings to run (recipe and no_dropout are always run)",
+    )
+    p.add_argument(
+        "--baseline-samples",
+        type=int,
+        default=2000,
+        help="train samples (at most) whose mean pose is the baseline",
+    )
     p.add_argument("overrides", nargs="*", help="KEY=VALUE for every run")
     args = p.parse_args(argv)
     machine = machine_info()
@@ -172,20 +214,29 @@ def main(argv: list[str] | None = None) -> int:
     progress.write_text("")
     with tempfile.TemporaryDirectory(prefix="bench-difficulty-") as tmp:
         syn = recipe.DATA.synthetic  # without --data: a set of the default size
-        common = [*synthetic_overrides(args.data, Path(tmp), syn.train, syn.val),
-                  *args.overrides]
+        common = [*synthetic_overrides(args.data, Path(tmp), syn.train, syn.val), *args.overrides]
         if args.toy:
             common += [*TOY_OVERRIDES, "GENERAL.checkpoint_step=2", "GENERAL.log_step=2"]
         baseline = mean_pose_baseline(common, 32 if args.toy else args.baseline_samples)
-        print(f"mean-pose baseline: mpjpe={baseline['mpjpe']:.2f} mm "
-              f"pa_mpjpe={baseline['pa_mpjpe']:.2f} mm", flush=True)
+        print(
+            f"mean-pose baseline: mpjpe={baseline['mpjpe']:.2f} mm "
+            f"pa_mpjpe={baseline['pa_mpjpe']:.2f} mm",
+            flush=True,
+        )
 
         def one(job: tuple[str, int]) -> dict[str, Any]:
             name, seed = job
-            r = train_run(f"{name}-seed{seed}", common + setting_overrides(
-                settings[name], steps, seed), Path(tmp) / "runs", threads)
-            print(f"{r['name']}: val {r['mpjpe']:.1f} pa {r['pa_mpjpe']:.1f} train "
-                  f"{r['train_mpjpe']:.1f} mm, {r['wall_s']:.0f} s", flush=True)
+            r = train_run(
+                f"{name}-seed{seed}",
+                common + setting_overrides(settings[name], steps, seed),
+                Path(tmp) / "runs",
+                threads,
+            )
+            print(
+                f"{r['name']}: val {r['mpjpe']:.1f} pa {r['pa_mpjpe']:.1f} train "
+                f"{r['train_mpjpe']:.1f} mm, {r['wall_s']:.0f} s",
+                flush=True,
+            )
             r = {**r, "setting": name, "seed": seed}
             with progress.open("a") as fh:  # each run as it ends: a cut-short job keeps them
                 fh.write(json.dumps(r) + "\n")
@@ -197,35 +248,90 @@ def main(argv: list[str] | None = None) -> int:
     rec, nod = summary["recipe"], summary["no_dropout"]
     knobs = knob_effects(summary)
     results = {
-        "steps": steps, "threads_per_run": threads, "seeds": seeds,
-        "baseline": baseline, "runs": runs, "summary": summary, "knobs": knobs,
+        "steps": steps,
+        "threads_per_run": threads,
+        "seeds": seeds,
+        "baseline": baseline,
+        "runs": runs,
+        "summary": summary,
+        "knobs": knobs,
         "pa_ratio": ratio(rec["pa_mpjpe"], baseline["pa_mpjpe"]),
         "baseline_ratio": ratio(rec["mpjpe"], baseline["mpjpe"]),
         "gap_ratio": ratio(nod["mpjpe"], nod["train_mpjpe"]),
         "recipe_wall_s": rec["wall_s"],
     }
     targets = [
-        ("recipe val PA / mean-pose PA", results["pa_ratio"], f"<= {TARGET_PA_RATIO}",
-         results["pa_ratio"] <= TARGET_PA_RATIO),
-        ("recipe val / mean-pose baseline", results["baseline_ratio"],
-         f"<= {TARGET_BASELINE_RATIO}", results["baseline_ratio"] <= TARGET_BASELINE_RATIO),
-        ("val / train MPJPE, dropout 0", results["gap_ratio"], f">= {TARGET_GAP_RATIO}",
-         results["gap_ratio"] >= TARGET_GAP_RATIO),
-        *[(f"{k}: range / seed std", v["ratio"], f"> {TARGET_KNOB_EFFECT}",
-           v["ratio"] is not None and v["ratio"] > TARGET_KNOB_EFFECT)
-          for k, v in knobs.items()],
-        (f"recipe wall s ({threads} thread(s))", rec["wall_s"], f"<= {TARGET_TRIAL_S:.0f}",
-         threads == 1 and rec["wall_s"] <= TARGET_TRIAL_S),
+        (
+            "recipe val PA / mean-pose PA",
+            results["pa_ratio"],
+            f"<= {TARGET_PA_RATIO}",
+            results["pa_ratio"] <= TARGET_PA_RATIO,
+        ),
+        (
+            "recipe val / mean-pose baseline",
+            results["baseline_ratio"],
+            f"<= {TARGET_BASELINE_RATIO}",
+            results["baseline_ratio"] <= TARGET_BASELINE_RATIO,
+        ),
+        (
+            "val / train MPJPE, dropout 0",
+            results["gap_ratio"],
+            f">= {TARGET_GAP_RATIO}",
+            results["gap_ratio"] >= TARGET_GAP_RATIO,
+        ),
+        *[
+            (
+                f"{k}: range / seed std",
+                v["ratio"],
+                f"> {TARGET_KNOB_EFFECT}",
+                v["ratio"] is not None and v["ratio"] > TARGET_KNOB_EFFECT,
+            )
+            for k, v in knobs.items()
+        ],
+        (
+            f"recipe wall s ({threads} thread(s))",
+            rec["wall_s"],
+            f"<= {TARGET_TRIAL_S:.0f}",
+            threads == 1 and rec["wall_s"] <= TARGET_TRIAL_S,
+        ),
     ]
     results["targets_met"] = {name: bool(met) for name, _, _, met in targets}
-    print(format_table(["setting", "seeds", "val mpjpe", "std", "mpjpe_rel", "pa_mpjpe",
-                        "rte", "train mpjpe", "wall s"],
-                       [[n, len(s["seeds"]), s["mpjpe"], s["mpjpe_std"], s["mpjpe_rel"],
-                         s["pa_mpjpe"], s["rte"], s["train_mpjpe"], s["wall_s"]]
-                        for n, s in summary.items()]))
+    print(
+        format_table(
+            [
+                "setting",
+                "seeds",
+                "val mpjpe",
+                "std",
+                "mpjpe_rel",
+                "pa_mpjpe",
+                "rte",
+                "train mpjpe",
+                "wall s",
+            ],
+            [
+                [
+                    n,
+                    len(s["seeds"]),
+                    s["mpjpe"],
+                    s["mpjpe_std"],
+                    s["mpjpe_rel"],
+                    s["pa_mpjpe"],
+                    s["rte"],
+                    s["train_mpjpe"],
+                    s["wall_s"],
+                ]
+                for n, s in summary.items()
+            ],
+        )
+    )
     print()
-    print(format_table(["target", "measured", "wanted", "met"],
-                       [[n, v, w, "yes" if met else "NO"] for n, v, w, met in targets]))
+    print(
+        format_table(
+            ["target", "measured", "wanted", "met"],
+            [[n, v, w, "yes" if met else "NO"] for n, v, w, met in targets],
+        )
+    )
     write_results(args.out, NAME, args, machine, results)
     return 0
 

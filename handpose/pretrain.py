@@ -97,8 +97,9 @@ def ensure_source(folder: Path, train: int, val: int, seed: int) -> dict[str, An
         have = {}
     if {k: have.get(k) for k in want} != want:
         print(f"pretrain: rendering {train} + {val} source images into {folder}", flush=True)
-        generate(folder, train, val, seed, IMAGE_SIZE, quiet=not sys.stderr.isatty(),
-                 difficulty=SOURCE)
+        generate(
+            folder, train, val, seed, IMAGE_SIZE, quiet=not sys.stderr.isatty(), difficulty=SOURCE
+        )
         have = json.loads((folder / "manifest.json").read_text())
     return have
 
@@ -120,24 +121,36 @@ def run_overrides(out: Path, steps: int, seed: int, checkpoint_step: int) -> lis
 
 def export_backbone(model_sd: dict[str, torch.Tensor], path: Path) -> None:
     """PoseNet state dict -> the backbone's tensors in DINOv2 names, fp16, at ``path``."""
-    sd = {k.removeprefix("backbone."): v.half().contiguous()
-          for k, v in model_sd.items() if k.startswith("backbone.")}
+    sd = {
+        k.removeprefix("backbone."): v.half().contiguous()
+        for k, v in model_sd.items()
+        if k.startswith("backbone.")
+    }
     torch.save(dict(sorted(sd.items())), path)
 
 
-def pretrain(out: str | Path, steps: int, seed: int = 0, train_images: int = 20000,
-             val_images: int = 500, checkpoint_step: int = 500,
-             overrides: tuple[str, ...] = (), command: str = "") -> dict[str, Any]:
+def pretrain(
+    out: str | Path,
+    steps: int,
+    seed: int = 0,
+    train_images: int = 20000,
+    val_images: int = 500,
+    checkpoint_step: int = 500,
+    overrides: tuple[str, ...] = (),
+    command: str = "",
+) -> dict[str, Any]:
     """Run the three steps (module docstring) into ``out``; -> the manifest written."""
     from handpose.train import train  # heavy import: keep `--help` fast
 
     out = Path(out).resolve()
     if steps < 1 or train_images < 1 or val_images < 1:
-        raise UserError(f"pretrain: want steps, train, val >= 1 (got {steps}, "
-                        f"{train_images}, {val_images})")
+        raise UserError(
+            f"pretrain: want steps, train, val >= 1 (got {steps}, {train_images}, {val_images})"
+        )
     data = ensure_source(out / "source", train_images, val_images, seed)
-    cfg = load_config("stage1-tiny",
-                      [*run_overrides(out, steps, seed, checkpoint_step), *overrides])
+    cfg = load_config(
+        "stage1-tiny", [*run_overrides(out, steps, seed, checkpoint_step), *overrides]
+    )
     done = list_checkpoints(out / "run" / "checkpoints")
     if done and int(done[-1].name.rsplit("-", 1)[1]) >= steps:
         print(f"pretrain: {done[-1]} is the last step; exporting it", flush=True)
@@ -155,17 +168,22 @@ def pretrain(out: str | Path, steps: int, seed: int = 0, train_images: int = 200
         "weights": WEIGHTS_NAME,
         "sha256": sha256_of(weights),
         "format": "DINOv2 .pth state dict (fp16), MODEL.backbone arch vit_tiny depth "
-                  f"{cfg.MODEL.backbone.depth}, patch {cfg.MODEL.backbone.patch_size}, "
-                  f"pos_embed for {cfg.MODEL.img_size} px",
+        f"{cfg.MODEL.backbone.depth}, patch {cfg.MODEL.backbone.patch_size}, "
+        f"pos_embed for {cfg.MODEL.img_size} px",
         "command": command,
         "seed": seed,
         "steps": steps,
         "torch": torch.__version__,
-        "source_data": {k: data[k] for k in ("generator", "version", "seed", "image_size",
-                                             "counts", "difficulty")},
+        "source_data": {
+            k: data[k]
+            for k in ("generator", "version", "seed", "image_size", "counts", "difficulty")
+        },
         "generator_version": GENERATOR_VERSION,
-        "source_val_last": {k: val[-1][k] for k in ("step", "mpjpe", "mpjpe_rel", "pa_mpjpe",
-                                                    "rte", "train_mpjpe")} if val else None,
+        "source_val_last": {
+            k: val[-1][k] for k in ("step", "mpjpe", "mpjpe_rel", "pa_mpjpe", "rte", "train_mpjpe")
+        }
+        if val
+        else None,
     }
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -185,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     command = shlex.join(["python", "-m", "handpose.pretrain", *(argv or sys.argv[1:])])
-    m = pretrain(a.out, a.steps, a.seed, a.train, a.val, a.checkpoint_step,
-                 tuple(a.overrides), command)
+    m = pretrain(
+        a.out, a.steps, a.seed, a.train, a.val, a.checkpoint_step, tuple(a.overrides), command
+    )
     print(f"wrote {Path(a.out) / m['weights']} sha256 {m['sha256']}")
     return 0
 

@@ -105,8 +105,10 @@ def test_difficulty_knobs_shape_and_clutter_change_what_they_say():
     rigid = make_sample(kin, 0, "train", 3, 64, replace(DEFAULT, betas_std=0.0))
     assert np.abs(base["json"]["betas"]).max() > 0 and not np.any(rigid["json"]["betas"])
     busy = replace(DEFAULT, clutter_strokes=(3, 4))
-    finger, plain = (make_sample(kin, 0, "train", 3, 64, replace(busy, clutter_finger_colour_p=p))
-                     for p in (1.0, 0.0))
+    finger, plain = (
+        make_sample(kin, 0, "train", 3, 64, replace(busy, clutter_finger_colour_p=p))
+        for p in (1.0, 0.0)
+    )
     # only the distractors' colours change: same scene, labels and random stream
     assert plain["json"] == finger["json"] and plain["jpg"] != finger["jpg"]
 
@@ -120,9 +122,13 @@ def test_source_domain_changes_the_look_not_the_labels():
     from handpose.pretrain import SOURCE
 
     kin = HandKinematics()
-    look = replace(DEFAULT, finger_rgb=SOURCE.finger_rgb, palm_rgb=SOURCE.palm_rgb,
-                   bone_radius_scale=SOURCE.bone_radius_scale,
-                   background_rgb=SOURCE.background_rgb)
+    look = replace(
+        DEFAULT,
+        finger_rgb=SOURCE.finger_rgb,
+        palm_rgb=SOURCE.palm_rgb,
+        bone_radius_scale=SOURCE.bone_radius_scale,
+        background_rgb=SOURCE.background_rgb,
+    )
     a, b = (make_sample(kin, 0, "train", 5, 64, d) for d in (DEFAULT, look))
     assert a["json"] == b["json"] and a["jpg"] != b["jpg"]
     assert json.loads(json.dumps(SOURCE.as_dict()))["finger_rgb"][0] == list(SOURCE.finger_rgb[0])

@@ -41,12 +41,14 @@ def outputs(model: VisionTransformer) -> torch.Tensor:
 
 
 HF_TOP = {
-    "cls_token": "embeddings.cls_token", "mask_token": "embeddings.mask_token",
+    "cls_token": "embeddings.cls_token",
+    "mask_token": "embeddings.mask_token",
     "pos_embed": "embeddings.position_embeddings",
     "register_tokens": "embeddings.register_tokens",
     "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
     "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
-    "norm.weight": "layernorm.weight", "norm.bias": "layernorm.bias",
+    "norm.weight": "layernorm.weight",
+    "norm.bias": "layernorm.bias",
 }
 
 
@@ -65,25 +67,38 @@ def to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             for name, part in zip(("query", "key", "value"), value.chunk(3, dim=0), strict=True):
                 out[f"{pre}attention.attention.{name}.{kind}"] = part.clone()
             continue
-        rest = (rest.replace("attn.proj.", "attention.output.dense.")
-                .replace("ls1.gamma", "layer_scale1.lambda1")
-                .replace("ls2.gamma", "layer_scale2.lambda1")
-                .replace("mlp.w12.", "mlp.weights_in.").replace("mlp.w3.", "mlp.weights_out."))
+        rest = (
+            rest.replace("attn.proj.", "attention.output.dense.")
+            .replace("ls1.gamma", "layer_scale1.lambda1")
+            .replace("ls2.gamma", "layer_scale2.lambda1")
+            .replace("mlp.w12.", "mlp.weights_in.")
+            .replace("mlp.w3.", "mlp.weights_out.")
+        )
         out[pre + rest] = value
     return out
 
 
 def write_hf(folder, model: VisionTransformer, model_type: str = "dinov2") -> None:
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": model_type, "hidden_size": model.embed_dim,
-        "num_hidden_layers": len(model.blocks), "patch_size": model.patch_size}))
-    save_file({k: v.contiguous() for k, v in to_hf(model.state_dict()).items()},
-              folder / "model.safetensors")
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": model_type,
+                "hidden_size": model.embed_dim,
+                "num_hidden_layers": len(model.blocks),
+                "patch_size": model.patch_size,
+            }
+        )
+    )
+    save_file(
+        {k: v.contiguous() for k, v in to_hf(model.state_dict()).items()},
+        folder / "model.safetensors",
+    )
 
 
-@pytest.mark.parametrize("kw", [{}, {"ffn": "swiglu", "num_register_tokens": 4}],
-                         ids=["mlp", "swiglu+registers"])
+@pytest.mark.parametrize(
+    "kw", [{}, {"ffn": "swiglu", "num_register_tokens": 4}], ids=["mlp", "swiglu+registers"]
+)
 def test_pth_loads_strictly(tmp_path, kw):
     src = vit(0, **kw)
     torch.save(src.state_dict(), tmp_path / "ckpt.pth")
@@ -93,20 +108,21 @@ def test_pth_loads_strictly(tmp_path, kw):
     assert torch.equal(outputs(src), outputs(dst))
 
 
-@pytest.mark.parametrize("kw", [{}, {"ffn": "swiglu", "num_register_tokens": 4}],
-                         ids=["mlp", "swiglu+registers"])
+@pytest.mark.parametrize(
+    "kw", [{}, {"ffn": "swiglu", "num_register_tokens": 4}], ids=["mlp", "swiglu+registers"]
+)
 def test_hf_folder_round_trips(tmp_path, kw):
     src = vit(0, **kw)
-    write_hf(tmp_path / "dinov2-small", src,
-             "dinov2_with_registers" if kw else "dinov2")
+    write_hf(tmp_path / "dinov2-small", src, "dinov2_with_registers" if kw else "dinov2")
     dst = vit(1, **kw)
     load_backbone_checkpoint(dst, tmp_path / "dinov2-small")
     assert torch.equal(outputs(src), outputs(dst))
 
 
 def test_build_model_loads_the_configured_checkpoint(tmp_path):
-    cfg = load_config("stage1-tiny", ["MODEL.img_size=56", "MODEL.backbone.depth=1",
-                                      "MODEL.handec.num_layer=1"])
+    cfg = load_config(
+        "stage1-tiny", ["MODEL.img_size=56", "MODEL.backbone.depth=1", "MODEL.handec.num_layer=1"]
+    )
     src = build_model(cfg).backbone
     torch.save(src.state_dict(), tmp_path / "dinov2_vitt14.pth")
     cfg.MODEL.backbone.checkpoint = str(tmp_path / "dinov2_vitt14.pth")
@@ -118,8 +134,9 @@ def test_build_model_loads_the_configured_checkpoint(tmp_path):
     assert not any(p.requires_grad for p in model.backbone.parameters())
 
 
-def official_pos_embed(pos: torch.Tensor, w: int, h: int, patch: int, offset: float,
-                       antialias: bool) -> torch.Tensor:
+def official_pos_embed(
+    pos: torch.Tensor, w: int, h: int, patch: int, offset: float, antialias: bool
+) -> torch.Tensor:
     """facebookresearch/dinov2 ``DinoVisionTransformer.interpolate_pos_encoding``, restated
     from its definition: for an image of w x h px the stored M x M grid of patch positions
     goes to (w // patch) x (h // patch); with ``interpolate_offset`` set, bicubic by the
@@ -133,8 +150,12 @@ def official_pos_embed(pos: torch.Tensor, w: int, h: int, patch: int, offset: fl
     w0, h0 = w // patch, h // patch
     grid = pos[:, 1:].float().reshape(1, side, side, pos.shape[-1]).permute(0, 3, 1, 2)
     if offset:
-        resized = F.interpolate(grid, mode="bicubic", antialias=antialias,
-                                scale_factor=((w0 + offset) / side, (h0 + offset) / side))
+        resized = F.interpolate(
+            grid,
+            mode="bicubic",
+            antialias=antialias,
+            scale_factor=((w0 + offset) / side, (h0 + offset) / side),
+        )
     else:
         resized = F.interpolate(grid, mode="bicubic", antialias=antialias, size=(w0, h0))
     assert tuple(resized.shape[-2:]) == (w0, h0)
@@ -143,12 +164,17 @@ def official_pos_embed(pos: torch.Tensor, w: int, h: int, patch: int, offset: fl
 
 
 # (format, registers) -> the official model's (interpolate_offset, interpolate_antialias)
-RULES = {("pth", False): (0.1, False), ("pth", True): (0.0, True),
-         ("hf", False): (0.0, False), ("hf", True): (0.0, True)}
+RULES = {
+    ("pth", False): (0.1, False),
+    ("pth", True): (0.0, True),
+    ("hf", False): (0.0, False),
+    ("hf", True): (0.0, True),
+}
 
 
-@pytest.mark.parametrize("fmt,registers", list(RULES), ids=[
-    "pth", "pth_reg", "hf", "hf_with_registers"])
+@pytest.mark.parametrize(
+    "fmt,registers", list(RULES), ids=["pth", "pth_reg", "hf", "hf_with_registers"]
+)
 def test_518px_pos_embed_follows_each_formats_rule(tmp_path, fmt, registers):
     kw = {"num_register_tokens": 4} if registers else {}
     big = vit(0, img_size=518, **kw)  # the pretraining grid, 37 x 37
@@ -168,8 +194,11 @@ def test_518px_pos_embed_follows_each_formats_rule(tmp_path, fmt, registers):
     assert torch.equal(small.pos_embed.detach(), want)  # bit-exact: the same tokens
     assert torch.equal(small.blocks[1].mlp.fc2.weight, big.blocks[1].mlp.fc2.weight)
     for other in set(RULES.values()) - {(offset, antialias)}:  # the rules differ here
-        assert not torch.allclose(small.pos_embed.detach(), official_pos_embed(
-            big.pos_embed.detach(), 224, 224, 14, *other), atol=1e-3)
+        assert not torch.allclose(
+            small.pos_embed.detach(),
+            official_pos_embed(big.pos_embed.detach(), 224, 224, 14, *other),
+            atol=1e-3,
+        )
 
 
 def test_same_grid_is_not_resampled(tmp_path):

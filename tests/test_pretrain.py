@@ -20,13 +20,19 @@ from handpose.model.dinov2_io import REPO_ROOT, resolve_checkpoint_path
 from handpose.pretrain import WEIGHTS_NAME, pretrain
 
 SHIPPED = f"weights/{WEIGHTS_NAME}"
-TOY = ("MODEL.img_size=56", "TRAIN.sample_per_device=8", "DATA.val_batch_size=16",
-       "DATA.train_eval_samples=16", "DATA.train.shuffle_buffer=16")
+TOY = (
+    "MODEL.img_size=56",
+    "TRAIN.sample_per_device=8",
+    "DATA.val_batch_size=16",
+    "DATA.train_eval_samples=16",
+    "DATA.train.shuffle_buffer=16",
+)
 
 
 def toy(out) -> dict:
-    return pretrain(out, steps=4, seed=3, train_images=48, val_images=16, checkpoint_step=2,
-                    overrides=TOY)
+    return pretrain(
+        out, steps=4, seed=3, train_images=48, val_images=16, checkpoint_step=2, overrides=TOY
+    )
 
 
 def test_same_seed_same_bytes_and_resume(tmp_path):
@@ -41,11 +47,14 @@ def test_same_seed_same_bytes_and_resume(tmp_path):
     sd = torch.load(tmp_path / "a" / WEIGHTS_NAME, weights_only=True)
     assert "pos_embed" in sd and "blocks.0.attn.qkv.weight" in sd  # DINOv2 names
     assert all(v.dtype == torch.float16 for v in sd.values())
-    cfg = load_config("stage1-tiny", ["MODEL.img_size=56",
-                                      f"MODEL.backbone.checkpoint={tmp_path / 'a' / WEIGHTS_NAME}"])
+    cfg = load_config(
+        "stage1-tiny",
+        ["MODEL.img_size=56", f"MODEL.backbone.checkpoint={tmp_path / 'a' / WEIGHTS_NAME}"],
+    )
     model = build_model(cfg)
-    assert torch.equal(model.backbone.blocks[0].attn.qkv.weight.half(),
-                       sd["blocks.0.attn.qkv.weight"])
+    assert torch.equal(
+        model.backbone.blocks[0].attn.qkv.weight.half(), sd["blocks.0.attn.qkv.weight"]
+    )
 
 
 def test_shipped_weights_match_manifest_and_load(tmp_path, monkeypatch):
@@ -65,14 +74,27 @@ def test_bad_weights_file_exits_2(tmp_path):
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"\x00" * 64)
     for path in (bad, tmp_path / "missing.pth"):
-        r = subprocess.run([sys.executable, "-m", "handpose.train", "--config-name",
-                            "stage1-tiny", f"MODEL.backbone.checkpoint={path}",
-                            f"GENERAL.output_dir={tmp_path / 'out'}", "AIM.enabled=false",
-                            "DATA.synthetic.train=8", "DATA.synthetic.val=8",
-                            f"DATA.synthetic.dir={tmp_path / 'data'}",
-                            f"DATA.train.source=[{tmp_path / 'data'}/train-*.tar]",
-                            f"DATA.val.source=[{tmp_path / 'data'}/val-*.tar]"],
-                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "handpose.train",
+                "--config-name",
+                "stage1-tiny",
+                f"MODEL.backbone.checkpoint={path}",
+                f"GENERAL.output_dir={tmp_path / 'out'}",
+                "AIM.enabled=false",
+                "DATA.synthetic.train=8",
+                "DATA.synthetic.val=8",
+                f"DATA.synthetic.dir={tmp_path / 'data'}",
+                f"DATA.train.source=[{tmp_path / 'data'}/train-*.tar]",
+                f"DATA.val.source=[{tmp_path / 'data'}/val-*.tar]",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
         assert r.returncode == 2, r.stderr
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert lines[-1].startswith("error:") and str(path) in lines[-1]

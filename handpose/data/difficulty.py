@@ -19,7 +19,12 @@ Range = tuple[float, float]
 RGB = tuple[float, float, float]
 # thumb, index, middle, ring, little
 FINGER_RGB: tuple[RGB, ...] = (
-    (230, 80, 60), (240, 200, 40), (70, 190, 80), (60, 130, 230), (190, 80, 210))
+    (230, 80, 60),
+    (240, 200, 40),
+    (70, 190, 80),
+    (60, 130, 230),
+    (190, 80, 210),
+)
 
 
 @dataclass(frozen=True)

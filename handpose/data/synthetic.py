@@ -134,6 +134,7 @@ def make_sample(
         "theta": np.round(theta[0].numpy(), 6).tolist(),
         "betas": np.round(betas, 6).tolist(),
         "mano_valid": 1,
+        "hand_model": "kinematic",
         "side": "right",
         "source": "synthetic",
     }

@@ -88,11 +88,16 @@ def hf_to_dinov2(hf: dict[str, Tensor]) -> dict[str, Tensor]:
         out[key] = value
     for (layer, kind), parts in qkv.items():
         if set(parts) != {"query", "key", "value"}:
-            out.update({f"encoder.layer.{layer}.attention.attention.{p}.{kind}": t
-                        for p, t in parts.items()})  # incomplete: left for the strict check
+            out.update(
+                {
+                    f"encoder.layer.{layer}.attention.attention.{p}.{kind}": t
+                    for p, t in parts.items()
+                }
+            )  # incomplete: left for the strict check
             continue
         out[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat(
-            [parts["query"], parts["key"], parts["value"]], dim=0)
+            [parts["query"], parts["key"], parts["value"]], dim=0
+        )
     return out
 
 
@@ -105,11 +110,13 @@ def resample_pos_embed(pos: Tensor, grid: int, rule: PosEmbedRule = OFFICIAL) ->
     patches = pos[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2).float()
     if rule.offset:
         scale = (grid + rule.offset) / m
-        patches = F.interpolate(patches, scale_factor=(scale, scale), mode="bicubic",
-                                antialias=rule.antialias)
+        patches = F.interpolate(
+            patches, scale_factor=(scale, scale), mode="bicubic", antialias=rule.antialias
+        )
     else:
-        patches = F.interpolate(patches, size=(grid, grid), mode="bicubic",
-                                antialias=rule.antialias)
+        patches = F.interpolate(
+            patches, size=(grid, grid), mode="bicubic", antialias=rule.antialias
+        )
     patches = patches.permute(0, 2, 3, 1).reshape(1, grid * grid, -1).to(pos.dtype)
     return torch.cat([pos[:, :1], patches], dim=1)
 
@@ -152,21 +159,28 @@ def load_backbone_checkpoint(model: VisionTransformer, path: str | Path) -> None
     ours = model.state_dict()
     missing = [k for k in ours if k not in sd]
     unexpected = [k for k in sd if k not in ours]
-    what = (f"backbone checkpoint {path} does not match MODEL.backbone "
-            f"(dim {model.embed_dim}, depth {len(model.blocks)})")
+    what = (
+        f"backbone checkpoint {path} does not match MODEL.backbone "
+        f"(dim {model.embed_dim}, depth {len(model.blocks)})"
+    )
     if missing or unexpected:
-        parts = [f"{len(missing)} missing keys (first: {missing[0]})" if missing else "",
-                 f"{len(unexpected)} unexpected keys (first: {unexpected[0]})"
-                 if unexpected else ""]
+        parts = [
+            f"{len(missing)} missing keys (first: {missing[0]})" if missing else "",
+            f"{len(unexpected)} unexpected keys (first: {unexpected[0]})" if unexpected else "",
+        ]
         raise UserError(f"{what}: {', '.join(p for p in parts if p)}")
-    if sd["pos_embed"].shape != ours["pos_embed"].shape and \
-            sd["pos_embed"].shape[-1] == ours["pos_embed"].shape[-1]:
+    if (
+        sd["pos_embed"].shape != ours["pos_embed"].shape
+        and sd["pos_embed"].shape[-1] == ours["pos_embed"].shape[-1]
+    ):
         try:
             sd["pos_embed"] = resample_pos_embed(sd["pos_embed"], model.grid, rule)
         except ValueError as e:
             raise UserError(f"{what}: {e}") from None
     for key, value in ours.items():
         if sd[key].shape != value.shape:
-            raise UserError(f"{what}: {key} has shape {tuple(sd[key].shape)} in the "
-                            f"checkpoint, {tuple(value.shape)} in the model")
+            raise UserError(
+                f"{what}: {key} has shape {tuple(sd[key].shape)} in the "
+                f"checkpoint, {tuple(value.shape)} in the model"
+            )
     model.load_state_dict(sd, strict=True)
