@@ -72,8 +72,10 @@ def test_two_ranks_of_16_step_like_one_of_32(data_dir, tmp_path):
         assert two["losses"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     for name, grad in one["grads"].items():
         torch.testing.assert_close(two["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    # AdamW's first step moves a weight by lr * g / (|g| + eps): where |g| is near eps
+    # (1e-8) float noise in the all-reduced g moves it visibly; allow a tenth of one step
     for name, weight in one["weights"].items():
-        torch.testing.assert_close(two["weights"][name], weight, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(two["weights"][name], weight, rtol=1e-5, atol=1e-4, msg=name)
 
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
