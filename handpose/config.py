@@ -202,17 +202,22 @@ def _drop_deprecated(data: dict | DictConfig, source: str) -> DictConfig:
     return data
 
 
+def set_value(cfg: DictConfig, key: str, value: Any) -> None:
+    """``cfg.<key> = value`` (typed, in place); ConfigError for a deprecated or unknown key
+    or a value of the wrong type."""
+    if key in DEPRECATED:
+        raise _deprecated(key)
+    if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+        raise ConfigError(f"unknown config key: {key}")
+    try:
+        OmegaConf.update(cfg, key, value, merge=False)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"bad value for {key}: {value!r} ({type(e).__name__})") from None
+
+
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     for item in overrides:
-        key, value = parse_override(item)
-        if key in DEPRECATED:
-            raise _deprecated(key)
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-            raise ConfigError(f"unknown config key: {key}")
-        try:
-            OmegaConf.update(cfg, key, value, merge=False)
-        except OmegaConfBaseException as e:
-            raise ConfigError(f"bad value for {key}: {value!r} ({type(e).__name__})") from None
+        set_value(cfg, *parse_override(item))
     return cfg
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from handpose.config import CONFIG_DIR, from_container, load_config, validate
+from handpose.config import CONFIG_DIR, from_container, load_config, set_value, validate
 from handpose.errors import ConfigError, first_line
 
 SPEC_PATH = CONFIG_DIR / "sweep" / "dropout_warmup.yaml"
@@ -285,12 +285,7 @@ def apply_params(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
     """A copy of ``cfg`` with the searched values set as typed values (not re-parsed text)."""
     out = copy.deepcopy(cfg)
     for key, value in params.items():
-        if OmegaConf.select(out, key, default="__missing__") == "__missing__":
-            raise ConfigError(f"unknown config key: {key}")
-        try:
-            OmegaConf.update(out, key, value, merge=False)
-        except OmegaConfBaseException as e:
-            raise ConfigError(f"bad value for {key}: {value!r} ({type(e).__name__})") from None
+        set_value(out, key, value)
     return out
 
 
