@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from omegaconf import DictConfig, OmegaConf
 from handpose.data.shards import is_url
 
 LOG = logging.getLogger("handpose")
-AIM_CLOSE_TIMEOUT_S = 60.0
 
 
 def setup_logging(run_dir: Path | None) -> None:
@@ -106,21 +104,11 @@ class Tracker:
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     self.aim_run.track(value, name=name, step=step, context={"subset": split})
 
-    def close(self, timeout_s: float = AIM_CLOSE_TIMEOUT_S) -> None:
-        """Close ``metrics.jsonl`` and the Aim run. Aim's ``Run.close`` waits for its status
-        reporter's flush without a timeout, and has been seen to wait forever (a sweep then
-        waits on that trial): it runs in a daemon thread, given ``timeout_s``."""
+    def close(self) -> None:
         if self.jsonl is not None:
             self.jsonl.close()
         if self.aim_run is not None:
-            closer = threading.Thread(target=self.aim_run.close, daemon=True)
-            closer.start()
-            closer.join(timeout_s)
-            if closer.is_alive():
-                LOG.warning(
-                    f"warning: the Aim run {self.aim_run.hash} did not close within "
-                    f"{timeout_s:.0f} s; leaving it (the sweep closes it at the end)"
-                )
+            self.aim_run.close()
 
 
 def init_aim_repo(url: str) -> None:

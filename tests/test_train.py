@@ -168,24 +168,3 @@ def test_resume_into_another_output_folder_continues_in_a_new_aim_run(data_dir, 
     repo = str(tmp_path / "B" / "aim")
     (run_hash,) = Repo.from_path(repo).list_all_runs()  # the new run, in the new repo
     assert Run(run_hash, repo=repo, read_only=True).name == "r"
-
-
-def test_a_hanging_aim_close_does_not_hang_the_run(data_dir, tmp_path):
-    import threading
-    import time
-
-    from handpose.tracking import Tracker
-
-    cfg = load_config("stage1-tiny", tiny_overrides(data_dir, tmp_path) + ["AIM.enabled=false"])
-    tracker = Tracker(cfg, tmp_path)
-
-    class HangingRun:  # Aim's Run.close waiting on a flush that never comes
-        hash = "h"
-
-        def close(self):
-            threading.Event().wait()
-
-    tracker.aim_run = HangingRun()
-    t0 = time.monotonic()
-    tracker.close(timeout_s=0.5)
-    assert time.monotonic() - t0 < 5
