@@ -155,7 +155,7 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
 
 @pytest.mark.skipif(
     os.environ.get("HANDPOSE_TEST_DDP_NODES") != "1",
-    reason="2.5 min: would take the suite past 15 min on 2 cores; HANDPOSE_TEST_DDP_NODES=1 runs it",
+    reason="2.5 min (the suite would pass 15 min on 2 cores): HANDPOSE_TEST_DDP_NODES=1 runs it",
 )
 def test_two_worker_trials_span_two_nodes(data_dir, tmp_path):
     """Issue 14: data-parallel trials whose 2 Ray Train workers (0.9 CPU each) cannot share
