@@ -1,0 +1,142 @@
+"""The sweep report's content (``sweeps/report.py``): every table computed from the loaded
+entries, every figure drawn, and the tables written as CSV and everything as ``report.json``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeps import report_data as D
+from sweeps import report_plots as P
+from sweeps import report_study as S
+from sweeps.report_html import clean, write_csv
+
+CURVES = (
+    ("train", "total"),
+    ("train", "dropout_rate"),
+    ("val", "val_total"),
+    ("val", "train_mpjpe"),
+    ("val", "gap_mpjpe"),
+)  # series in report.json's curves
+
+
+@dataclass
+class Report:
+    """The report's content: the loaded entries, every table and the drawn figures."""
+
+    data: D.ReportData
+    top: int
+    rows: int
+    window: int
+    steps: list[int]
+    board: list[dict[str, Any]]
+    at_steps: list[dict[str, Any]]
+    stats: list[dict[str, Any]]
+    progress: list[dict[str, float]]
+    fidelity: list[dict[str, Any]]
+    importance: S.Importance
+    log_keys: set[str] | None
+    figs: dict[str, Path | None]
+
+
+def compute(
+    data: D.ReportData,
+    out: Path,
+    top: int,
+    window: int,
+    steps: list[int] | None,
+    lines: int = 10,
+    rows: int = 50,
+) -> Report:
+    """Every table, and every figure drawn into ``out``."""
+    entries, best = data.entries, data.entries[:top]
+    summary = data.sweep.summary if data.sweep is not None else {}
+    total_step, rungs = summary.get("total_step"), summary.get("rungs") or []
+    progress = D.best_so_far(entries)
+    study, why = (
+        S.open_study(data.sweep.dir)
+        if data.sweep is not None
+        else (
+            None,
+            "hyperparameter importance needs a sweep folder with its Optuna "
+            f"study ({S.STUDY_FILE})",
+        )
+    )
+    importance = S.param_importance(study, why)
+    log = S.log_keys(study, data.sweep.dir if data.sweep is not None else None)
+    fidelity = D.fidelity_points(entries, rungs, total_step)
+    figs = {
+        "curves": P.mpjpe_curves(entries, total_step, out / "mpjpe_vs_step.png", lines, rungs),
+        "fidelity": P.fidelity(
+            fidelity, (summary.get("fidelity") or {}).get("per_rung") or [], out / "fidelity.png"
+        ),
+        "best-so-far": P.best_so_far(progress, out / "best_so_far.png"),
+        "gap": P.gap(best, out / "generalisation_gap.png"),
+        "dropout": P.dropout(best, out / "dropout_schedule.png"),
+        "losses": P.losses(best, out / "train_vs_val_loss.png"),
+        "params": P.params(entries, data.param_keys, out / "params_vs_mpjpe.png", log),
+        "importance": P.importance(importance.rows, out / "importance.png"),
+    }
+    steps = steps or D.shared_steps(entries)
+    return Report(
+        data,
+        len(best),
+        rows,
+        window,
+        steps,
+        D.leaderboard(data),
+        D.mpjpe_at_steps(entries, steps),
+        D.trial_stats(entries, window),
+        progress,
+        fidelity,
+        importance,
+        log,
+        figs,
+    )
+
+
+def write_data(r: Report, out: Path) -> list[str]:
+    """The tables as CSV and everything as ``report.json``; returns the file names."""
+    write_csv(out / "trials.csv", r.board)
+    write_csv(out / "mpjpe_at_steps.csv", r.at_steps)
+    write_csv(out / "trial_stats.csv", r.stats)
+    sweep = r.data.sweep
+    curves = {
+        e.id: {"val_mpjpe": e.curve(), **{k: e.series(split, k) for split, k in CURVES}}
+        for e in r.data.entries
+    }
+    imp = r.importance
+    (out / "report.json").write_text(
+        json.dumps(
+            clean(
+                {
+                    "sweep": None
+                    if sweep is None
+                    else {
+                        "dir": sweep.dir,
+                        **{k: v for k, v in sweep.summary.items() if k != "trials"},
+                    },
+                    "param_keys": r.data.param_keys,
+                    "log_keys": None if r.log_keys is None else sorted(r.log_keys),
+                    "leaderboard": r.board,
+                    "mpjpe_at_steps": {"steps": r.steps, "rows": r.at_steps},
+                    "trial_stats": {"window": r.window, "rows": r.stats},
+                    "best_so_far": r.progress,
+                    "fidelity_points": r.fidelity,
+                    "importance": {
+                        "rows": imp.rows,
+                        "n_finished": imp.n_finished,
+                        "resamples": imp.resamples,
+                        "seconds": imp.seconds,
+                        "note": imp.note,
+                    },
+                    "confirm": sweep.confirm if sweep is not None else None,
+                    "curves": curves,
+                    "images": {k: p.name for k, p in r.figs.items() if p is not None},
+                }
+            )
+        )
+    )
+    return ["trials.csv", "mpjpe_at_steps.csv", "trial_stats.csv", "report.json"]
