@@ -30,6 +30,7 @@ from sweeps.common import (
     finite,
 )
 from sweeps.fidelity import best_vs_baseline, fidelity, validation_noise
+from sweeps.report_data import load_metrics
 from sweeps.scheduler import rungs
 from sweeps.spec import SweepSpec, apply_params, trial_overrides
 
@@ -50,6 +51,24 @@ def scheduler_record(sweep_dir: Path) -> dict[str, Any]:
         return pickle.load(f)
 
 
+def trial_curve(df, metric: str, run_dir: str | None) -> list[list[Any]]:
+    """``[[step, value], ...]`` of ``metric`` at every validation, by step: Tune's results
+    (``df``; a later row of a step wins, e.g. a trial restarted from scratch), then the
+    run's own ``metrics.jsonl`` val lines where the driver can read the run folder.
+
+    Tune's results alone can miss validations: a trial retried after a failure gets its
+    ``result.json`` back from the sweep folder's copy, which is only as fresh as Tune's
+    last experiment snapshot (forced at every checkpoint only with ``keep_checkpoints: 1``).
+    ``metrics.jsonl`` keeps every validation up to the checkpoint a retry resumes from."""
+    points: dict[int, float | None] = {}
+    if df is not None and "step" in df and metric in df:
+        points.update((int(s), finite(v)) for s, v in zip(df["step"], df[metric], strict=True))
+    if run_dir:
+        _, val = load_metrics(Path(run_dir))
+        points.update((r["step"], finite(r.get(metric))) for r in val if metric in r)
+    return [[s, points[s]] for s in sorted(points)]
+
+
 def collect_trials(
     results, spec: SweepSpec, total_step: int, record: dict[str, Any]
 ) -> list[dict[str, Any]]:
@@ -59,10 +78,7 @@ def collect_trials(
         m = r.metrics or {}
         trial_id = m.get("trial_id") or Path(r.path).name
         params = {k: r.config[k] for k in spec.space if k in r.config}
-        df = r.metrics_dataframe
-        curve = []
-        if df is not None and "step" in df and spec.metric in df:
-            curve = [[int(s), finite(v)] for s, v in zip(df["step"], df[spec.metric], strict=True)]
+        curve = trial_curve(r.metrics_dataframe, spec.metric, m.get("run_dir"))
         last_step = int(m.get("step", 0) or 0)
         error = error_reason(r.error) if r.error is not None else m.get("error")
         if error is not None:
