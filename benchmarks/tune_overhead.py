@@ -28,258 +28,28 @@ Default: 4 trials x 20 steps per arm.
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
 from benchmarks.common import (
     TOY_OVERRIDES,
     base_parser,
-    fit_trials,
     format_table,
     machine_info,
     median,
     ratio,
-    run_checked,
     synthetic_overrides,
-    train_windows,
-    window_stats,
     write_results,
     write_spec,
 )
+from benchmarks.tune_overhead_measure import timeline
+from benchmarks.tune_overhead_runs import PRESET, run_bare, run_tune, startup_gaps
 from handpose.config import val_step
 from handpose.errors import UserError, run_cli
 from sweeps.spec import SPEC_PATH, load_spec, trial_overrides
-from sweeps.tuning import connect_ray
 
 NAME = "tune_overhead"
-PRESET = "cpu"
 TARGET = 0.95  # Tune's training throughput at least 0.95 of the bare run's
-
-
-class CpuSampler:
-    """CPU seconds used while it runs by this process and all its descendants, by role:
-    ``driver`` (this process; in a sweep, Tune's control loop), ``trainer`` (the process that
-    runs ``train``, the bare subprocess or the trial's Ray worker, and its children, e.g.
-    Aim's) and ``ray`` (Ray's own processes: GCS, raylet, dashboard and agents, log monitor,
-    idle workers). A thread samples every ``interval`` s; a process that ends loses at most
-    its last interval."""
-
-    def __init__(self, interval: float = 1.0) -> None:
-        import psutil  # a dependency of aim
-
-        self._psutil, self._interval = psutil, interval
-        self._me = psutil.Process()
-        self._start: dict[int, float] = {}
-        self._last: dict[int, tuple[str, float]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _role(self, proc: Any) -> str:
-        if proc.pid == self._me.pid:
-            return "driver"
-        return "trainer" if any(map(_runs_train, [proc, *proc.parents()])) else "ray"
-
-    def _sample(self) -> dict[int, tuple[str, float]]:
-        seen = {}
-        for proc in [self._me, *self._me.children(recursive=True)]:
-            try:
-                cpu = proc.cpu_times()
-                seen[proc.pid] = (self._role(proc), cpu.user + cpu.system)
-            except self._psutil.Error:  # ended meanwhile
-                continue
-        return seen
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._last.update(self._sample())
-
-    def __enter__(self) -> CpuSampler:
-        self._start = {pid: cpu for pid, (_, cpu) in self._sample().items()}
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._last.update(self._sample())
-
-    def totals(self) -> dict[str, float]:
-        """CPU seconds per role since ``__enter__``."""
-        out = {"trainer": 0.0, "driver": 0.0, "ray": 0.0}
-        for pid, (role, cpu) in self._last.items():
-            out[role] += cpu - self._start.get(pid, 0.0)
-        return out
-
-
-def _runs_train(proc: Any) -> bool:
-    """The bare ``python -m handpose.train`` or a Ray worker running a trial."""
-    name = proc.name()
-    return "handpose.train" in " ".join(proc.cmdline()) or (
-        name.startswith("ray::") and name != "ray::IDLE" and "Agent" not in name
-    )
-
-
-def timeline(
-    run_dir: Path, launched: float, wall: float, log_step: int, val_every: int, batch: int
-) -> dict[str, Any]:
-    """A run's phases from its files' modification times and its console lines:
-    ``config.yaml`` is written when ``train()`` starts, ``metrics.jsonl`` last at the final
-    validation."""
-    started = (run_dir / "config.yaml").stat().st_mtime
-    last_val = (run_dir / "metrics.jsonl").stat().st_mtime
-    return {
-        "startup_s": started - launched,
-        "loop_s": last_val - started,
-        "tail_s": launched + wall - last_val,
-        "wall_s": wall,
-        **window_stats(train_windows(run_dir / "log.txt"), log_step, val_every, batch),
-    }
-
-
-def run_bare(out: Path, overrides: list[str], threads: int, sample_s: float) -> dict[str, Any]:
-    """``python -m handpose.train`` with the trial's thread count; -> its numbers (CPU
-    sampled every ``sample_s``)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "handpose.train",
-        "--config-name",
-        "stage1-tiny",
-        *overrides,
-        f"GENERAL.output_dir={out}",
-        "GENERAL.run_name=run",
-        f"AIM.server_url={out}",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    launched = time.time()
-    with CpuSampler(sample_s) as cpu:
-        wall = run_checked(cmd, env)
-    return {
-        "kind": "bare",
-        "run_dir": out / "run",
-        "launched": launched,
-        "wall": wall,
-        "ray_init_s": None,
-        "exit_code": 0,
-        "config": None,
-        **_cpu(cpu),
-    }
-
-
-def run_tune(
-    storage: Path, spec_path: Path, overrides: list[str], sample_s: float
-) -> dict[str, Any]:
-    """The sweep CLI with one trial on a Ray started here (as the sweep starts one) unless
-    this process has one; -> its numbers (CPU sampled every ``sample_s``)."""
-    import ray
-
-    from sweeps.dropout_warmup import main as sweep_main
-
-    t0 = time.perf_counter()
-    started = connect_ray(dashboard=True)
-    ray_init = time.perf_counter() - t0 if started else None
-    try:
-        launched = time.time()
-        t0 = time.perf_counter()
-        with CpuSampler(sample_s) as cpu:
-            code = sweep_main(
-                [
-                    "--preset",
-                    PRESET,
-                    "--spec",
-                    str(spec_path),
-                    "--num-samples",
-                    "1",
-                    "--storage",
-                    str(storage),
-                    "--name",
-                    "one",
-                    *overrides,
-                ]
-            )
-        wall = time.perf_counter() - t0
-    finally:
-        if started:
-            ray.shutdown()
-    summary = json.loads((storage / "one" / "summary.json").read_text())
-    trial = summary["trials"][0]
-    return {
-        "kind": "tune",
-        "run_dir": Path(trial["run_dir"]),
-        "launched": launched,
-        "wall": wall,
-        "ray_init_s": ray_init,
-        "exit_code": code,
-        "config": trial_overrides(trial["overrides"]),
-        **_cpu(cpu),
-    }
-
-
-def startup_gaps(
-    spec_path: Path, overrides: list[str], tmp: Path, trials: int, steps: int
-) -> list[dict[str, Any]]:
-    """``trials`` trials of ``steps`` steps one after another, in fresh actors and then in a
-    reused one; -> per arm the gaps (s) from a trial's last validation to the next trial's
-    start of ``train``, and the wall time."""
-    import ray
-    from omegaconf import OmegaConf
-
-    spec, cfg = load_spec(
-        PRESET,
-        spec_path,
-        extra_overrides=(
-            *overrides,
-            f"GENERAL.total_step={steps}",
-            f"GENERAL.checkpoint_step={steps}",
-        ),
-    )
-    base = OmegaConf.to_container(cfg, resolve=True)
-    rows = []
-    started = connect_ray(dashboard=True)
-    try:
-        for reuse in (False, True):
-            t0 = time.perf_counter()
-            results = fit_trials(
-                spec,
-                base,
-                tmp / f"startup-reuse-{reuse}" / "sweep",
-                trials,
-                reuse_actors=reuse,
-                max_concurrent=1,
-            )
-            wall = time.perf_counter() - t0
-            dirs = [Path(r.metrics["run_dir"]) for r in results if r.metrics]
-            starts = sorted((d / "config.yaml").stat().st_mtime for d in dirs)
-            ends = sorted((d / "metrics.jsonl").stat().st_mtime for d in dirs)
-            gaps = [b - a for a, b in zip(ends[:-1], starts[1:], strict=True)]
-            rows.append(
-                {
-                    "reuse_actors": reuse,
-                    "trials": trials,
-                    "steps": steps,
-                    "errors": sum(r.error is not None for r in results),
-                    "gaps_s": gaps,
-                    "median_gap_s": median(gaps),
-                    "wall_s": wall,
-                }
-            )
-    finally:
-        if started:
-            ray.shutdown()
-    return rows
-
-
-def _cpu(sampler: CpuSampler) -> dict[str, float]:
-    return {f"cpu_{role}_s": seconds for role, seconds in sampler.totals().items()}
 
 
 def main(argv: list[str] | None = None) -> int:
