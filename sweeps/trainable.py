@@ -10,9 +10,9 @@ folder's copy is deleted (Tune keeps the latest; exact resume needs nothing else
 Data-parallel trials (``resources.workers`` > 1): ``ddp_trial`` runs a Ray Train
 ``TorchTrainer`` inside the Tune trial; its workers (which may sit on different nodes)
 each run ``train`` on their rank, rank 0's metrics reach Tune (``TuneReportCallback``) and
-Ray Train keeps the checkpoint (the latest) in ``<sweep>/train/<trial>``. A worker that
-dies is replaced and the group resumes from that checkpoint (``max_failures``); Tune
-stopping the trial stops its workers.
+Ray Train keeps the checkpoint (the latest, ``checkpoint-<step>``) in
+``<sweep>/train/<trial>``. A worker that dies is replaced and the group resumes from that
+checkpoint (``max_failures``); Tune stopping the trial stops its workers.
 A loss that becomes NaN/inf ends the trial at once, without retries: it reports
 ``diverged`` with the reason and returns (the summary calls it ERROR, the searcher tells
 Optuna PRUNED with a penalty so TPE avoids the region).
@@ -135,8 +135,13 @@ def _ddp_worker(loop: dict[str, Any]) -> None:
     rank = ray.train.get_context().get_world_rank()
 
     def report_fn(metrics: dict[str, Any], checkpoint: Any) -> None:
-        # every rank reports (Ray Train synchronises them); rank 0 carries the checkpoint
-        ray.train.report(metrics, checkpoint=checkpoint if rank == 0 else None)
+        # every rank reports (Ray Train synchronises them); rank 0 carries the checkpoint.
+        # Its folder is named by its step (checkpoint-<step>), not by the time: a group that
+        # dies after rank 0's upload but before Ray Train registered it leaves that folder
+        # behind, and the restarted group's report of the same step replaces it.
+        ckpt = checkpoint if rank == 0 else None
+        name = Path(checkpoint.path).name if ckpt is not None else None
+        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=name)
 
     _run_trial(
         loop["config"],
