@@ -1,7 +1,8 @@
 """Issue 14, fault tolerance of a data-parallel trial: one of the 2 Ray Train workers
 (gloo, CPU) of a sweep trial is SIGKILLed mid-run; Ray Train restarts the worker group
 from the trial's latest reported checkpoint and the trial finishes with every validation
-step once, in order (one local Ray of 2 CPUs)."""
+step once, in order, and validates with the single-process fingerprint (one local Ray
+of 2 CPUs)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import psutil
 import pytest
 import yaml
 
+from handpose.config import load_config
+from handpose.data import build_val_stream
 from sweeps.spec import SPEC_PATH
 
 from .conftest import REPO, data_overrides
@@ -65,18 +68,7 @@ def test_killed_worker_of_a_two_worker_trial_resumes_from_checkpoint(data_dir, t
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(raw))
     storage, name = tmp_path / "res", "ddpfail"
-    cmd = [
-        sys.executable,
-        "sweeps/dropout_warmup.py",
-        "--smoke",
-        "--spec",
-        str(spec),
-        "--storage",
-        str(storage),
-        "--name",
-        name,
-        "--num-cpus",
-        "2",
+    overrides = [
         *data_overrides(data_dir),
         f"GENERAL.total_step={TOTAL_STEP}",
         f"GENERAL.checkpoint_step={VAL_STEP}",
@@ -89,6 +81,20 @@ def test_killed_worker_of_a_two_worker_trial_resumes_from_checkpoint(data_dir, t
         "MODEL.backbone.depth=1",
         "MODEL.handec.num_layer=1",
         "AIM.enabled=false",
+    ]
+    cmd = [
+        sys.executable,
+        "sweeps/dropout_warmup.py",
+        "--smoke",
+        "--spec",
+        str(spec),
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        "--num-cpus",
+        "2",
+        *overrides,
     ]
     out_file = tmp_path / "sweep.out"  # a file, not a pipe: nothing blocks the driver
     with open(out_file, "wb") as out:
@@ -147,6 +153,12 @@ def test_killed_worker_of_a_two_worker_trial_resumes_from_checkpoint(data_dir, t
     # the run folder's metrics: what came after the checkpoint was dropped on resume
     rows = [json.loads(line) for line in (log.parent / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["split"] == "val"] == VAL_STEPS, rows
+    # one validation stream: the 2-rank trial's fingerprint is the single-process one
+    single = build_val_stream(load_config("stage1-tiny", overrides))
+    for _ in single:
+        pass
+    assert {r["val_fingerprint"] for r in rows if r["split"] == "val"} == {single.fingerprint}
+    assert summary["val_fingerprints"] == [single.fingerprint]
     # one copy of the checkpoint: Ray Train's latest (a folder uploaded by a group that died
     # before Ray Train registered it is replaced by the retry's); none in the run folder
     assert not list(sweep.glob("runs/*/checkpoints/checkpoint-*"))
