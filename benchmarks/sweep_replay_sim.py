@@ -190,6 +190,7 @@ def at_rung(points: list[tuple[int, float]], step: int) -> float:
 
 
 def validation_steps(pool: list[Curve]) -> list[int]:
+    """The steps every curve of the pool validated at (one recipe: the same for all)."""
     steps = [s for s, _ in pool[0].points]
     if any([s for s, _ in c.points] != steps for c in pool):
         raise UserError("the pool's curves validate at different steps: not one recipe")
