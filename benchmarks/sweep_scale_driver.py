@@ -251,7 +251,7 @@ def check_sweep(sweep: Path, n: int) -> dict[str, Any]:
     """Duplicates and errors after a sweep: trials in summary.json, validation steps in each
     run's metrics.jsonl, Aim runs per trial, the study's trials by state."""
     import optuna
-    from aim import Repo, Run
+    from aim import Repo
 
     from sweeps.search import study_storage
 
@@ -265,10 +265,11 @@ def check_sweep(sweep: Path, n: int) -> dict[str, Any]:
             if '"split": "val"' in line
         ]
         repeated_steps += len(steps) - len(set(steps))
-    names = [
-        Run(h, repo=str(sweep), read_only=True).name
-        for h in Repo.from_path(str(sweep)).list_all_runs()
-    ]
+    repo = Repo.from_path(str(sweep))
+    named = {r.hash: r.name for r in repo.structured_db.runs()}
+    hashes = repo.list_all_runs()
+    # a run without a row in the run table: its writer was killed as it created the run
+    names = [named[h] for h in hashes if h in named]
     study = optuna.load_study(study_name=sweep.name, storage=study_storage(sweep))
     states: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
@@ -282,7 +283,8 @@ def check_sweep(sweep: Path, n: int) -> dict[str, Any]:
         "duplicate_trial_ids": len(ids) - len(set(ids)),
         "by_status": by_status,
         "repeated_val_steps": repeated_steps,
-        "aim_runs": len(names),
+        "aim_runs": len(hashes),
+        "aim_runs_without_props": len(hashes) - len(names),
         "duplicate_aim_runs": len(names) - len(set(names)),
         "study_states": states,
         # Tune's trials: each once, all finished, none errored
@@ -290,7 +292,7 @@ def check_sweep(sweep: Path, n: int) -> dict[str, Any]:
             len(trials) == n == len(set(ids)) and set(by_status) <= {"COMPLETED", "STOPPED_EARLY"}
         ),
         # their files: one Aim run per trial, no validation logged twice
-        "files_clean": repeated_steps == 0 and len(names) == len(set(names)) == n,
+        "files_clean": repeated_steps == 0 and len(hashes) == len(set(names)) == n,
     }
 
 
