@@ -12,14 +12,21 @@
   budget whatever the rungs say: their curves tell how well early MPJPE predicts final
   MPJPE (``sweeps/fidelity.py``).
 - **State.** Ray does not keep a scheduler's state across ``Tuner.restore``
-  (ray-project/ray#30838). This one saves its own (rungs, stops, sentinels) to
-  ``<sweep>/scheduler_state.pickle`` whenever it changes and restores it on first use.
+  (ray-project/ray#30838). This one appends each decision, as one JSON line flushed at
+  once, to a journal (``state_path``) and replays it on first use: ``{"add": id, "index":
+  i, "sentinel": bool}`` for a new trial, ``{"rung": milestone, "trial": id, "value": v,
+  "num_stopped": n}`` for a value recorded at a rung (``v`` as Ray keeps it: the metric
+  times -1 for ``mode="min"``; ``n`` Ray's count of stops so far), with ``"stop": true``
+  when that result stopped the trial. A few bytes per event, whatever the number of trials
+  (the whole-state pickle it replaces grew with the sweep: O(n^2) in all). A final line cut
+  short by a driver crash is dropped and cut off the file before the next append. Flushed,
+  not fsync'd: a killed driver loses nothing, a lost machine may lose the last lines.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,23 +89,31 @@ class SweepASHA(ASHAScheduler):
         self.sentinels: set[str] = set()
         self.stopped: set[str] = set()  # trials this scheduler stopped
 
-    def _state(self) -> dict[str, Any]:
-        keep = ("_brackets", "_num_stopped", "trial_index", "sentinels", "stopped")
-        return {k: self.__dict__[k] for k in keep}
-
-    def _save(self) -> None:
-        tmp = f"{self._state_path}.tmp"
-        with open(tmp, "wb") as f:
-            pickle.dump(self._state(), f)
-        os.replace(tmp, self._state_path)  # atomic: a crash leaves the old or the new
+    def _save(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to the journal as one line; flushed when the file closes."""
+        with open(self._state_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def _restore_once(self) -> None:
         if self._restored:
             return
         self._restored = True
-        if os.path.isfile(self._state_path):
-            with open(self._state_path, "rb") as f:
-                self.__dict__.update(pickle.load(f))
+        if not os.path.isfile(self._state_path):
+            return
+        records, good_bytes = read_journal(self._state_path)
+        if good_bytes < os.path.getsize(self._state_path):
+            os.truncate(self._state_path, good_bytes)  # a torn last line: appends go after
+        rungs_by_milestone = [dict(b._rungs) for b in self._brackets]  # same dicts as Ray's
+        for r in records:
+            if "add" in r:
+                self.trial_index[r["add"]] = r["index"]
+                if r["sentinel"]:
+                    self.sentinels.add(r["add"])
+            else:
+                rungs_by_milestone[r.get("bracket", 0)][r["rung"]][r["trial"]] = r["value"]
+                self._num_stopped = r["num_stopped"]
+                if r.get("stop"):
+                    self.stopped.add(r["trial"])
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         self._restore_once()
@@ -106,9 +121,10 @@ class SweepASHA(ASHAScheduler):
         if trial.trial_id not in self.trial_index:
             index = len(self.trial_index)
             self.trial_index[trial.trial_id] = index
-            if index in self._sentinel_index:
+            sentinel = index in self._sentinel_index
+            if sentinel:
                 self.sentinels.add(trial.trial_id)
-            self._save()
+            self._save({"add": trial.trial_id, "index": index, "sentinel": sentinel})
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         self._restore_once()
@@ -117,24 +133,85 @@ class SweepASHA(ASHAScheduler):
             return TrialScheduler.CONTINUE  # dropout not at its target yet: not compared
         if trial.trial_id not in self._trial_info:  # restored trial Tune did not re-add
             super().on_trial_add(tune_controller, trial)
-        before = self._recorded()
+        before = self._rungs_of(trial.trial_id)
         action = super().on_trial_result(tune_controller, trial, result)
         if trial.trial_id in self.sentinels and step < self._max_t:
             action = TrialScheduler.CONTINUE
-        if action == TrialScheduler.STOP and step < self._max_t:
+        stop = action == TrialScheduler.STOP and step < self._max_t
+        if stop:
             self.stopped.add(trial.trial_id)
-        if self._recorded() != before or trial.trial_id in self.stopped:
-            self._save()  # only at a rung: a few saves per trial, not one per result
+        self._save_new_rung(trial.trial_id, before, stop)
         return action
 
-    def _recorded(self) -> int:
-        return sum(len(recorded) for b in self._brackets for _, recorded in b._rungs)
+    def _rungs_of(self, trial_id: str) -> set[tuple[int, float]]:
+        """(bracket, milestone) of each rung holding ``trial_id``: O(rungs), not O(trials)."""
+        return {
+            (i, milestone)
+            for i, b in enumerate(self._brackets)
+            for milestone, recorded in b._rungs
+            if trial_id in recorded
+        }
+
+    def _save_new_rung(self, trial_id: str, before: set[tuple[int, float]], stop: bool) -> None:
+        """Journal the rung value Ray just recorded for ``trial_id``, if it recorded one (one
+        at most per result). A stop before ``max_t`` always comes with one: Ray stops there
+        only when it records a value below a rung's cutoff."""
+        for i, milestone in self._rungs_of(trial_id) - before:
+            value = float(dict(self._brackets[i]._rungs)[milestone][trial_id])
+            record = {"rung": milestone, "trial": trial_id, "value": value}
+            record["num_stopped"] = self._num_stopped
+            if i:
+                record["bracket"] = i  # only with ``brackets`` > 1
+            if stop:
+                record["stop"] = True
+            self._save(record)
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         self._restore_once()
         if trial.trial_id in self._trial_info:
+            before = self._rungs_of(trial.trial_id)
             super().on_trial_complete(tune_controller, trial, result)
-            self._save()
+            self._save_new_rung(trial.trial_id, before, stop=False)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
         self._trial_info.pop(trial.trial_id, None)
+
+
+def read_journal(path: str | Path) -> tuple[list[dict[str, Any]], int]:
+    """The records of a scheduler journal, and the size in bytes of the whole lines they
+    come from. A last line that does not parse or lacks its newline (a crash mid-write) is
+    left out; any other bad line is an error."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"\x80"):  # pickle protocol 2+: the whole-state file of old sweeps
+        raise ValueError(
+            f"{path}: the whole-state pickle of a sweep from before the scheduler journal;"
+            " resume it with that code, or move the file away to resume with empty rungs"
+        )
+    records, good_bytes = [], 0
+    lines = data.split(b"\n")
+    for n, line in enumerate(lines[:-1], 1):  # lines[-1]: after the last newline
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if n < len(lines) - 1 or lines[-1]:
+                raise ValueError(f"{path}:{n}: not a JSON line") from None
+            return records, good_bytes  # the last line, garbled by a crash
+        good_bytes += len(line) + 1
+    return records, good_bytes
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    """What a journal says of the trials, without Ray's rungs: ``trial_index`` (id ->
+    creation order), ``sentinels`` and ``stopped`` (sets of ids); empty without a journal."""
+    out: dict[str, Any] = {"trial_index": {}, "sentinels": set(), "stopped": set()}
+    if not os.path.isfile(path):
+        return out
+    for r in read_journal(path)[0]:
+        if "add" in r:
+            out["trial_index"][r["add"]] = r["index"]
+            if r["sentinel"]:
+                out["sentinels"].add(r["add"])
+        elif r.get("stop"):
+            out["stopped"].add(r["trial"])
+    return out
