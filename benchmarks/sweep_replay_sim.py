@@ -124,7 +124,7 @@ def replay(
         sched = SweepASHA(
             ready_step=ready if setting.aware else None,
             sentinels=sentinels,
-            state_path=Path(tmp) / "state.pickle",
+            state_path=Path(tmp) / "scheduler_state.jsonl",
             metric="mpjpe",
             mode="min",
             time_attr="step",

@@ -9,9 +9,10 @@ import math
 from typing import Any
 
 STUDY_FILE = "optuna.journal"  # the Optuna study of a sweep, in its folder
-# ASHA's rungs, saved as they change. Not .pkl/.json: on resume Tune copies such files from
-# the sweep folder to its staging folder and back at the end, over this newer one.
-SCHEDULER_FILE = "scheduler_state.pickle"
+# ASHA's decisions, one JSON line each as they happen (sweeps/scheduler.py). Not .pkl/.json:
+# on resume Tune copies such files from the sweep folder to its staging folder and back at
+# the end, over this newer one.
+SCHEDULER_FILE = "scheduler_state.jsonl"
 DIVERGED_PENALTY = 1.0e6  # mm: what Optuna is told for a trial whose loss became NaN/inf
 # Tune's trial statuses as the summary states them
 COMPLETED, STOPPED_EARLY, ERROR, UNFINISHED = ("COMPLETED", "STOPPED_EARLY", "ERROR", "UNFINISHED")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from sweeps.common import (
 )
 from sweeps.fidelity import best_vs_baseline, fidelity, validation_noise
 from sweeps.report_data import load_metrics
-from sweeps.scheduler import rungs
+from sweeps.scheduler import load_record, rungs
 from sweeps.spec import SweepSpec, apply_params, trial_overrides
 
 
@@ -44,11 +43,7 @@ def error_reason(err: BaseException) -> str:
 
 def scheduler_record(sweep_dir: Path) -> dict[str, Any]:
     """What the scheduler saved: trial creation order, sentinels, the trials it stopped."""
-    path = sweep_dir / SCHEDULER_FILE
-    if not path.is_file():
-        return {"trial_index": {}, "sentinels": set(), "stopped": set()}
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    return load_record(sweep_dir / SCHEDULER_FILE)
 
 
 def trial_curve(df, metric: str, run_dir: str | None) -> list[list[Any]]:

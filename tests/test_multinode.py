@@ -129,6 +129,8 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
             "--name",
             name,
             *data_overrides(data_dir),
+            "MODEL.backbone.depth=1",  # the job path is tested, not the model: cheap steps
+            "MODEL.handec.num_layer=1",
             timeout=200,
             cwd=REPO,
         )

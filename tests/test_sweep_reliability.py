@@ -21,6 +21,9 @@ from sweeps.spec import SPEC_PATH
 from .conftest import REPO, data_overrides
 
 pytestmark = pytest.mark.slow
+# what is tested is the sweep's state, not the model: a 1-layer backbone and decoder keep
+# each trial's steps cheap (suite time)
+SMALL_MODEL = ("MODEL.backbone.depth=1", "MODEL.handec.num_layer=1")
 
 
 def _spec(tmp_path: Path, space: dict, points: list[dict], num_samples: int) -> Path:
@@ -47,6 +50,7 @@ def _sweep_cmd(spec: Path, storage: Path, name: str, data_dir: Path, *extra: str
         "2",
         *extra,
         *data_overrides(data_dir),
+        *SMALL_MODEL,
     ]
 
 
