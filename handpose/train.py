@@ -12,6 +12,7 @@ writes (run folder, checkpoints, console, Aim) while the others wait (docs/inter
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import random
@@ -371,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         metrics = train(cfg)
     finally:
         if joined:
+            # free the DDP model (hooks make reference cycles) while the group still exists:
+            # gloo's threads must not be torn down at interpreter exit (a rank once aborted
+            # there, "terminate called without an active exception", in a CI run)
+            gc.collect()
             dist.destroy_process_group()
     LOG.info(f"done: mpjpe={metrics.get('mpjpe', float('nan')):.2f}mm")
     return 0

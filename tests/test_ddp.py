@@ -140,6 +140,8 @@ def test_torchrun_trains_validates_and_resumes_like_one_process(data_dir, tmp_pa
         "GENERAL.run_name=resumed",
         f"GENERAL.resume_path={run}/checkpoints/checkpoint-0000004",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed_log = tmp_path / "resumed" / "log.txt"  # did it fail in training or at exit?
+    tail = resumed_log.read_text()[-1500:] if resumed_log.is_file() else "no log.txt"
+    assert proc.returncode == 0, proc.stderr[-3000:] + "\nrank 0's log:\n" + tail
     (resumed,) = _val_rows(tmp_path / "resumed")
     assert resumed == val[-1]  # exact resume at the same world size
