@@ -8,11 +8,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
@@ -77,6 +81,44 @@ def tiny_overrides(data_dir: Path, out_dir: Path, steps: int = 8) -> list[str]:
         "MODEL.handec.num_layer=1",
         f"AIM.server_url={out_dir}/aim",
     ]
+
+
+# what the sweep tests check is the sweep, not the model: a 1-layer backbone and decoder
+# keep each trial's steps cheap (suite time)
+SMALL_MODEL = ("MODEL.backbone.depth=1", "MODEL.handec.num_layer=1")
+
+
+def sweep_cmd(spec: Path, storage: Path, name: str, data_dir: Path, *extra: str) -> list[str]:
+    """``python sweeps/dropout_warmup.py --smoke`` of ``spec`` on 2 CPUs, the test data and
+    :data:`SMALL_MODEL`; ``extra``: more flags and KEY=VALUE overrides."""
+    return [
+        sys.executable,
+        "sweeps/dropout_warmup.py",
+        "--smoke",
+        "--spec",
+        str(spec),
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        "--num-cpus",
+        "2",
+        *extra,
+        *data_overrides(data_dir),
+        *SMALL_MODEL,
+    ]
+
+
+def wait_for(pred: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    """Poll ``pred`` every 0.2 s until it returns something truthy (returned); fail after
+    ``timeout_s`` seconds."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 _EXIT_STATUS: list[int] = []

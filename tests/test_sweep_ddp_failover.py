@@ -11,11 +11,7 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import psutil
 import pytest
@@ -25,23 +21,12 @@ from handpose.config import load_config
 from handpose.data import build_val_stream
 from sweeps.spec import SPEC_PATH
 
-from .conftest import REPO, data_overrides
+from .conftest import REPO, SMALL_MODEL, data_overrides, sweep_cmd, wait_for
 
 pytestmark = pytest.mark.slow
 
-T = TypeVar("T")
 TOTAL_STEP, VAL_STEP = 30, 10
 VAL_STEPS = list(range(VAL_STEP, TOTAL_STEP + 1, VAL_STEP))
-
-
-def _wait_for(pred: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _train_workers(driver: psutil.Process) -> list[psutil.Process]:
@@ -68,8 +53,7 @@ def test_killed_worker_of_a_two_worker_trial_resumes_from_checkpoint(data_dir, t
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(raw))
     storage, name = tmp_path / "res", "ddpfail"
-    overrides = [
-        *data_overrides(data_dir),
+    extra = [
         f"GENERAL.total_step={TOTAL_STEP}",
         f"GENERAL.checkpoint_step={VAL_STEP}",
         "GENERAL.log_step=5",
@@ -78,24 +62,9 @@ def test_killed_worker_of_a_two_worker_trial_resumes_from_checkpoint(data_dir, t
         "DATA.val.max_samples=32",
         "DATA.train_eval_samples=16",
         "DATA.val_batch_size=16",
-        "MODEL.backbone.depth=1",
-        "MODEL.handec.num_layer=1",
         "AIM.enabled=false",
     ]
-    cmd = [
-        sys.executable,
-        "sweeps/dropout_warmup.py",
-        "--smoke",
-        "--spec",
-        str(spec),
-        "--storage",
-        str(storage),
-        "--name",
-        name,
-        "--num-cpus",
-        "2",
-        *overrides,
-    ]
+    cmd = sweep_cmd(spec, storage, name, data_dir, *extra)
     out_file = tmp_path / "sweep.out"  # a file, not a pipe: nothing blocks the driver
     with open(out_file, "wb") as out:
         proc = subprocess.Popen(
@@ -115,9 +84,9 @@ def test_killed_worker_of_a_two_worker_trial_resumes_from_checkpoint(data_dir, t
             steps = re.findall(rf"^(\d+)/{TOTAL_STEP} lr=", logs[0].read_text(), re.M)
             return logs[0] if any(int(s) > VAL_STEP for s in steps) else None
 
-        log = _wait_for(rank0_past_a_registered_checkpoint, 150, "a step past the checkpoint")
+        log = wait_for(rank0_past_a_registered_checkpoint, 150, "a step past the checkpoint")
         rank0 = int(re.search(r"\| pid (\d+) \|", log.read_text()).group(1))
-        workers = _wait_for(
+        workers = wait_for(
             lambda: (w := _train_workers(psutil.Process(proc.pid))) and len(w) == 2 and w,
             30,
             "the 2 Ray Train workers",
@@ -154,7 +123,9 @@ def test_killed_worker_of_a_two_worker_trial_resumes_from_checkpoint(data_dir, t
     rows = [json.loads(line) for line in (log.parent / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["split"] == "val"] == VAL_STEPS, rows
     # one validation stream: the 2-rank trial's fingerprint is the single-process one
-    single = build_val_stream(load_config("stage1-tiny", overrides))
+    single = build_val_stream(
+        load_config("stage1-tiny", [*data_overrides(data_dir), *extra, *SMALL_MODEL])
+    )
     for _ in single:
         pass
     assert {r["val_fingerprint"] for r in rows if r["split"] == "val"} == {single.fingerprint}

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,12 +17,9 @@ import yaml
 
 from sweeps.spec import SPEC_PATH
 
-from .conftest import REPO, data_overrides
+from .conftest import REPO, sweep_cmd, wait_for
 
 pytestmark = pytest.mark.slow
-# what is tested is the sweep's state, not the model: a 1-layer backbone and decoder keep
-# each trial's steps cheap (suite time)
-SMALL_MODEL = ("MODEL.backbone.depth=1", "MODEL.handec.num_layer=1")
 
 
 def _spec(tmp_path: Path, space: dict, points: list[dict], num_samples: int) -> Path:
@@ -33,35 +29,6 @@ def _spec(tmp_path: Path, space: dict, points: list[dict], num_samples: int) -> 
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-def _sweep_cmd(spec: Path, storage: Path, name: str, data_dir: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "sweeps/dropout_warmup.py",
-        "--smoke",
-        "--spec",
-        str(spec),
-        "--storage",
-        str(storage),
-        "--name",
-        name,
-        "--num-cpus",
-        "2",
-        *extra,
-        *data_overrides(data_dir),
-        *SMALL_MODEL,
-    ]
-
-
-def _wait_for(pred, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _val_steps(metrics_file: Path) -> list[int]:
@@ -81,9 +48,7 @@ def test_killed_trial_resumes_from_checkpoint_and_nan_trial_errors(data_dir, tmp
     )
     storage = tmp_path / "res"
     proc = subprocess.Popen(
-        _sweep_cmd(
-            spec, storage, "faults", data_dir, "GENERAL.total_step=80", "GENERAL.log_step=5"
-        ),
+        sweep_cmd(spec, storage, "faults", data_dir, "GENERAL.total_step=80", "GENERAL.log_step=5"),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -103,7 +68,7 @@ def test_killed_trial_resumes_from_checkpoint_and_nan_trial_errors(data_dir, tmp
                     return log.parent
             return None
 
-        run = _wait_for(healthy_run_past_first_checkpoint, 150, "the healthy trial past step 20")
+        run = wait_for(healthy_run_past_first_checkpoint, 150, "the healthy trial past step 20")
         pid = int(re.search(r"pid (\d+)", (run / "log.txt").read_text()).group(1))
         os.kill(pid, signal.SIGKILL)  # the trial's worker process dies mid-run
         out, _ = proc.communicate(timeout=240)
@@ -140,7 +105,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_p
     storage = tmp_path / "res"
     # Tune's default state-save period: a trial Optuna saw finish may still be running in
     # the saved state, and the restored searcher must not crash on it
-    cmd = _sweep_cmd(spec, storage, "crash", data_dir, "GENERAL.total_step=60")
+    cmd = sweep_cmd(spec, storage, "crash", data_dir, "GENERAL.total_step=60")
     proc = subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -152,7 +117,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_p
         return done and len(started) >= 2
 
     try:
-        _wait_for(one_finished, 200, "one finished trial")
+        wait_for(one_finished, 200, "one finished trial")
         # the driver tells Optuna the finished trial within moments, while Tune's state
         # save may lag by up to its period: kill inside that window
         time.sleep(2)
@@ -162,7 +127,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_p
     before = {p.parent.name: _val_steps(p) for p in sweep.glob("runs/*/metrics.jsonl")}
     finished_before = [k for k, v in before.items() if 60 in v]
     res = subprocess.run(
-        _sweep_cmd(spec, storage, "crash", data_dir, "--resume"),
+        sweep_cmd(spec, storage, "crash", data_dir, "--resume"),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -187,7 +152,7 @@ def test_ctrl_c_reports_an_interrupted_sweep_and_resume_finishes_it(data_dir, tm
         num_samples=3,
     )
     storage = tmp_path / "res"
-    cmd = _sweep_cmd(
+    cmd = sweep_cmd(
         spec, storage, "intr", data_dir, "GENERAL.total_step=120", "--confirm", "1", "--seeds", "2"
     )
     proc = subprocess.Popen(
@@ -195,7 +160,7 @@ def test_ctrl_c_reports_an_interrupted_sweep_and_resume_finishes_it(data_dir, tm
     )
     sweep = storage / "intr"
     try:
-        _wait_for(
+        wait_for(
             lambda: any(40 in _val_steps(p) for p in sweep.glob("runs/*/metrics.jsonl")),
             200,
             "a trial past its second validation",
@@ -210,7 +175,7 @@ def test_ctrl_c_reports_an_interrupted_sweep_and_resume_finishes_it(data_dir, tm
     summary = json.loads((sweep / "summary.json").read_text())
     assert "UNFINISHED" in {t["status"] for t in summary["trials"]}
     res = subprocess.run(
-        _sweep_cmd(spec, storage, "intr", data_dir, "--resume"),
+        sweep_cmd(spec, storage, "intr", data_dir, "--resume"),
         cwd=REPO,
         capture_output=True,
         text=True,
