@@ -41,9 +41,17 @@ def spearman(x: list[float], y: list[float]) -> float | None:
 
 
 def value_at(curve: list[list[Any]], step: int) -> float | None:
-    """The last finite MPJPE reported at or before ``step`` (mm)."""
-    before = [v for s, v in curve if s <= step and v is not None]
-    return before[-1] if before else None
+    """The MPJPE (mm) ASHA compares at a rung at ``step``: the first one reported at or after
+    ``step``; None when the trial reported none there.
+
+    Ray's ``_Bracket.on_result`` (``AsyncHyperBandScheduler``, kept by ``SweepASHA``)
+    records a trial at a milestone with its first result whose step is ``>=`` the
+    milestone. None values (no finite MPJPE) are skipped: Ray takes the next result when
+    one lacks the metric (a NaN it would record, but it ranks nothing). Not modelled: one
+    result past two rungs is recorded at the higher rung only, and ``SweepASHA``'s
+    schedule-aware rule ignores results before a trial's ready step."""
+    after = [(s, v) for s, v in curve if s >= step and v is not None]
+    return min(after, key=lambda p: p[0])[1] if after else None
 
 
 def fidelity(

@@ -3,9 +3,12 @@ validation noise, and the best trial against the baseline."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from sweeps.fidelity import best_vs_baseline, fidelity, spearman, validation_noise
+from sweeps.fidelity import best_vs_baseline, fidelity, spearman, validation_noise, value_at
+from sweeps.scheduler import SweepASHA, rungs
 
 
 def _trial(tid, curve, status="COMPLETED"):
@@ -51,3 +54,48 @@ def test_best_against_baseline_and_noise():
     assert v["beyond_noise"] and "better than the baseline beyond" in v["sentence"]
     same = best_vs_baseline(base, base, 1.0)
     assert same["diff_mm"] == 0.0 and "is the baseline" in same["sentence"]
+
+
+def test_value_at_is_the_first_value_at_or_after_the_rung():
+    curve = [[250, 9.0], [500, None], [750, 7.0], [1000, 6.0]]
+    assert value_at(curve, 250) == 9.0  # a rung on a validation step
+    assert value_at(curve, 300) == 7.0  # not 9.0 (the last one before); 500 has no value
+    assert value_at(curve, 100) == 9.0 and value_at(curve, 1001) is None
+    assert value_at([[300, 5.0], [200, 8.0]], 150) == 8.0  # by step, not list order
+
+
+class _Trial:
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id, self.config = trial_id, {}
+
+
+def test_value_at_is_what_asha_records_at_each_rung(tmp_path):
+    """Rungs off the validation steps (rungs 300, 600; validations every 250 steps): the
+    value SweepASHA (Ray's _Bracket.on_result) records for a trial at a rung is value_at."""
+    asha = SweepASHA(
+        ready_step=None,
+        sentinels=set(),
+        state_path=tmp_path / "s.jsonl",
+        metric="mpjpe",
+        mode="min",
+        time_attr="step",
+        max_t=1000,
+        grace_period=300,
+        reduction_factor=2,
+        stop_last_trials=False,
+    )
+    assert rungs(300, 2, 1000) == [300, 600]
+    rng = random.Random(0)
+    curves = {}
+    for i in range(12):
+        trial = _Trial(f"t{i}")
+        curves[trial.trial_id] = [[s, rng.uniform(20.0, 80.0)] for s in (250, 500, 750, 1000)]
+        asha.on_trial_add(None, trial)
+        for step, value in curves[trial.trial_id]:
+            if asha.on_trial_result(None, trial, {"step": step, "mpjpe": value}) == SweepASHA.STOP:
+                break
+    recorded = dict(asha._brackets[0]._rungs)
+    assert len(recorded[300]) == 12 and len(recorded[600]) >= 2
+    for milestone, values in recorded.items():
+        for tid, v in values.items():
+            assert -v == value_at(curves[tid], milestone), (milestone, tid)
