@@ -86,3 +86,62 @@ def test_tpe_startup_scales_with_the_trials(n, want):
 
     spec, _ = load_spec("cpu")
     assert startup_trials(spec, n) == want
+
+
+def _count_reads(monkeypatch, s) -> list[int]:
+    """Counts the searcher's reads of a trial's state from the study storage."""
+    storage, calls = _Private.study(s)._storage, [0]
+    real = storage.get_trial
+
+    def counted(trial_id):
+        calls[0] += 1
+        return real(trial_id)
+
+    monkeypatch.setattr(storage, "get_trial", counted)
+    return calls
+
+
+def test_the_study_state_is_read_once_per_trial_not_per_result(tmp_path, monkeypatch):
+    """Issue 15: the journal was read on every result (O(results)); once per trial now."""
+    s = _searcher(tmp_path)
+    for tid in "ab":
+        s.suggest(tid)
+    reads = _count_reads(monkeypatch, s)
+    for step in range(1, 21):
+        for tid in "ab":
+            s.on_trial_result(tid, {"step": step, "mpjpe": 100.0 - step})
+    assert reads[0] == 2
+    trials = {t.number: t for t in _Private.study(s).get_trials()}
+    assert len(trials[_Private.trial(s, "a").number].intermediate_values) == 20
+
+
+def test_a_restored_searcher_reads_a_trial_told_before_the_crash_again(
+    tmp_path, monkeypatch, caplog
+):
+    """The saved searcher had read "a" as RUNNING; "a" was told COMPLETE after that save. The
+    restored one must read it again (once), then neither report nor tell it."""
+    s = _searcher(tmp_path)
+    for tid in "ac":
+        s.suggest(tid)
+    s.on_trial_result("a", {"step": 20, "mpjpe": 40.0})
+    s.on_trial_result("c", {"step": 20, "mpjpe": 50.0})
+    saved = tmp_path / "searcher.pkl"
+    s.save(str(saved))  # Tune's last state save: "a" read and still running
+    s.on_trial_complete("a", {"step": 60, "mpjpe": 30.0})  # told, then the driver dies
+    restored = _searcher(tmp_path)
+    restored.restore(str(saved))
+    reads = _count_reads(monkeypatch, restored)
+    for step, value in ((40, 35.0), (60, 29.0)):  # Tune reruns "a" from its checkpoint
+        restored.on_trial_result("a", {"step": step, "mpjpe": value})
+        restored.on_trial_result("c", {"step": step, "mpjpe": value + 10})
+    assert reads[0] == 2  # one read per trial (Optuna's tell reads on its own)
+    with caplog.at_level("WARNING", logger="sweeps.search"):
+        restored.on_trial_complete("a", {"step": 60, "mpjpe": 29.0})
+        restored.on_trial_complete("c", {"step": 60, "mpjpe": 39.0})
+    assert not caplog.records  # "a" not told again
+    trials = {t.number: t for t in _Private.study(restored).get_trials()}
+    a, c = (trials[_Private.trial(restored, t).number] for t in "ac")
+    assert a.state == TrialState.COMPLETE and a.value == 30.0
+    assert a.intermediate_values == {20: 40.0, 60: 30.0}  # nothing after the crash
+    assert c.state == TrialState.COMPLETE and c.value == 39.0
+    assert c.intermediate_values == {20: 50.0, 40: 45.0, 60: 39.0}
