@@ -185,7 +185,7 @@ def draw(pool: list[Curve], trials: int, seed: int) -> list[Curve]:
 
 def at_rung(points: list[tuple[int, float]], step: int) -> float:
     """The MPJPE (mm) ASHA compares at a rung at ``step``: the first validation at or after it
-    (``sweeps.fidelity.value_at`` takes the last one at or before)."""
+    (as ``sweeps.fidelity.value_at``, which also skips None)."""
     return next(v for s, v in points if s >= step)
 
 

@@ -359,8 +359,8 @@ def fidelity_points(
     entries: list[Entry], rungs: list[int], total_step: int | None
 ) -> list[dict[str, Any]]:
     """One row per trial that ran the full budget: its MPJPE (mm) at each rung before the
-    budget (the last validation at or before it, as the summary's correlation uses) and
-    its final MPJPE."""
+    budget (the first validation at or after it, the value ASHA compares there, as the
+    summary's correlation uses) and its final MPJPE."""
     steps = [s for s in rungs if total_step is None or s < total_step]
     rows = []
     for e in entries:
