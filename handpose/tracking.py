@@ -6,6 +6,8 @@ import json
 import logging
 import math
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from handpose.data.shards import is_url
 
 LOG = logging.getLogger("handpose")
+# Aim's Run.close waits for its status reporter's flush without a timeout, and has been seen
+# to wait for ever (a lost wake-up; a sweep then waits on that trial): Tracker.close gives it
+# this long, then leaves the run open (a sweep's close_and_index closes it at the end)
+AIM_CLOSE_TIMEOUT_S = 30.0
+# the run folder's Aim run hash, written when the run opens it: a run started afresh in the
+# same folder (a sweep trial retried before its first checkpoint) replaces that Aim run
+AIM_HASH_FILE = "aim_hash.txt"
 
 
 def setup_logging(run_dir: Path | None) -> None:
@@ -60,7 +69,11 @@ def resolve_aim_repo(cfg: DictConfig, run_dir: Path) -> str:
 class Tracker:
     """Writes ``metrics.jsonl`` and, if enabled, one Aim run (resumed by hash on resume).
 
-    ``run_dir`` None: a tracker that records nothing (ranks other than 0)."""
+    ``resume_step`` None (no checkpoint): the run starts afresh, in a run folder an earlier
+    attempt may have written to: ``metrics.jsonl`` is rewritten and the earlier attempt's Aim
+    run (its hash in ``aim_hash.txt``) is deleted before a new one is created, so the folder
+    and the Aim repo hold one run. ``run_dir`` None: a tracker that records nothing (ranks
+    other than 0)."""
 
     def __init__(
         self,
@@ -84,7 +97,9 @@ class Tracker:
         path.write_text("".join(line + "\n" for line in keep))
         self.jsonl = open(path, "a")  # noqa: SIM115 (closed in close())
         if cfg.AIM.enabled:
-            self.aim_run, aim_hash = _open_aim_run(cfg, run_dir, aim_hash)
+            earlier = _read_hash(run_dir) if resume_step is None else None
+            self.aim_run, aim_hash = _open_aim_run(cfg, run_dir, aim_hash, earlier)
+            (run_dir / AIM_HASH_FILE).write_text(self.aim_run.hash + "\n")
             if aim_hash is None:
                 self.aim_run["hparams"] = OmegaConf.to_container(cfg, resolve=True)
                 self.aim_run["run_dir"] = str(run_dir)
@@ -104,11 +119,35 @@ class Tracker:
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     self.aim_run.track(value, name=name, step=step, context={"subset": split})
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
+        """Close ``metrics.jsonl`` and the Aim run, the latter in a daemon thread given
+        ``timeout_s`` (default :data:`AIM_CLOSE_TIMEOUT_S`): past it, a one-line warning and
+        the run stays open (Aim's ``Run.close`` can wait for ever on its reporter's flush)."""
+        timeout_s = AIM_CLOSE_TIMEOUT_S if timeout_s is None else timeout_s
         if self.jsonl is not None:
             self.jsonl.close()
-        if self.aim_run is not None:
-            self.aim_run.close()
+        if self.aim_run is None:
+            return
+        run = self.aim_run
+        failed: list[BaseException] = []
+
+        def close_run() -> None:
+            try:
+                run.close()
+            except BaseException as e:  # raised in the caller's thread below
+                failed.append(e)
+
+        closer = threading.Thread(target=close_run, name="aim-run-close", daemon=True)
+        closer.start()
+        closer.join(timeout_s)
+        if closer.is_alive():
+            LOG.warning(
+                f"warning: Aim run {run.hash} did not close within {timeout_s:g} s (Aim's "
+                "Run.close waiting on its flush); left open: a sweep closes it at its end, "
+                f"else `aim runs --repo REPO close {run.hash}`"
+            )
+        elif failed:
+            raise failed[0]
 
 
 def init_aim_repo(url: str) -> None:
@@ -127,14 +166,43 @@ def init_aim_repo(url: str) -> None:
         Repo.from_path(str(path), init=True)
 
 
-def _open_aim_run(cfg: DictConfig, run_dir: Path, aim_hash: str | None):
+def _read_hash(run_dir: Path) -> str | None:
+    path = run_dir / AIM_HASH_FILE
+    return (path.read_text().strip() or None) if path.is_file() else None
+
+
+def _delete_run(repo: str, run_hash: str, tries: int = 3) -> None:
+    """Delete the Aim run ``run_hash`` (an earlier attempt of a run started afresh) if the
+    repo has it. Aim's delete takes the repo index's lock without waiting (held a moment by
+    whatever indexes runs): a few tries, then a one-line warning and the run stays."""
+    from aim import Repo  # heavy import, only when tracking
+
+    for attempt in range(tries):
+        aim_repo = Repo.from_path(repo)
+        if not aim_repo.run_exists(run_hash):
+            return
+        if aim_repo.delete_run(run_hash):  # False (Aim logs why) when it could not
+            LOG.info(f"deleted Aim run {run_hash}, an earlier attempt of this run")
+            return
+        if attempt + 1 < tries:
+            time.sleep(1.0)
+    LOG.warning(
+        f"warning: could not delete Aim run {run_hash}, an earlier attempt of this run "
+        f"started afresh: the Aim repo {repo} keeps it next to the new one"
+    )
+
+
+def _open_aim_run(cfg: DictConfig, run_dir: Path, aim_hash: str | None, earlier: str | None = None):
     """The run's Aim run: the one with ``aim_hash`` when the repo has it (a resume), else a
-    new one (a resume into another output folder or repo: a one-line warning says so)."""
+    new one (a resume into another output folder or repo: a one-line warning says so).
+    ``earlier``: the Aim run of an earlier attempt of a run started afresh, deleted first."""
     from aim import Run  # heavy import, only when tracking
     from aim.sdk.errors import MissingRunError
 
     repo = resolve_aim_repo(cfg, run_dir)
     init_aim_repo(repo)
+    if earlier is not None and earlier != aim_hash:
+        _delete_run(repo, earlier)
 
     def open_run(run_hash: str | None):
         return Run(
