@@ -124,7 +124,12 @@ def scripted_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str |
 
 
 class Timer:
-    """Calls, wall seconds and driver CPU seconds of the wrapped methods, by name."""
+    """Calls, wall seconds and CPU seconds of the wrapped methods, by name.
+
+    CPU is the calling thread's (``time.thread_time``): ``process_time`` would also count
+    what Ray's other driver threads do while a method waits (on an fsync, say), which made
+    the searcher's cost look superlinear (helper's measurement, docs/benchmarks.md section 7).
+    The driver's total CPU is measured separately, for the whole process."""
 
     def __init__(self) -> None:
         self.stats: dict[str, dict[str, float]] = {}
@@ -134,14 +139,14 @@ class Timer:
         timer = self
 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            w0, c0 = time.perf_counter(), time.process_time()
+            w0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return inner(*args, **kwargs)
             finally:
                 s = timer.stats.setdefault(name, {"calls": 0, "wall_s": 0.0, "cpu_s": 0.0})
                 s["calls"] += 1
                 s["wall_s"] += time.perf_counter() - w0
-                s["cpu_s"] += time.process_time() - c0
+                s["cpu_s"] += time.thread_time() - c0
                 if after is not None:
                     after(s, *args)
 
