@@ -46,7 +46,8 @@ from handpose.schedules import get_lr_scale, get_progressive_dropout
 from handpose.tracking import LOG, Tracker, format_train_line, setup_logging
 
 # hook(metrics, checkpoint_dir): called on every rank after every validation, with the same
-# metrics; checkpoint_dir is the saved checkpoint on rank 0 and None on the other ranks
+# metrics (with the run's Aim run hash, ``aim_hash``, when Aim is on); checkpoint_dir is the
+# saved checkpoint on rank 0 and None on the other ranks
 ValidationHook = Callable[[dict[str, Any], "Path | None"], None]
 
 
@@ -329,6 +330,8 @@ def validate_and_checkpoint(
             **{f"train_{k}": v for k, v in train_losses.items()},
         )
         run.tracker.track(step, "val", metrics, to_jsonl=True)
+        if run.tracker.aim_hash is not None:  # for the hook (a sweep reports it), not the sinks
+            metrics["aim_hash"] = run.tracker.aim_hash
         LOG.info(
             f"val {step}/{cfg.GENERAL.total_step} mpjpe={metrics['mpjpe']:.2f}mm "
             f"mpjpe_rel={metrics['mpjpe_rel']:.2f}mm pa_mpjpe={metrics['pa_mpjpe']:.2f}mm"

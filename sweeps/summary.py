@@ -96,6 +96,7 @@ def collect_trials(
                 "pa_mpjpe": finite(m.get("pa_mpjpe")),
                 "rte": finite(m.get("rte")),
                 "val_fingerprint": m.get("val_fingerprint"),
+                "aim_hash": m.get("aim_hash"),
                 "node_id": m.get("node_id"),
                 "path": str(r.path),
                 "run_dir": m.get("run_dir"),
@@ -110,24 +111,39 @@ def collect_trials(
     return trials
 
 
+def train_checkpoints(trial: dict[str, Any]) -> list[Path]:
+    """Ray Train's checkpoints of a data-parallel trial, oldest first: ``checkpoint-<step>``
+    folders in ``<sweep>/train/<trial name>`` (a trial is named ``<trainable>_<trial id>``;
+    ``trial["path"]`` is its Tune folder in the sweep folder). Other trials: none."""
+    train_dir = Path(trial["path"]).parent / "train"
+    found = [c for c in train_dir.glob(f"*_{trial['trial_id']}/checkpoint-*") if c.is_dir()]
+    return sorted(found, key=lambda c: (_step_of(c.name), c.name))
+
+
+def _step_of(name: str) -> int:
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
 def prune_checkpoints(trials: list[dict[str, Any]], keep_stopped: bool) -> None:
     """One copy of each checkpoint: drop what a trial's run folder still holds (Tune may
     stop a trial between its report and the deletion of its local copy), all but the
-    latest of Tune's and, unless ``keep_stopped``, those of trials ASHA stopped; record
-    each trial's bytes. Unfinished trials keep theirs (``--resume`` needs them)."""
+    latest of Tune's (and of Ray Train's, for data-parallel trials) and, unless
+    ``keep_stopped``, those of trials ASHA stopped; record each trial's bytes. Unfinished
+    trials keep theirs (``--resume`` needs them)."""
     for t in trials:
         if t["run_dir"]:
             shutil.rmtree(Path(t["run_dir"]) / "checkpoints", ignore_errors=True)
-        tune_ckpts = sorted(Path(t["path"]).glob("checkpoint_*"))
-        if t["status"] != UNFINISHED:
-            drop = (
-                tune_ckpts if t["status"] == STOPPED_EARLY and not keep_stopped else tune_ckpts[:-1]
-            )
-            for c in drop:
-                shutil.rmtree(c, ignore_errors=True)
-            tune_ckpts = [c for c in tune_ckpts if c not in drop]
+        kept: list[Path] = []
+        for ckpts in (sorted(Path(t["path"]).glob("checkpoint_*")), train_checkpoints(t)):
+            if t["status"] != UNFINISHED:
+                drop = ckpts if t["status"] == STOPPED_EARLY and not keep_stopped else ckpts[:-1]
+                for c in drop:
+                    shutil.rmtree(c, ignore_errors=True)
+                ckpts = [c for c in ckpts if c not in drop]
+            kept += ckpts
         t["checkpoint_bytes"] = sum(
-            f.stat().st_size for c in tune_ckpts for f in c.rglob("*") if f.is_file()
+            f.stat().st_size for c in kept for f in c.rglob("*") if f.is_file()
         )
 
 

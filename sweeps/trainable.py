@@ -45,6 +45,7 @@ REPORTED = (
     "gap_mpjpe",
     "bad_samples",
     "val_total",
+    "aim_hash",  # the trial's Aim run (summary.json keeps it)
 )
 
 

@@ -1,6 +1,7 @@
 """The Tracker of a run started afresh in a folder an earlier attempt wrote to (a sweep trial
 killed before its first checkpoint and retried from scratch) leaves one run: one
-``metrics.jsonl``, one Aim run; and a hanging Aim close does not hang the run."""
+``metrics.jsonl``, one Aim run; a hanging Aim close does not hang the run; a sweep trial
+reports its Aim run's hash."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from omegaconf import OmegaConf
 
 from handpose import tracking
 from handpose.config import load_config
 from handpose.tracking import AIM_HASH_FILE, Tracker, init_aim_repo
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_overrides
 
 # The earlier attempt: tracks two validations, then its process dies without closing
 # anything (its Aim run keeps its locks, as a killed trial's).
@@ -108,3 +111,25 @@ def test_an_error_closing_the_aim_run_reaches_the_caller(aim_cfg, tmp_path, monk
     monkeypatch.setattr(tracker.aim_run, "close", broken_close)
     with pytest.raises(OSError, match="disk full"):
         tracker.close()
+
+
+def test_a_sweep_trial_reports_its_aim_run(data_dir, tmp_path, monkeypatch):
+    from sweeps import trainable
+
+    node = SimpleNamespace(get_node_id=lambda: "node")  # no Ray here: the trial's node id
+    monkeypatch.setattr(trainable.ray, "get_runtime_context", lambda: node)
+    cfg = load_config("stage1-tiny", tiny_overrides(data_dir, tmp_path, steps=2))
+    init_aim_repo(cfg.AIM.server_url)
+    run_dir = tmp_path / "handpose_trial_x"
+    reports: list[dict] = []
+    trainable._run_trial(
+        {},
+        OmegaConf.to_container(cfg, resolve=True),
+        run_dir,
+        {"name": run_dir.name, "experiment": "s", "id": "x"},
+        lambda metrics, ckpt: reports.append(metrics),
+        None,
+    )
+    run_hash = (run_dir / AIM_HASH_FILE).read_text().strip()
+    assert reports and [r["aim_hash"] for r in reports] == [run_hash] * len(reports)
+    assert "aim_hash" not in (run_dir / "metrics.jsonl").read_text()  # the hook's, not a metric
