@@ -86,6 +86,7 @@ class HandecCfg:
     dim: int = 1024
     # queries start from a code of the whole patch grid (decoder.py); false: learned only
     spatial_init: bool = True
+    checkpoint: str | None = None  # decoder state dict to start from (handpose.pretrain's)
 
 
 @dataclass

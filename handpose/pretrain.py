@@ -18,8 +18,11 @@ already there), (2) train ``configs/stage1-tiny.yaml`` from scratch on them with
 ``handpose.train.train`` into ``DIR/run`` (progress on the console, a checkpoint every
 ``--checkpoint-step`` steps; running the same command again resumes from the last one),
 (3) write the backbone in half precision as a plain state dict with DINOv2's key names
-(``DIR/dinov2_vitt14_handpose.pth``, what ``MODEL.backbone.checkpoint`` loads) and
-``DIR/MANIFEST.json`` (command, data version, seed, sha256, source-domain val metrics).
+(``DIR/dinov2_vitt14_handpose.pth``, what ``MODEL.backbone.checkpoint`` loads), the decoder
+trained with it (``DIR/handec_vitt14_handpose.pth``, what ``MODEL.handec.checkpoint`` loads:
+a fresh decoder does not learn to read the fingers from these features within a trial's
+budget, docs/data.md) and ``DIR/MANIFEST.json`` (command, data version, seed, sha256 of both,
+source-domain val metrics).
 Same arguments on the same machine: the same bytes.
 """
 
@@ -42,6 +45,7 @@ from handpose.data.synthetic import GENERATOR_VERSION, generate, manifest_for
 from handpose.errors import UserError, run_cli
 
 WEIGHTS_NAME = "dinov2_vitt14_handpose.pth"
+DECODER_NAME = "handec_vitt14_handpose.pth"  # the decoder trained with it (MODEL.handec.checkpoint)
 IMAGE_SIZE = 128  # the source images' side, px (the loader resizes to MODEL.img_size)
 # the source set's generator seed is seed + this: sample i of the source set must not
 # share its random draws (pose, camera) with sample i of the default set (seed 0)
@@ -119,12 +123,14 @@ def run_overrides(out: Path, steps: int, seed: int, checkpoint_step: int) -> lis
     ]
 
 
-def export_backbone(model_sd: dict[str, torch.Tensor], path: Path) -> None:
-    """PoseNet state dict -> the backbone's tensors in DINOv2 names, fp16, at ``path``."""
+def export_part(model_sd: dict[str, torch.Tensor], part: str, path: Path) -> None:
+    """PoseNet state dict -> the tensors of ``part`` ("backbone": DINOv2's names; "decoder"),
+    without the prefix, fp16, sorted, at ``path``."""
+    prefix = f"{part}."
     sd = {
-        k.removeprefix("backbone."): v.half().contiguous()
+        k.removeprefix(prefix): v.half().contiguous()
         for k, v in model_sd.items()
-        if k.startswith("backbone.")
+        if k.startswith(prefix)
     }
     torch.save(dict(sorted(sd.items())), path)
 
@@ -160,13 +166,16 @@ def pretrain(
             print(f"pretrain: resuming from {done[-1]}", flush=True)
         train(cfg, run_dir=out / "run")
     ckpt = load_checkpoint(out / "run", with_state=False)
-    weights = out / WEIGHTS_NAME
-    export_backbone(ckpt["model"], weights)
+    weights, decoder = out / WEIGHTS_NAME, out / DECODER_NAME
+    export_part(ckpt["model"], "backbone", weights)
+    export_part(ckpt["model"], "decoder", decoder)
     lines = (out / "run" / "metrics.jsonl").read_text().splitlines()
     val = [r for r in map(json.loads, lines) if r.get("split") == "val"]
     manifest = {
         "weights": WEIGHTS_NAME,
         "sha256": sha256_of(weights),
+        "decoder_weights": DECODER_NAME,
+        "decoder_sha256": sha256_of(decoder),
         "format": "DINOv2 .pth state dict (fp16), MODEL.backbone arch vit_tiny depth "
         f"{cfg.MODEL.backbone.depth}, patch {cfg.MODEL.backbone.patch_size}, "
         f"pos_embed for {cfg.MODEL.img_size} px",

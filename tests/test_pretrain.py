@@ -1,7 +1,7 @@
 """Backbone pretraining (handpose.pretrain) at toy size: the same seed gives the same bytes,
 an interrupted run resumes to the same bytes, and the result loads through the DINOv2 path.
 The shipped weights match their manifest and load through MODEL.backbone.checkpoint; a bad
-weights file is exit 2."""
+weights file (backbone or decoder) is exit 2."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from handpose.checkpoint import list_checkpoints
 from handpose.config import load_config
 from handpose.model import build_model
 from handpose.model.dinov2_io import REPO_ROOT, resolve_checkpoint_path
-from handpose.pretrain import WEIGHTS_NAME, pretrain
+from handpose.pretrain import DECODER_NAME, WEIGHTS_NAME, pretrain
 
 SHIPPED = f"weights/{WEIGHTS_NAME}"
 TOY = (
@@ -37,7 +37,7 @@ def toy(out) -> dict:
 
 def test_same_seed_same_bytes_and_resume(tmp_path):
     a, b = toy(tmp_path / "a"), toy(tmp_path / "b")
-    assert a["sha256"] == b["sha256"]
+    assert a["sha256"] == b["sha256"] and a["decoder_sha256"] == b["decoder_sha256"]
     assert a["sha256"] == hashlib.sha256((tmp_path / "a" / WEIGHTS_NAME).read_bytes()).hexdigest()
     # interrupted after the step-2 checkpoint: the same command resumes to the same weights
     last = list_checkpoints(tmp_path / "b" / "run" / "checkpoints")[-1]
@@ -47,14 +47,22 @@ def test_same_seed_same_bytes_and_resume(tmp_path):
     sd = torch.load(tmp_path / "a" / WEIGHTS_NAME, weights_only=True)
     assert "pos_embed" in sd and "blocks.0.attn.qkv.weight" in sd  # DINOv2 names
     assert all(v.dtype == torch.float16 for v in sd.values())
+    dec = torch.load(tmp_path / "a" / DECODER_NAME, weights_only=True)
     cfg = load_config(
         "stage1-tiny",
-        ["MODEL.img_size=56", f"MODEL.backbone.checkpoint={tmp_path / 'a' / WEIGHTS_NAME}"],
+        [
+            "MODEL.img_size=56",
+            f"MODEL.backbone.checkpoint={tmp_path / 'a' / WEIGHTS_NAME}",
+            f"MODEL.handec.checkpoint={tmp_path / 'a' / DECODER_NAME}",
+        ],
     )
     model = build_model(cfg)
     assert torch.equal(
         model.backbone.blocks[0].attn.qkv.weight.half(), sd["blocks.0.attn.qkv.weight"]
     )
+    assert dec.keys() == model.decoder.state_dict().keys()
+    for key, value in model.decoder.state_dict().items():
+        assert torch.equal(value.half(), dec[key]), key
 
 
 def test_shipped_weights_match_manifest_and_load(tmp_path, monkeypatch):
@@ -73,7 +81,11 @@ def test_shipped_weights_match_manifest_and_load(tmp_path, monkeypatch):
 def test_bad_weights_file_exits_2(tmp_path):
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"\x00" * 64)
-    for path in (bad, tmp_path / "missing.pth"):
+    for key, path in (
+        ("backbone", bad),
+        ("backbone", tmp_path / "missing.pth"),
+        ("handec", bad),
+    ):
         r = subprocess.run(
             [
                 sys.executable,
@@ -81,7 +93,7 @@ def test_bad_weights_file_exits_2(tmp_path):
                 "handpose.train",
                 "--config-name",
                 "stage1-tiny",
-                f"MODEL.backbone.checkpoint={path}",
+                f"MODEL.{key}.checkpoint={path}",
                 f"GENERAL.output_dir={tmp_path / 'out'}",
                 "AIM.enabled=false",
                 "DATA.synthetic.train=8",

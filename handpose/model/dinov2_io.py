@@ -152,35 +152,42 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], PosEmbedRule]:
     return sd, OFFICIAL_REGISTERS if "register_tokens" in sd else OFFICIAL
 
 
-def load_backbone_checkpoint(model: VisionTransformer, path: str | Path) -> None:
-    """Load ``path`` into ``model`` strictly; raise :class:`UserError` on any mismatch."""
-    sd, rule = read_checkpoint(path)
-    sd.setdefault("mask_token", model.mask_token)  # optional in HF folders; unused here
-    ours = model.state_dict()
+def check_state_dict(ours: dict[str, Tensor], sd: dict[str, Tensor], what: str) -> None:
+    """Raise :class:`UserError` ``"{what}: ..."`` unless ``sd`` has exactly ``ours``'s keys
+    with the same shapes."""
     missing = [k for k in ours if k not in sd]
     unexpected = [k for k in sd if k not in ours]
-    what = (
-        f"backbone checkpoint {path} does not match MODEL.backbone "
-        f"(dim {model.embed_dim}, depth {len(model.blocks)})"
-    )
     if missing or unexpected:
         parts = [
             f"{len(missing)} missing keys (first: {missing[0]})" if missing else "",
             f"{len(unexpected)} unexpected keys (first: {unexpected[0]})" if unexpected else "",
         ]
         raise UserError(f"{what}: {', '.join(p for p in parts if p)}")
-    if (
-        sd["pos_embed"].shape != ours["pos_embed"].shape
-        and sd["pos_embed"].shape[-1] == ours["pos_embed"].shape[-1]
-    ):
-        try:
-            sd["pos_embed"] = resample_pos_embed(sd["pos_embed"], model.grid, rule)
-        except ValueError as e:
-            raise UserError(f"{what}: {e}") from None
     for key, value in ours.items():
         if sd[key].shape != value.shape:
             raise UserError(
                 f"{what}: {key} has shape {tuple(sd[key].shape)} in the "
                 f"checkpoint, {tuple(value.shape)} in the model"
             )
+
+
+def load_backbone_checkpoint(model: VisionTransformer, path: str | Path) -> None:
+    """Load ``path`` into ``model`` strictly; raise :class:`UserError` on any mismatch."""
+    sd, rule = read_checkpoint(path)
+    sd.setdefault("mask_token", model.mask_token)  # optional in HF folders; unused here
+    ours = model.state_dict()
+    what = (
+        f"backbone checkpoint {path} does not match MODEL.backbone "
+        f"(dim {model.embed_dim}, depth {len(model.blocks)})"
+    )
+    if (
+        "pos_embed" in sd
+        and sd["pos_embed"].shape != ours["pos_embed"].shape
+        and sd["pos_embed"].shape[-1] == ours["pos_embed"].shape[-1]
+    ):
+        try:
+            sd["pos_embed"] = resample_pos_embed(sd["pos_embed"], model.grid, rule)
+        except ValueError as e:
+            raise UserError(f"{what}: {e}") from None
+    check_state_dict(ours, sd, what)
     model.load_state_dict(sd, strict=True)

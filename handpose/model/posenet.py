@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from handpose.model.camera import project, unproject_root
 from handpose.model.decoder import HandDecoder
+from handpose.model.decoder_io import load_decoder_checkpoint
 from handpose.model.dinov2_io import load_backbone_checkpoint
 from handpose.model.kinematics import (
     build_hand_model,
@@ -79,14 +80,17 @@ class PoseNet(nn.Module):
 
 def build_model(cfg: DictConfig) -> PoseNet:
     """PoseNet from ``cfg``; loads ``MODEL.backbone.checkpoint`` (a DINOv2 ``.pth`` or a
-    Hugging Face folder; :class:`~handpose.errors.UserError` if it does not fit) and freezes
-    the backbone if ``MODEL.backbone.freeze``."""
+    Hugging Face folder; :class:`~handpose.errors.UserError` if it does not fit), freezes
+    the backbone if ``MODEL.backbone.freeze`` and loads ``MODEL.handec.checkpoint`` (a
+    decoder state dict, e.g. ``handpose.pretrain``'s) into the decoder."""
     model = PoseNet(cfg.MODEL)
     bb = cfg.MODEL.backbone
     if bb.checkpoint:
         load_backbone_checkpoint(model.backbone, bb.checkpoint)
     if bb.freeze:
         model.backbone.requires_grad_(False)
+    if cfg.MODEL.handec.checkpoint:
+        load_decoder_checkpoint(model.decoder, cfg.MODEL.handec.checkpoint)
     return model
 
 
