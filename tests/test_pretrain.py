@@ -70,12 +70,23 @@ def test_shipped_weights_match_manifest_and_load(tmp_path, monkeypatch):
     path = resolve_checkpoint_path(SHIPPED)
     assert path.is_file() and path.resolve() == REPO_ROOT / SHIPPED
     manifest = json.loads((path.parent / "MANIFEST.json").read_text())
-    assert manifest["weights"] == path.name
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest["sha256"]
-    model = build_model(load_config("stage1-tiny", [f"MODEL.backbone.checkpoint={SHIPPED}"]))
-    sd = torch.load(path, weights_only=True)
-    for key, value in sd.items():
-        assert torch.equal(model.backbone.state_dict()[key].half(), value), key
+    assert manifest["weights"] == path.name and manifest["decoder_weights"] == DECODER_NAME
+    for name, key in ((WEIGHTS_NAME, "sha256"), (DECODER_NAME, "decoder_sha256")):
+        assert hashlib.sha256((path.parent / name).read_bytes()).hexdigest() == manifest[key]
+    model = build_model(
+        load_config(
+            "stage1-tiny",
+            [
+                f"MODEL.backbone.checkpoint={SHIPPED}",
+                f"MODEL.handec.checkpoint=weights/{DECODER_NAME}",
+            ],
+        )
+    )
+    for part, name in ((model.backbone, WEIGHTS_NAME), (model.decoder, DECODER_NAME)):
+        sd = torch.load(path.parent / name, weights_only=True)
+        assert sd.keys() == part.state_dict().keys()
+        for key, value in sd.items():
+            assert torch.equal(part.state_dict()[key].half(), value), key
 
 
 def test_bad_weights_file_exits_2(tmp_path):
