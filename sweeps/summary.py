@@ -114,15 +114,10 @@ def collect_trials(
 def train_checkpoints(trial: dict[str, Any]) -> list[Path]:
     """Ray Train's checkpoints of a data-parallel trial, oldest first: ``checkpoint-<step>``
     folders in ``<sweep>/train/<trial name>`` (a trial is named ``<trainable>_<trial id>``;
-    ``trial["path"]`` is its Tune folder in the sweep folder). Other trials: none."""
+    ``trial["path"]`` is its Tune folder in the sweep folder). Other trials: none. The names
+    are handpose's zero-padded checkpoint folders, so their order is the steps'."""
     train_dir = Path(trial["path"]).parent / "train"
-    found = [c for c in train_dir.glob(f"*_{trial['trial_id']}/checkpoint-*") if c.is_dir()]
-    return sorted(found, key=lambda c: (_step_of(c.name), c.name))
-
-
-def _step_of(name: str) -> int:
-    tail = name.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else -1
+    return sorted(c for c in train_dir.glob(f"*_{trial['trial_id']}/checkpoint-*") if c.is_dir())
 
 
 def prune_checkpoints(trials: list[dict[str, Any]], keep_stopped: bool) -> None:
