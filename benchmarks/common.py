@@ -30,6 +30,8 @@ TOY_OVERRIDES = (
     "DATA.val_batch_size=16",
     "MODEL.backbone.depth=1",
     "MODEL.handec.num_layer=1",
+    "MODEL.backbone.checkpoint=null",  # the shipped weights are for 4 + 2 layers
+    "MODEL.handec.checkpoint=null",
     "TRAIN.sample_per_device=8",
 )
 # A console line of handpose.train: "<step>/<total> lr=... <rate> samples/s"

@@ -73,9 +73,11 @@ SOURCE = Difficulty(
     background_rgb=(0.0, 170.0),
 )
 
-# the training recipe: stage1-tiny from scratch, no decoder dropout, one lr
+# the training recipe: stage1-tiny from scratch (not from the weights it makes), no decoder
+# dropout, one lr
 RECIPE = (
     "MODEL.backbone.checkpoint=null",
+    "MODEL.handec.checkpoint=null",
     "MODEL.handec.dropout=0.0",
     "GENERAL.dropout_warmup_step=0",
     "TRAIN.lr=1e-3",

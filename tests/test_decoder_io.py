@@ -11,7 +11,9 @@ from handpose.errors import UserError
 from handpose.model import build_model
 from handpose.model.decoder_io import load_decoder_checkpoint
 
-SMALL = ["MODEL.img_size=56", "MODEL.backbone.checkpoint=null", "MODEL.handec.num_layer=1"]
+from .conftest import SMALL_MODEL
+
+SMALL = ["MODEL.img_size=56", *SMALL_MODEL]
 
 
 def model(*overrides: str):

@@ -22,6 +22,8 @@ from handpose.model import build_model
 from handpose.model.dinov2_io import REPO_ROOT, load_backbone_checkpoint, resolve_checkpoint_path
 from handpose.model.vit import VisionTransformer
 
+from .conftest import SMALL_MODEL
+
 SMALL = {"patch_size": 14, "embed_dim": 64, "depth": 2, "num_heads": 2}
 
 
@@ -120,9 +122,7 @@ def test_hf_folder_round_trips(tmp_path, kw):
 
 
 def test_build_model_loads_the_configured_checkpoint(tmp_path):
-    cfg = load_config(
-        "stage1-tiny", ["MODEL.img_size=56", "MODEL.backbone.depth=1", "MODEL.handec.num_layer=1"]
-    )
+    cfg = load_config("stage1-tiny", ["MODEL.img_size=56", *SMALL_MODEL])
     src = build_model(cfg).backbone
     torch.save(src.state_dict(), tmp_path / "dinov2_vitt14.pth")
     cfg.MODEL.backbone.checkpoint = str(tmp_path / "dinov2_vitt14.pth")

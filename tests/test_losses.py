@@ -12,6 +12,8 @@ from handpose.model import build_model
 from handpose.model.camera import project
 from handpose.model.kinematics import HandKinematics, axis_angle_to_matrix
 
+from .conftest import SMALL_MODEL
+
 LOSS = {
     "lambda_theta": 3.0,
     "lambda_shape": 3.0,
@@ -112,7 +114,7 @@ def test_masks_ignore_invalid_entries():
 
 def test_loss_rel_gradient_flows_through_the_kinematic_layer():
     torch.manual_seed(0)
-    cfg = load_config("stage1-tiny", ["MODEL.backbone.depth=1", "MODEL.handec.num_layer=1"])
+    cfg = load_config("stage1-tiny", list(SMALL_MODEL))
     model = build_model(cfg).train()
     _, batch = truth(2)
     img = torch.randn(2, 3, 112, 112)

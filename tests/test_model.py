@@ -16,7 +16,12 @@ from handpose.model.kinematics import axis_angle_to_matrix, matrix_to_axis_angle
 from handpose.model.posenet import REF_FOCAL_PER_PX
 from handpose.model.vit import ARCHS, sincos_2d
 
-TINY = ["MODEL.backbone.depth=1", "MODEL.handec.num_layer=2"]
+TINY = [
+    "MODEL.backbone.depth=1",
+    "MODEL.handec.num_layer=2",
+    "MODEL.backbone.checkpoint=null",  # every test here checks a fresh model
+    "MODEL.handec.checkpoint=null",
+]
 
 
 def make_cfg(*overrides: str):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, data_overrides
+from .conftest import REPO, SMALL_MODEL, data_overrides
 from .ray_cluster import (
     RAY,
     Node,
@@ -129,8 +129,7 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
             "--name",
             name,
             *data_overrides(data_dir),
-            "MODEL.backbone.depth=1",  # the job path is tested, not the model: cheap steps
-            "MODEL.handec.num_layer=1",
+            *SMALL_MODEL,  # the job path is tested, not the model: cheap steps
             timeout=200,
             cwd=REPO,
         )
