@@ -73,15 +73,11 @@ def test_shipped_weights_match_manifest_and_load(tmp_path, monkeypatch):
     assert manifest["weights"] == path.name and manifest["decoder_weights"] == DECODER_NAME
     for name, key in ((WEIGHTS_NAME, "sha256"), (DECODER_NAME, "decoder_sha256")):
         assert hashlib.sha256((path.parent / name).read_bytes()).hexdigest() == manifest[key]
-    model = build_model(
-        load_config(
-            "stage1-tiny",
-            [
-                f"MODEL.backbone.checkpoint={SHIPPED}",
-                f"MODEL.handec.checkpoint=weights/{DECODER_NAME}",
-            ],
-        )
-    )
+    cfg = load_config("stage1-tiny")  # the preset starts from both files by default
+    assert cfg.MODEL.backbone.checkpoint == SHIPPED
+    assert cfg.MODEL.handec.checkpoint == f"weights/{DECODER_NAME}"
+    assert cfg.TRAIN.backbone_lr < cfg.TRAIN.lr  # fine-tuned as the GPU recipe fine-tunes DINOv2
+    model = build_model(cfg)
     for part, name in ((model.backbone, WEIGHTS_NAME), (model.decoder, DECODER_NAME)):
         sd = torch.load(path.parent / name, weights_only=True)
         assert sd.keys() == part.state_dict().keys()
