@@ -97,7 +97,8 @@ def test_record_replays_the_sweep_it_trained(tmp_path, monkeypatch):
     def fake_run_full(spec_path, seed, trials, storage, overrides):
         assert "GENERAL.total_step=16" in overrides
         (every,) = [int(o.split("=")[1]) for o in overrides if o.startswith("GENERAL.val_step=")]
-        curves = [[[s, 10.0 + i - s / 4] for s in range(every, 17, every)] for i in range(trials)]
+        steps = sorted({*range(every, 17, every), 16})  # training validates at its last step too
+        curves = [[[s, 10.0 + i - s / 4] for s in steps] for i in range(trials)]
         summary = {
             "total_step": 16,
             "trials": [
