@@ -63,14 +63,11 @@ def data_overrides(data_dir: Path) -> list[str]:
     ]
 
 
+# a fresh model instead of the preset's pretrained weights (weights/: 4 + 2 layers)
+SCRATCH = ("MODEL.backbone.checkpoint=null", "MODEL.handec.checkpoint=null")
 # what the tests check is the pipeline, not the model: a 1-layer backbone and decoder from
-# scratch (the shipped weights are 4 + 2 layers) keep each step cheap (suite time)
-SMALL_MODEL = (
-    "MODEL.backbone.depth=1",
-    "MODEL.handec.num_layer=1",
-    "MODEL.backbone.checkpoint=null",
-    "MODEL.handec.checkpoint=null",
-)
+# scratch keep each step cheap (suite time)
+SMALL_MODEL = ("MODEL.backbone.depth=1", "MODEL.handec.num_layer=1", *SCRATCH)
 
 
 def tiny_overrides(data_dir: Path, out_dir: Path, steps: int = 8) -> list[str]:

@@ -16,13 +16,14 @@ from handpose.model.kinematics import axis_angle_to_matrix, matrix_to_axis_angle
 from handpose.model.posenet import REF_FOCAL_PER_PX
 from handpose.model.vit import ARCHS, sincos_2d
 
+from .conftest import SCRATCH
+
 TINY = ["MODEL.backbone.depth=1", "MODEL.handec.num_layer=2"]
-# every test here checks a fresh model, not the preset's pretrained weights
-FRESH = ["MODEL.backbone.checkpoint=null", "MODEL.handec.checkpoint=null"]
 
 
 def make_cfg(*overrides: str):
-    return load_config("stage1-tiny", [*FRESH, *overrides])
+    """The preset with a fresh model (every test here checks one) and ``overrides``."""
+    return load_config("stage1-tiny", [*SCRATCH, *overrides])
 
 
 def camera(b: int, size: int) -> torch.Tensor:
