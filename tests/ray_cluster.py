@@ -10,7 +10,8 @@ Isolation from other Ray instances on the machine (another test, a colleague's
 
 - every port is a free random one (GCS, dashboard, client, agents, node/object managers),
   so nothing binds Ray's defaults (6379, 8265, 10001, 52365);
-- ``--temp-dir`` is a fresh short folder under /tmp: the session, its sockets and the
+- ``--temp-dir`` is a fresh short folder under /tmp (each worker node: a subfolder of its
+  own): the session, its sockets and the
   ``ray_current_cluster`` file live there, so a plain ``ray.init()`` elsewhere never finds
   and joins this cluster (it reads /tmp/ray/ray_current_cluster);
 - teardown never runs ``ray stop``: that kills every Ray process of the user on the
@@ -261,7 +262,10 @@ def local_cluster(
                         f"--address={address}",
                         "--node-ip-address=127.0.0.1",
                         f"--num-cpus={cpus_per_node}",
-                        f"--temp-dir={temp_dir}",
+                        # a temp dir of its own, as on a real machine: in the head's, the
+                        # node unpacks a job's working_dir into the folder the job's driver
+                        # runs from, and the driver's imports can miss files meanwhile
+                        f"--temp-dir={temp_dir / f'w{i + 1}'}",
                         *res,
                     ],
                     env,
