@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from handpose.data import ensure_dataset, expand_sources
 from handpose.data.shards import is_url
 from handpose.errors import UserError, run_cli
 from handpose.tracking import init_aim_repo
+from sweeps.recovery import load_tune_state, restore_missing_checkpoints
 from sweeps.spec import SPEC_PATH, SweepSpec, load_spec
 
 DEFAULT_STORAGE = "results"
@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) ->
         sweep_dir = local_folder(storage, args.name)
         if not (sweep_dir / "sweep_state.yaml").is_file():
             raise UserError(f"--resume: no sweep to resume at {sweep_dir}")
-        check_tune_state(sweep_dir)
+        if not is_url(storage):  # Tune's state is in the sweep folder (local or shared disk)
+            for line in restore_missing_checkpoints(sweep_dir, load_tune_state(sweep_dir)):
+                print(line)
         if args.overrides or args.preset or args.num_samples:
             print(
                 "note: --resume continues the sweep as it was saved "
@@ -288,22 +290,6 @@ def run_sweep(
         report = run_confirmation(sweep_dir, args.confirm, args.seeds, address=args.address)
         code = 1 if report["failed"] else code
     return code
-
-
-def check_tune_state(sweep_dir: Path) -> None:
-    """A driver killed while Tune wrote its experiment state can leave it torn; Tune would
-    then start the sweep over without its search space. Say so in one line instead."""
-    states = sorted(sweep_dir.glob("experiment_state-*.json"))
-    if not states:
-        raise UserError(f"--resume: no Tune experiment state in {sweep_dir}")
-    try:
-        json.loads(states[-1].read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(
-            f"--resume: Tune's state {states[-1].name} was torn by the crash "
-            "(the driver died while writing it); this sweep cannot be resumed, "
-            "start a new one (its runs and summary stay readable)"
-        ) from None
 
 
 def resume_cmd(args: argparse.Namespace, name: str) -> str:

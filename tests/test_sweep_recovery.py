@@ -1,0 +1,102 @@
+"""``--resume`` of a sweep whose saved Tune state names a checkpoint that Tune deleted after
+saving it (a driver killed between the two): the trial resumes from its newest checkpoint
+instead of failing every retry (real Tune)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from ray import tune
+
+from sweeps.recovery import load_tune_state, restore_missing_checkpoints
+
+TOTAL = 60
+
+
+def _trial(config: dict[str, Any]) -> None:
+    """Validates every 10 steps to ``TOTAL`` with a checkpoint holding its step; a first
+    attempt (no checkpoint) fails after step 20."""
+    ckpt = tune.get_checkpoint()
+    start = 0
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            start = int((Path(d) / "step").read_text())
+    for step in range(start + 10, TOTAL + 1, 10):
+        d = Path(config["tmp"]) / f"{tune.get_context().get_trial_id()}-{step}"
+        d.mkdir(parents=True)
+        (d / "step").write_text(str(step))
+        tune.report({"step": step, "mpjpe": 100.0 - step}, checkpoint=tune.Checkpoint(str(d)))
+        if step == 20 and ckpt is None:
+            raise RuntimeError("first attempt ends here")
+
+
+def _run(tmp_path: Path, restore: bool) -> tune.ResultGrid:
+    run_config = tune.RunConfig(
+        name="rec",
+        storage_path=str(tmp_path / "res"),
+        failure_config=tune.FailureConfig(max_failures=0),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        verbose=0,
+    )
+    if restore:
+        tuner = tune.Tuner.restore(str(tmp_path / "res" / "rec"), _trial, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            _trial,
+            param_space={"tmp": str(tmp_path / "ckpts")},
+            tune_config=tune.TuneConfig(metric="mpjpe", mode="min"),
+            run_config=run_config,
+        )
+    return tuner.fit()
+
+
+def _stale_state(tmp_path: Path) -> Path:
+    """A sweep folder as a kill leaves it: Tune's saved state names checkpoint_000001
+    (step 20), while on disk the trial went on to steps 30 and 40 and Tune deleted 0 and 1."""
+    (first,) = _run(tmp_path, restore=False)
+    assert first.error is not None
+    trial_dir = Path(first.path)
+    assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == [
+        "checkpoint_000000",
+        "checkpoint_000001",
+    ]
+    for i in (0, 1):
+        shutil.rmtree(trial_dir / f"checkpoint_00000{i}")
+    for i, step in ((2, 30), (3, 40)):
+        (trial_dir / f"checkpoint_00000{i}").mkdir()
+        (trial_dir / f"checkpoint_00000{i}" / "step").write_text(str(step))
+    return trial_dir
+
+
+@pytest.fixture
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_resume_repairs_a_checkpoint_deleted_after_the_saved_state(tmp_path, local_ray):
+    trial_dir = _stale_state(tmp_path)
+    sweep = tmp_path / "res" / "rec"
+    (line,) = restore_missing_checkpoints(sweep, load_tune_state(sweep))
+    assert "names checkpoint_000001" in line and "checkpoint_000003" in line
+    # the newest moved to the name Tune knows; the newer names Tune does not know are gone
+    assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == ["checkpoint_000001"]
+    assert (trial_dir / "checkpoint_000001" / "step").read_text() == "40"
+    assert restore_missing_checkpoints(sweep, load_tune_state(sweep)) == []  # nothing left
+
+    (result,) = _run(tmp_path, restore=True)
+    assert result.error is None, result.error
+    assert result.metrics["step"] == TOTAL  # resumed from step 40: reported 50 and 60
+
+
+def test_without_the_repair_tune_fails_the_trial(tmp_path, local_ray):
+    # the failure the repair exists for; if a Ray upgrade restores such a trial by itself,
+    # this test says so and the repair can go
+    _stale_state(tmp_path)
+    (result,) = _run(tmp_path, restore=True)
+    assert result.error is not None and "does not exist" in str(result.error)
