@@ -7,12 +7,14 @@ the state growing with them), or torn if the kill came while it was written. Mea
 Tune deletes a trial's older checkpoints as new ones arrive (``keep_checkpoints``): the
 saved state can then name a checkpoint that is gone, and Tune fails that trial on restore
 ("does not exist on storage anymore"), every retry alike. Seen once in the 100-trial
-kill/resume of ``benchmarks/sweep_scale.py`` (docs/benchmarks.md, section 7).
+kill/resume of ``benchmarks/sweep_scale.py`` (docs/benchmarks.md, section 7). A torn copy
+(seen at 1000 trials: empty) is replaced by Tune's own staging copy when that one is whole.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -24,20 +26,44 @@ _CKPT = re.compile(r"checkpoint_(\d+)$")
 
 
 def load_tune_state(sweep_dir: Path) -> dict[str, Any]:
-    """Tune's newest experiment state in ``sweep_dir``; a torn one (the driver died while
-    writing it: Tune would start the sweep over without its search space) is a one-line
+    """Tune's newest experiment state in ``sweep_dir``. If the crash tore it (Tune would start
+    the sweep over without its search space), the driver files of Ray's staging copy on
+    this machine replace it when that state is whole; otherwise a one-line
     :class:`UserError`."""
     states = sorted(sweep_dir.glob("experiment_state-*.json"))
     if not states:
         raise UserError(f"--resume: no Tune experiment state in {sweep_dir}")
-    try:
-        return json.loads(states[-1].read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(
-            f"--resume: Tune's state {states[-1].name} was torn by the crash "
-            "(the driver died while writing it); this sweep cannot be resumed, "
-            "start a new one (its runs and summary stay readable)"
-        ) from None
+    for path in (states[-1], *staging_copies(sweep_dir, states[-1].name)):
+        try:
+            state = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if path != states[-1]:
+            for f in path.parent.iterdir():  # the state, the searcher's, the generator's
+                if f.is_file():
+                    shutil.copy2(f, sweep_dir / f.name)
+            print(
+                f"note: Tune's state {path.name} was torn by the crash; restored it from "
+                f"Ray's staging copy in {path.parent}"
+            )
+        return state
+    raise UserError(
+        f"--resume: Tune's state {states[-1].name} was torn by the crash "
+        "(the driver died while writing it) and no whole copy is left in Ray's staging "
+        "folders; this sweep cannot be resumed, start a new one (its runs and summary "
+        "stay readable)"
+    )
+
+
+def staging_copies(sweep_dir: Path, state_name: str) -> list[Path]:
+    """Tune's staging copies of ``state_name`` on this machine, newest first: it writes
+    each snapshot to ``<Ray temp>/ray/session_*/artifacts/*/<sweep>/driver_artifacts``
+    before copying it to the sweep folder (Ray temp: ``$RAY_TMPDIR`` or /tmp; a cluster
+    started with another ``--temp-dir`` is not searched)."""
+    roots = {Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray", Path("/tmp/ray")}
+    pattern = f"session_*/artifacts/*/{sweep_dir.name}/driver_artifacts/{state_name}"
+    found = [p for root in roots for p in root.glob(pattern)]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def _index(path: Path) -> int | None:

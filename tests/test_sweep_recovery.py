@@ -1,6 +1,6 @@
-"""``--resume`` of a sweep whose saved Tune state names a checkpoint that Tune deleted after
-saving it (a driver killed between the two): the trial resumes from its newest checkpoint
-instead of failing every retry (real Tune)."""
+"""``--resume`` after a driver crash: a saved Tune state that names a checkpoint Tune deleted
+after saving it (the trial resumes from its newest checkpoint instead of failing every retry;
+real Tune), and a state the crash tore (replaced by Ray's staging copy when that is whole)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 import ray
 from ray import tune
 
+from handpose.errors import UserError
 from sweeps.recovery import load_tune_state, restore_missing_checkpoints
 
 TOTAL = 60
@@ -100,3 +101,36 @@ def test_without_the_repair_tune_fails_the_trial(tmp_path, local_ray):
     _stale_state(tmp_path)
     (result,) = _run(tmp_path, restore=True)
     assert result.error is not None and "does not exist" in str(result.error)
+
+
+STATE = "experiment_state-2026-01-01_00-00-00.json"
+
+
+def _torn_sweep(tmp_path: Path, monkeypatch, staged: str) -> Path:
+    """A sweep folder whose state copy a kill emptied (seen at 1000 trials), and Tune's
+    staging folder under a temporary Ray temp dir holding ``staged`` as its state."""
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "raytmp"))
+    sweep = tmp_path / "res" / "big"
+    sweep.mkdir(parents=True)
+    (sweep / STATE).write_text("")
+    staging = tmp_path / "raytmp/ray/session_1/artifacts/2026-01-01_00-00-00/big/driver_artifacts"
+    staging.mkdir(parents=True)
+    (staging / STATE).write_text(staged)
+    (staging / "searcher-state-2026-01-01_00-00-00.pkl").write_bytes(b"searcher")
+    return sweep
+
+
+def test_a_torn_state_is_restored_from_rays_staging_copy(tmp_path, monkeypatch, capsys):
+    sweep = _torn_sweep(tmp_path, monkeypatch, '{"trial_data": []}')
+    assert load_tune_state(sweep) == {"trial_data": []}
+    assert (sweep / STATE).read_text() == '{"trial_data": []}'
+    assert (sweep / "searcher-state-2026-01-01_00-00-00.pkl").read_bytes() == b"searcher"
+    assert "restored it from Ray's staging copy" in capsys.readouterr().out
+
+
+def test_a_torn_state_without_a_whole_copy_is_a_one_line_error(tmp_path, monkeypatch):
+    sweep = _torn_sweep(tmp_path, monkeypatch, '{"trial_data": [')
+    with pytest.raises(UserError, match="torn by the crash") as e:
+        load_tune_state(sweep)
+    assert "\n" not in str(e.value)
+    assert (sweep / STATE).read_text() == ""  # nothing copied
