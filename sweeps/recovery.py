@@ -82,7 +82,7 @@ def restore_missing_checkpoints(sweep_dir: Path, state: dict[str, Any]) -> list[
     lines = []
     for trial_json, run_metadata in state.get("trial_data", []):
         try:
-            trial = Trial.from_json_state(trial_json)
+            trial = Trial.from_json_state(trial_json, stub=True)  # trainable not registered yet
             trial.restore_run_metadata(run_metadata)
             ckpt = trial.checkpoint
         except Exception as e:  # noqa: BLE001 - Tune will report it on restore

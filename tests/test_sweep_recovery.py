@@ -5,6 +5,8 @@ real Tune), and a state the crash tore (replaced by Ray's staging copy when that
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,13 @@ from handpose.errors import UserError
 from sweeps.recovery import load_tune_state, restore_missing_checkpoints
 
 TOTAL = 60
+REPAIR = """
+from pathlib import Path
+from sweeps.recovery import load_tune_state, restore_missing_checkpoints
+def repair(sweep):
+    for line in restore_missing_checkpoints(Path(sweep), load_tune_state(Path(sweep))):
+        print(line)
+repair"""
 
 
 def _trial(config: dict[str, Any]) -> None:
@@ -83,7 +92,15 @@ def local_ray():
 def test_resume_repairs_a_checkpoint_deleted_after_the_saved_state(tmp_path, local_ray):
     trial_dir = _stale_state(tmp_path)
     sweep = tmp_path / "res" / "rec"
-    (line,) = restore_missing_checkpoints(sweep, load_tune_state(sweep))
+    # as the CLI runs it: in a fresh process, where Tune has not registered the trainable
+    proc = subprocess.run(
+        [sys.executable, "-c", f"{REPAIR}({str(sweep)!r})"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    (line,) = proc.stdout.strip().splitlines()
     assert "names checkpoint_000001" in line and "checkpoint_000003" in line
     # the newest moved to the name Tune knows; the newer names Tune does not know are gone
     assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == ["checkpoint_000001"]
