@@ -76,7 +76,7 @@ def restore_missing_checkpoints(sweep_dir: Path, state: dict[str, Any]) -> list[
     ``state`` is gone from its folder under ``sweep_dir``: move its newest checkpoint on
     disk to that name (the trial resumes from its newest step; our checkpoints carry their
     step) and delete the newer ones, which Tune does not know and will reuse the names of.
-    Returns one line per trial repaired or skipped."""
+    Returns one line per trial repaired or whose saved state could not be read."""
     from ray.tune.experiment import Trial
 
     lines = []
