@@ -214,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="the spec's keep_checkpoints (Tune's num_to_keep; default: the repo's)",
     )
+    p.add_argument(
+        "--checkpoint-interval-s",
+        type=float,
+        help="the spec's checkpoint_interval_s (0: every validation; default: the repo's)",
+    )
     p.add_argument("--pace", type=float, default=0.3, help="seconds per scripted validation")
     p.add_argument("--cap", type=float, default=900.0, help="wall cap per driver, s")
     p.add_argument("--address", help="run the drivers on this Ray (default: each starts one)")
@@ -243,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
             "TRAIN.warmup_step=5",
         ]
         spec = write_spec(tmp / "spec.yaml", PRESET, grace_period=2 * val_every)
-        keep = _widen(spec, args.cpu, args.max_concurrent, args.keep_checkpoints)
+        kept = _widen(
+            spec, args.cpu, args.max_concurrent, args.keep_checkpoints, args.checkpoint_interval_s
+        )
         for n in sizes:
             print(f"--- {n} trials", flush=True)
             rows.append(
@@ -320,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cpu_per_trial": args.cpu,
                 "max_concurrent": args.max_concurrent,
                 "total_step": total,
-                "keep_checkpoints": keep,
+                **kept,
                 "val_every": val_every,
                 "grace_period": 2 * val_every,
                 "pace_s": args.pace,
@@ -333,20 +340,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if len(ok) == len(rows) and all(r["exit_code"] == 0 for r in ok) else 1
 
 
-def _widen(spec: Path, cpu: float, max_concurrent: int, keep: int | None) -> int:
-    """The spec's preset with ``cpu`` CPUs per trial, ``max_concurrent`` at a time and
-    ``keep`` checkpoints per trial (None: the repo's default); -> its keep_checkpoints."""
+def _widen(
+    spec: Path, cpu: float, max_concurrent: int, keep: int | None, interval_s: float | None
+) -> dict[str, Any]:
+    """The spec's preset with ``cpu`` CPUs per trial, ``max_concurrent`` at a time, ``keep``
+    checkpoints per trial and a checkpoint handed at most every ``interval_s`` (None: the
+    repo's defaults); -> its keep_checkpoints and checkpoint_interval_s."""
     from omegaconf import OmegaConf
 
     from sweeps.spec import PresetCfg
 
     raw = OmegaConf.load(spec)
-    raw.presets[PRESET].resources = {"cpu": cpu, "gpu": 0}
-    raw.presets[PRESET].max_concurrent = max_concurrent
+    preset = raw.presets[PRESET]
+    preset.resources = {"cpu": cpu, "gpu": 0}
+    preset.max_concurrent = max_concurrent
     if keep is not None:
-        raw.presets[PRESET].keep_checkpoints = keep
+        preset.keep_checkpoints = keep
+    if interval_s is not None:
+        preset.checkpoint_interval_s = interval_s
     OmegaConf.save(raw, spec)
-    return raw.presets[PRESET].get("keep_checkpoints", PresetCfg.keep_checkpoints)
+    return {
+        k: preset.get(k, getattr(PresetCfg, k))
+        for k in ("keep_checkpoints", "checkpoint_interval_s")
+    }
 
 
 if __name__ == "__main__":

@@ -45,15 +45,22 @@ def curve(config: dict[str, Any], total: int, val_every: int) -> list[tuple[int,
     ]
 
 
-def scripted_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str | None) -> None:
+def scripted_trial(
+    config: dict[str, Any],
+    base: dict[str, Any],
+    runs_dir: str | None,
+    checkpoint_interval_s: float = 0.0,
+) -> None:
     """A sweep trial without training (same signature as ``sweeps.trainable.handpose_trial``):
     its config, ``config.yaml``, ``metrics.jsonl`` and Aim run (``handpose.tracking.Tracker``)
-    as a real trial has them, a synthetic curve reported at every validation with a small
-    checkpoint (step + Aim hash, resumed from like a real one)."""
+    as a real trial has them, a synthetic curve reported at every validation, with a small
+    checkpoint (step + Aim hash, resumed from like a real one) when the trainable's
+    ``CheckpointGate`` would hand one."""
     from omegaconf import OmegaConf
     from ray import tune
 
     from handpose.tracking import Tracker
+    from sweeps.common import CheckpointGate
     from sweeps.spec import trial_config
 
     cfg = trial_config(base, config)
@@ -83,6 +90,7 @@ def scripted_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str |
         }
     }
     tracker = Tracker(cfg, run_dir, aim_hash, extra, resume)
+    gate = CheckpointGate(checkpoint_interval_s, g.total_step)
     try:
         for step, mpjpe in curve(config, g.total_step, val_every):
             if step <= start:
@@ -98,12 +106,14 @@ def scripted_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str |
             }
             tracker.track(step, "train", {"total": mpjpe / 90.0, "dropout_rate": 0.1}, True)
             tracker.track(step, "val", val, True)
-            ckpt = run_dir / "checkpoints" / f"checkpoint-{step}"
-            ckpt.mkdir(parents=True, exist_ok=True)
-            (ckpt / "state.json").write_text(
-                json.dumps({"step": step, "aim_hash": tracker.aim_hash})
-            )
-            (ckpt / "payload.bin").write_bytes(b"\0" * CKPT_BYTES)
+            ckpt = None
+            if gate(step):
+                ckpt = run_dir / "checkpoints" / f"checkpoint-{step}"
+                ckpt.mkdir(parents=True, exist_ok=True)
+                (ckpt / "state.json").write_text(
+                    json.dumps({"step": step, "aim_hash": tracker.aim_hash})
+                )
+                (ckpt / "payload.bin").write_bytes(b"\0" * CKPT_BYTES)
             tune.report(
                 {
                     "step": step,
@@ -116,9 +126,10 @@ def scripted_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str |
                     "node_id": "local",
                     "run_dir": str(run_dir),
                 },
-                checkpoint=tune.Checkpoint.from_directory(str(ckpt)),
+                checkpoint=ckpt and tune.Checkpoint.from_directory(str(ckpt)),
             )
-            shutil.rmtree(ckpt, ignore_errors=True)  # Tune holds its copy now
+            if ckpt is not None:
+                shutil.rmtree(ckpt, ignore_errors=True)  # Tune holds its copy now
     finally:
         tracker.close()
 

@@ -23,6 +23,12 @@ AIM_CLOSE_TIMEOUT_S = 30.0
 # the run folder's Aim run hash, written when the run opens it: a run started afresh in the
 # same folder (a sweep trial retried before its first checkpoint) replaces that Aim run
 AIM_HASH_FILE = "aim_hash.txt"
+# Aim's run table is one SQLite file every run writes as it opens: with tens of sweep trials
+# opening their runs at once, SQLite's default 5 s wait for its lock ran out ("database is
+# locked": 3 of 1000 trials of a resumed sweep, docs/benchmarks.md section 7); runs wait this
+# long instead
+AIM_DB_WAIT_S = 120.0
+_AIM_DBS: dict[str, Any] = {}  # Aim keeps its DB objects weakly: these are the ones we set up
 
 
 def setup_logging(run_dir: Path | None) -> None:
@@ -200,6 +206,7 @@ def _open_aim_run(cfg: DictConfig, run_dir: Path, aim_hash: str | None, earlier:
     from aim.sdk.errors import MissingRunError
 
     repo = resolve_aim_repo(cfg, run_dir)
+    _wait_for_aim_db(repo)
     init_aim_repo(repo)
     if earlier is not None and earlier != aim_hash:
         _delete_run(repo, earlier)
@@ -224,3 +231,19 @@ def _open_aim_run(cfg: DictConfig, run_dir: Path, aim_hash: str | None, earlier:
         run, aim_hash = open_run(None), None
     run.name = cfg.GENERAL.run_name or run_dir.name
     return run, aim_hash
+
+
+def _wait_for_aim_db(url: str) -> None:
+    """Make this process's connections to the local Aim repo's run table wait up to
+    ``AIM_DB_WAIT_S`` for its lock (SQLite's busy timeout; Aim's default is 5 s)."""
+    if is_url(url) or url in _AIM_DBS:
+        return
+    from aim.storage.structured.db import DB
+    from sqlalchemy import event
+
+    def busy_timeout(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA busy_timeout = {int(AIM_DB_WAIT_S * 1000)}")
+
+    db = DB.from_path(str(Path(url) / ".aim"))  # the object Aim's Repo of ``url`` uses
+    event.listen(db.engine, "connect", busy_timeout)
+    _AIM_DBS[url] = db

@@ -87,6 +87,7 @@ def confirm_trial(
     config: dict[str, Any],
     base: dict[str, Any],
     runs_dir: str | None,
+    checkpoint_interval_s: float,
     candidates: dict[str, dict[str, Any]],
 ) -> None:
     """One confirmation run, a cell of the (configuration, seed) grid: the sweep trainable
@@ -97,6 +98,7 @@ def confirm_trial(
         {**candidates[config["config"]], "GENERAL.seed": config["GENERAL.seed"]},
         base,
         runs_dir=runs_dir,
+        checkpoint_interval_s=checkpoint_interval_s,
     )
 
 

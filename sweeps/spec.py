@@ -74,6 +74,10 @@ class PresetCfg:
     # snapshot its whole state at every checkpoint of any trial; 2 saved ~45% of the driver's
     # CPU at 100 scripted trials (docs/benchmarks.md section 7)
     keep_checkpoints: int = 2
+    # a trial hands Tune a checkpoint at most this often (and at its last validation); the
+    # others are reported without one. Tune's forced snapshots follow checkpoints: at 1000
+    # scripted trials validating seconds apart they cost most of the driver's CPU
+    checkpoint_interval_s: float = 10.0
     keep_stopped_checkpoints: bool = False  # false: trials ASHA stopped lose theirs at the end
     scheduler: SchedulerCfg = field(default_factory=SchedulerCfg)
     space: dict[str, ParamCfg] = field(default_factory=dict)

@@ -5,7 +5,10 @@ checkpoint if there is one, and hands every validation (metrics + checkpoint) to
 The model and data are built inside ``train``, in the trial's process.
 
 One copy of each checkpoint: once Tune has persisted a reported checkpoint, the run
-folder's copy is deleted (Tune keeps the latest; exact resume needs nothing else).
+folder's copy is deleted (Tune keeps the latest; exact resume needs nothing else). A
+validation less than ``checkpoint_interval_s`` after the last handed checkpoint (the
+spec's, ``sweeps.common.CheckpointGate``) is reported without its checkpoint, which is
+deleted: a retry resumes from the last one handed and replays the rest.
 
 Data-parallel trials (``resources.workers`` > 1): ``ddp_trial`` runs a Ray Train
 ``TorchTrainer`` inside the Tune trial; its workers (which may sit on different nodes)
@@ -30,6 +33,7 @@ import torch
 from ray import tune
 
 from handpose.train import NonFiniteLossError, train
+from sweeps.common import CheckpointGate
 from sweeps.spec import trial_config
 
 # Reported at every validation (besides Tune's own fields).
@@ -56,23 +60,27 @@ def _run_trial(
     trial: dict,
     report_fn: Callable,
     checkpoint: Any,
+    checkpoint_interval_s: float,
 ) -> None:
     """Train the trial's config (resuming from ``checkpoint`` if any), handing every
-    validation to ``report_fn(metrics, checkpoint | None)``; the run folder's checkpoint is
+    validation to ``report_fn(metrics, checkpoint | None)``, with its checkpoint when
+    ``CheckpointGate(checkpoint_interval_s)`` says so; the run folder's checkpoint is
     deleted once reported. A diverged loss is reported as ``diverged`` and ends the trial."""
     cfg = trial_config(base, config)
     cfg.GENERAL.run_name = trial["name"]
     cfg.AIM.experiment = trial["experiment"]
     node_id = ray.get_runtime_context().get_node_id()
     last = {"step": 0}
+    gate = CheckpointGate(checkpoint_interval_s, cfg.GENERAL.total_step)
 
     def report(metrics: dict[str, Any], ckpt_dir: Path | None) -> None:
         out = {k: metrics[k] for k in REPORTED if k in metrics}
         out.update({k: v for k, v in metrics.items() if k.startswith("train_")})
         out.update(node_id=node_id, run_dir=str(run_dir))
-        report_fn(out, ckpt_dir and tune.Checkpoint.from_directory(str(ckpt_dir)))
+        handed = ckpt_dir is not None and gate(int(metrics["step"]))
+        report_fn(out, tune.Checkpoint.from_directory(str(ckpt_dir)) if handed else None)
         if ckpt_dir is not None:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)  # Ray holds its copy now
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # Ray holds its copy (or an older one)
         last["step"] = int(metrics["step"])
 
     aim_extra = {
@@ -114,10 +122,16 @@ def _run_dir(runs_dir: str | None, trial: dict[str, str]) -> Path:
     return Path(runs_dir) / trial["name"] if runs_dir else Path(trial["dir"]) / "run"
 
 
-def handpose_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str | None) -> None:
+def handpose_trial(
+    config: dict[str, Any],
+    base: dict[str, Any],
+    runs_dir: str | None,
+    checkpoint_interval_s: float = 0.0,
+) -> None:
     """One sweep trial. ``config``: searched values keyed by config key; ``base``: the
     sweep's resolved base config (a small dict; paths already absolute); ``runs_dir``: the
-    shared folder for the trial's run folder (None: Tune's trial folder on this node)."""
+    shared folder for the trial's run folder (None: Tune's trial folder on this node);
+    ``checkpoint_interval_s``: the least wall time between checkpoints handed to Tune."""
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
     torch.set_num_threads(max(1, cpus))
     trial = _trial_info()
@@ -125,7 +139,15 @@ def handpose_trial(config: dict[str, Any], base: dict[str, Any], runs_dir: str |
     def report_fn(metrics: dict[str, Any], checkpoint: Any) -> None:
         tune.report(metrics, checkpoint=checkpoint)
 
-    _run_trial(config, base, _run_dir(runs_dir, trial), trial, report_fn, tune.get_checkpoint())
+    _run_trial(
+        config,
+        base,
+        _run_dir(runs_dir, trial),
+        trial,
+        report_fn,
+        tune.get_checkpoint(),
+        checkpoint_interval_s,
+    )
 
 
 def _ddp_worker(loop: dict[str, Any]) -> None:
@@ -151,6 +173,7 @@ def _ddp_worker(loop: dict[str, Any]) -> None:
         loop["trial"],
         report_fn,
         ray.train.get_checkpoint(),
+        loop["checkpoint_interval_s"],
     )
 
 
@@ -163,6 +186,7 @@ def ddp_trial(
     gpu: float,
     max_failures: int,
     train_dir: str,
+    checkpoint_interval_s: float = 0.0,
 ) -> None:
     """A data-parallel sweep trial: a ``TorchTrainer`` of ``workers`` workers (``cpu`` CPUs
     and ``gpu`` GPUs each) training the trial's config; rank 0 reports to Tune. Ray Train
@@ -179,6 +203,7 @@ def ddp_trial(
         "trial": trial,
         "cpu": cpu,
         "run_dir": str(_run_dir(runs_dir, trial)),
+        "checkpoint_interval_s": checkpoint_interval_s,
     }
     resources = {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
     TorchTrainer(

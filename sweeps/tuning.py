@@ -84,11 +84,19 @@ def make_trainable(
             gpu=r.gpu,
             max_failures=spec.max_failures,
             train_dir=f"{storage}/{sweep_dir.name}/train",
+            checkpoint_interval_s=spec.checkpoint_interval_s,
         )
         return tune.with_resources(trainable, {"cpu": 0.01})
     if fn is None:
         from sweeps.trainable import handpose_trial as fn
-    return with_resources(tune.with_parameters(fn, base=base, runs_dir=runs_dir, **extra), spec)
+    trainable = tune.with_parameters(
+        fn,
+        base=base,
+        runs_dir=runs_dir,
+        checkpoint_interval_s=spec.checkpoint_interval_s,
+        **extra,
+    )
+    return with_resources(trainable, spec)
 
 
 def progress_reporter(

@@ -49,6 +49,7 @@ def test_killed_worker_of_a_two_worker_trial_resumes_from_checkpoint(data_dir, t
         max_concurrent=1,
         resources={"cpu": 0.9, "gpu": 0, "workers": 2},
         space={"MODEL.handec.dropout": {"type": "choice", "values": [0.1]}},
+        checkpoint_interval_s=0,  # every validation's checkpoint goes to Ray Train
     )
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(raw))
