@@ -206,8 +206,8 @@ def _open_aim_run(cfg: DictConfig, run_dir: Path, aim_hash: str | None, earlier:
     from aim.sdk.errors import MissingRunError
 
     repo = resolve_aim_repo(cfg, run_dir)
-    _wait_for_aim_db(repo)
     init_aim_repo(repo)
+    _wait_for_aim_db(repo)
     if earlier is not None and earlier != aim_hash:
         _delete_run(repo, earlier)
 
@@ -246,4 +246,5 @@ def _wait_for_aim_db(url: str) -> None:
 
     db = DB.from_path(str(Path(url) / ".aim"))  # the object Aim's Repo of ``url`` uses
     event.listen(db.engine, "connect", busy_timeout)
+    db.engine.dispose()  # connections made before (e.g. by the repo's init) are replaced
     _AIM_DBS[url] = db

@@ -129,6 +129,7 @@ def test_a_sweep_trial_reports_its_aim_run(data_dir, tmp_path, monkeypatch):
         {"name": run_dir.name, "experiment": "s", "id": "x"},
         lambda metrics, ckpt: reports.append(metrics),
         None,
+        0.0,
     )
     run_hash = (run_dir / AIM_HASH_FILE).read_text().strip()
     assert reports and [r["aim_hash"] for r in reports] == [run_hash] * len(reports)
