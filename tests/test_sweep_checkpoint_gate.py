@@ -7,10 +7,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 import sweeps.trainable as trainable
 from sweeps.common import CheckpointGate
-from sweeps.spec import PresetCfg
+from sweeps.spec import SPEC_PATH, PresetCfg, load_spec
 
 
 class Clock:
@@ -40,8 +41,13 @@ def test_gate_hands_one_checkpoint_per_interval_and_always_the_last(clock):
     assert all(every(s) for s in (10, 20, 30))
 
 
-def test_default_interval_is_in_the_spec():
-    assert PresetCfg().checkpoint_interval_s == 10.0
+def test_spec_sets_the_interval(tmp_path):
+    raw = yaml.safe_load(SPEC_PATH.read_text())
+    assert load_spec("cpu")[0].checkpoint_interval_s == PresetCfg().checkpoint_interval_s
+    raw["presets"]["cpu"]["checkpoint_interval_s"] = 0
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_spec("cpu", path)[0].checkpoint_interval_s == 0
 
 
 def test_trial_reports_ungated_validations_without_checkpoint(clock, tmp_path, monkeypatch):
