@@ -2,7 +2,7 @@
 checkpoint.
 
     python -m handpose.pretrain --out DIR [--steps N] [--seed S] [--train N] [--val M]
-                                [--threads T] [--random-look] [KEY=VALUE ...]
+                                [--threads T] [KEY=VALUE ...]
 
 Why supervised hand-pose pretraining of the whole PoseNet, then shipping it: the
 tiny ViT from scratch learns where the hand is but not the fingers in a few thousand steps
@@ -30,7 +30,6 @@ Same arguments on the same machine: the same bytes.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import shlex
@@ -94,13 +93,11 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def ensure_source(
-    folder: Path, train: int, val: int, seed: int, difficulty: Difficulty = SOURCE
-) -> dict[str, Any]:
-    """Generate the source set (generator seed ``seed + SOURCE_SEED_OFFSET``) with
-    ``difficulty`` into ``folder`` unless it is already there; -> its manifest."""
+def ensure_source(folder: Path, train: int, val: int, seed: int) -> dict[str, Any]:
+    """Generate the source set (generator seed ``seed + SOURCE_SEED_OFFSET``) into ``folder``
+    unless it is already there; -> its manifest."""
     seed += SOURCE_SEED_OFFSET
-    want = manifest_for(train, val, seed, IMAGE_SIZE, difficulty)
+    want = manifest_for(train, val, seed, IMAGE_SIZE, SOURCE)
     try:
         have = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -108,13 +105,7 @@ def ensure_source(
     if {k: have.get(k) for k in want} != want:
         print(f"pretrain: rendering {train} + {val} source images into {folder}", flush=True)
         generate(
-            folder,
-            train,
-            val,
-            seed,
-            IMAGE_SIZE,
-            quiet=not sys.stderr.isatty(),
-            difficulty=difficulty,
+            folder, train, val, seed, IMAGE_SIZE, quiet=not sys.stderr.isatty(), difficulty=SOURCE
         )
         have = json.loads((folder / "manifest.json").read_text())
     return have
@@ -156,11 +147,8 @@ def pretrain(
     checkpoint_step: int = 500,
     overrides: tuple[str, ...] = (),
     command: str = "",
-    random_look: bool = False,
 ) -> dict[str, Any]:
-    """Run the three steps (module docstring) into ``out``; -> the manifest written.
-    ``random_look``: domain randomisation, each source image gets its own look
-    (:func:`handpose.data.render.random_look`) instead of :data:`SOURCE`'s fixed one."""
+    """Run the three steps (module docstring) into ``out``; -> the manifest written."""
     from handpose.train import train  # heavy import: keep `--help` fast
 
     out = Path(out).resolve()
@@ -168,8 +156,7 @@ def pretrain(
         raise UserError(
             f"pretrain: want steps, train, val >= 1 (got {steps}, {train_images}, {val_images})"
         )
-    source = dataclasses.replace(SOURCE, random_look=random_look)
-    data = ensure_source(out / "source", train_images, val_images, seed, source)
+    data = ensure_source(out / "source", train_images, val_images, seed)
     cfg = load_config(
         "stage1-tiny", [*run_overrides(out, steps, seed, checkpoint_step), *overrides]
     )
@@ -223,26 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val", type=int, default=500, help="source val images")
     p.add_argument("--checkpoint-step", type=int, default=500, help="checkpoint every N steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument(
-        "--random-look",
-        action="store_true",
-        help="domain randomisation: a new look (colours, light, background) per source image",
-    )
     p.add_argument("overrides", nargs="*", help="KEY=VALUE for the training config")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     command = shlex.join(["python", "-m", "handpose.pretrain", *(argv or sys.argv[1:])])
     m = pretrain(
-        a.out,
-        a.steps,
-        a.seed,
-        a.train,
-        a.val,
-        a.checkpoint_step,
-        tuple(a.overrides),
-        command,
-        a.random_look,
+        a.out, a.steps, a.seed, a.train, a.val, a.checkpoint_step, tuple(a.overrides), command
     )
     print(f"wrote {Path(a.out) / m['weights']} sha256 {m['sha256']}")
     return 0

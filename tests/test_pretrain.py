@@ -5,7 +5,6 @@ weights file (backbone or decoder) is exit 2."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -18,7 +17,7 @@ from handpose.checkpoint import list_checkpoints
 from handpose.config import load_config
 from handpose.model import build_model
 from handpose.model.dinov2_io import REPO_ROOT, resolve_checkpoint_path
-from handpose.pretrain import DECODER_NAME, SOURCE, WEIGHTS_NAME, ensure_source, pretrain
+from handpose.pretrain import DECODER_NAME, WEIGHTS_NAME, pretrain
 
 SHIPPED = f"weights/{WEIGHTS_NAME}"
 TOY = (
@@ -118,13 +117,3 @@ def test_bad_weights_file_exits_2(tmp_path):
         assert r.returncode == 2, r.stderr
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert lines[-1].startswith("error:") and str(path) in lines[-1]
-
-
-def test_random_look_source_is_recorded_and_rendered_again(tmp_path):
-    """``--random-look`` (domain randomisation) makes another source set; the manifest says
-    which, so switching the flag renders the set again instead of reusing the other one."""
-    fixed = ensure_source(tmp_path, 4, 2, 0)
-    shard = (tmp_path / "train-000000.tar").read_bytes()
-    rand = ensure_source(tmp_path, 4, 2, 0, dataclasses.replace(SOURCE, random_look=True))
-    assert not fixed["difficulty"]["random_look"] and rand["difficulty"]["random_look"]
-    assert (tmp_path / "train-000000.tar").read_bytes() != shard

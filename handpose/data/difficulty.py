@@ -65,9 +65,6 @@ class Difficulty:
     palm_rgb: RGB = (225, 180, 150)
     bone_radius_scale: float = 1.0  # x the per-finger bone radius (render.BONE_RADIUS_MM)
     background_rgb: Range = (20.0, 235.0)  # background ramp colours, per channel
-    # domain randomisation (the pretraining source with --random-look): draw the look above
-    # (finger, palm and background colours, bone width, light falloff) anew for each image
-    random_look: bool = False
 
     def as_dict(self) -> dict:
         """JSON-able values (tuples become lists), as recorded in ``manifest.json``."""

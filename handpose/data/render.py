@@ -15,8 +15,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from dataclasses import replace
-
 from handpose.data.difficulty import DEFAULT, Difficulty
 
 SUPERSAMPLE = 2
@@ -72,22 +70,6 @@ def _background(rng: np.random.Generator, draw_size: int, d: Difficulty) -> Imag
     return img
 
 
-def random_look(rng: np.random.Generator, d: Difficulty) -> Difficulty:
-    """``d`` with a look drawn for one image: each finger's colour and the palm's anywhere in
-    RGB (30-255, palm 60-245), bone width x 0.85-1.25, light falloff exponent 0.5-2.5 at
-    300-600 mm, background ramp colours from 0-80 up to 150-255 per channel. The default
-    look (and the pretraining source's fixed one) lies inside these ranges."""
-    return replace(
-        d,
-        finger_rgb=tuple(tuple(int(c) for c in rgb) for rgb in rng.integers(30, 256, (5, 3))),
-        palm_rgb=tuple(int(c) for c in rng.integers(60, 246, 3)),
-        bone_radius_scale=float(rng.uniform(0.85, 1.25)),
-        light_falloff=float(rng.uniform(0.5, 2.5)),
-        light_ref_mm=float(rng.uniform(300.0, 600.0)),
-        background_rgb=(float(rng.uniform(0.0, 80.0)), float(rng.uniform(150.0, 255.0))),
-    )
-
-
 def render_hand(
     joints_mm: np.ndarray,
     K: np.ndarray,
@@ -100,8 +82,6 @@ def render_hand(
     ``K`` (3, 3) maps camera mm to pixels of the ``size`` x ``size`` image.
     """
     d, s = difficulty, SUPERSAMPLE
-    if d.random_look:
-        d = random_look(rng, d)
     img = _background(rng, size * s, d)
     draw = ImageDraw.Draw(img)
     uv = project(joints_mm, K) * s
