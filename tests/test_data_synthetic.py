@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from handpose.data.difficulty import DEFAULT
+from handpose.data.difficulty import DEFAULT, FINGER_RGB
 from handpose.data.render import project
 from handpose.data.synthetic import generate
 from handpose.model.kinematics import HandKinematics
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _digest(folder) -> dict[str, str]:
@@ -113,25 +116,40 @@ def test_difficulty_knobs_shape_and_clutter_change_what_they_say():
     assert plain["json"] == finger["json"] and plain["jpg"] != finger["jpg"]
 
 
-def test_source_domain_changes_the_look_not_the_labels():
-    """The pretraining source domain's appearance knobs (finger/palm colours, bone width,
-    background) change the pixels only; the manifest records them as JSON lists."""
+LOOK = ("finger_rgb", "palm_rgb", "bone_radius_scale", "background_rgb", "light_falloff")
+
+
+def test_look_knobs_change_the_pixels_not_the_labels():
+    """The appearance knobs (finger/palm colours, bone width, background, light) change the
+    pixels only; the manifest records them as JSON lists."""
     from dataclasses import replace
 
     from handpose.data.synthetic import make_sample
-    from handpose.pretrain import SOURCE
 
     kin = HandKinematics()
-    look = replace(
+    other = replace(
         DEFAULT,
-        finger_rgb=SOURCE.finger_rgb,
-        palm_rgb=SOURCE.palm_rgb,
-        bone_radius_scale=SOURCE.bone_radius_scale,
-        background_rgb=SOURCE.background_rgb,
+        finger_rgb=DEFAULT.finger_rgb[::-1],
+        palm_rgb=(225, 180, 150),
+        bone_radius_scale=1.0,
+        background_rgb=(20.0, 235.0),
+        light_falloff=2.0,
     )
-    a, b = (make_sample(kin, 0, "train", 5, 64, d) for d in (DEFAULT, look))
+    a, b = (make_sample(kin, 0, "train", 5, 64, d) for d in (DEFAULT, other))
     assert a["json"] == b["json"] and a["jpg"] != b["jpg"]
-    assert json.loads(json.dumps(SOURCE.as_dict()))["finger_rgb"][0] == list(SOURCE.finger_rgb[0])
+    assert json.loads(json.dumps(DEFAULT.as_dict()))["finger_rgb"][0] == list(FINGER_RGB[0])
+
+
+def test_source_domain_shares_the_look_and_made_the_shipped_weights():
+    """The pretraining source differs from the default set in its statistics (sizes, poses,
+    depths, nuisance), not in its look; and it is the domain the shipped weights' manifest
+    records, so the manifest's command remakes them."""
+    from handpose.pretrain import SOURCE
+
+    assert all(getattr(SOURCE, k) == getattr(DEFAULT, k) for k in LOOK)
+    assert SOURCE.depth_mm != DEFAULT.depth_mm and SOURCE.betas_std != DEFAULT.betas_std
+    shipped = json.loads((REPO / "weights" / "MANIFEST.json").read_text())
+    assert shipped["source_data"]["difficulty"] == SOURCE.as_dict()
 
 
 def test_light_falloff_makes_absolute_depth_visible():

@@ -19,11 +19,11 @@ Range = tuple[float, float]
 RGB = tuple[float, float, float]
 # thumb, index, middle, ring, little
 FINGER_RGB: tuple[RGB, ...] = (
-    (230, 80, 60),
-    (240, 200, 40),
-    (70, 190, 80),
-    (60, 130, 230),
-    (190, 80, 210),
+    (250, 120, 40),
+    (180, 220, 40),
+    (40, 190, 170),
+    (110, 100, 240),
+    (230, 90, 160),
 )
 
 
@@ -56,15 +56,18 @@ class Difficulty:
     blur_p: float = 0.2  # probability of a slight blur (the camera's, not augmentation)
     noise_sigma: Range = (1.0, 6.0)
     brightness: Range = (0.9, 1.1)  # whole-image gain (small: it would hide the light falloff)
+    # The look (light and appearance) is shared with the pretraining source domain
+    # (handpose.pretrain.SOURCE): the tiny backbone trained on one look does not read the
+    # fingers under another (docs/data.md, session 10).
     # lighting: a light at the camera (like an IR camera's illuminator) makes parts at depth
     # z mm (light_ref_mm / z) ** light_falloff times as bright: an absolute depth cue
-    light_falloff: float = 2.0
-    light_ref_mm: float = 400.0
-    # appearance (the pretraining source domain changes these; handpose.pretrain)
+    light_falloff: float = 1.0
+    light_ref_mm: float = 500.0
+    # appearance
     finger_rgb: tuple[RGB, ...] = FINGER_RGB
-    palm_rgb: RGB = (225, 180, 150)
-    bone_radius_scale: float = 1.0  # x the per-finger bone radius (render.BONE_RADIUS_MM)
-    background_rgb: Range = (20.0, 235.0)  # background ramp colours, per channel
+    palm_rgb: RGB = (170, 120, 95)
+    bone_radius_scale: float = 1.15  # x the per-finger bone radius (render.BONE_RADIUS_MM)
+    background_rgb: Range = (0.0, 170.0)  # background ramp colours, per channel
 
     def as_dict(self) -> dict:
         """JSON-able values (tuples become lists), as recorded in ``manifest.json``."""
