@@ -7,8 +7,8 @@ checkpoint.
 Why supervised hand-pose pretraining of the whole PoseNet, then shipping it: the
 tiny ViT from scratch learns where the hand is but not the fingers in a few thousand steps
 (docs/data.md). Features that show finger articulation need many images and steps; paying
-for them once, on a large set rendered in another domain (:data:`SOURCE`: other finger and
-palm colours, lighting, backgrounds, hand sizes and poses), and shipping the result, gives
+for them once, on a large set rendered in another domain (:data:`SOURCE`: the target's
+look, other hand sizes, poses, depths and nuisance), and shipping the result, gives
 every sweep trial what DINOv2 gives the GPU recipe: ready features, fine-tuned at
 ``TRAIN.backbone_lr``. The objective is the same as the trials' (no new code path to
 maintain). The backbone is exported in DINOv2's format and the decoder beside it: the tiny
