@@ -116,7 +116,14 @@ def test_difficulty_knobs_shape_and_clutter_change_what_they_say():
     assert plain["json"] == finger["json"] and plain["jpg"] != finger["jpg"]
 
 
-LOOK = ("finger_rgb", "palm_rgb", "bone_radius_scale", "background_rgb", "light_falloff")
+LOOK = (
+    "finger_rgb",
+    "palm_rgb",
+    "bone_radius_scale",
+    "background_rgb",
+    "light_falloff",
+    "light_ref_mm",
+)
 
 
 def test_look_knobs_change_the_pixels_not_the_labels():
