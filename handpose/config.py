@@ -1,5 +1,10 @@
 """One config system: typed defaults (dataclasses) + YAML recipe + ``KEY=VALUE`` overrides.
 
+:class:`Config` composes the sections. The ``MODEL`` section is the model's own, defined
+beside the code that reads it with its own checks (``ModelCfg`` and ``validate_model`` in
+:mod:`handpose.model.posenet`, ``BackboneCfg`` in :mod:`handpose.model.vit`, ``HandecCfg``
+in :mod:`handpose.model.decoder`); :func:`validate` runs those checks with its own.
+
 ``load_config(name_or_path, overrides)`` merges, in order: the defaults below, the YAML
 file (a name in ``configs/`` or a path), then the overrides, and validates the result.
 Struct mode rejects unknown keys; any problem raises :class:`ConfigError` naming the key.
@@ -8,7 +13,7 @@ Struct mode rejects unknown keys; any problem raises :class:`ConfigError` naming
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from handpose.errors import ConfigError, first_line
+from handpose.errors import ConfigError, check, check_positive, first_line
+from handpose.model.posenet import ModelCfg, validate_model
+from handpose.schedules import DROPOUT_SCHEDULES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_DATA_DIR = "data/synthetic"
@@ -63,39 +70,6 @@ class TrainCfg:
     mixed_precision: str = "no"  # no | bf16 | fp16
     compile: bool = False
     augmentation: AugmentationCfg = field(default_factory=AugmentationCfg)
-
-
-@dataclass
-class BackboneCfg:
-    arch: str = "vit_large"  # vit_tiny | vit_small | vit_base | vit_large | vit_giant2
-    depth: int | None = None  # number of blocks (default: the arch's); small for CPU presets
-    patch_size: int = 14
-    num_register_tokens: int = 0
-    checkpoint: str | None = None  # DINOv2 .pth or Hugging Face dinov2-* folder
-    freeze: bool = False
-
-
-@dataclass
-class HandecCfg:
-    num_layer: int = 6
-    num_head: int = 8
-    dim_head: int = 64
-    dim_mlp: int = 1024
-    dropout: float = 0.1
-    context_dim: int = 1024
-    dim: int = 1024
-    # queries start from a code of the whole patch grid (decoder.py); false: learned only
-    spatial_init: bool = True
-    checkpoint: str | None = None  # decoder state dict to start from (handpose.pretrain's)
-
-
-@dataclass
-class ModelCfg:
-    img_size: int = 224
-    hand_model: str = "kinematic"  # handpose.model.kinematics.HAND_MODELS
-    num_betas: int = 10
-    backbone: BackboneCfg = field(default_factory=BackboneCfg)
-    handec: HandecCfg = field(default_factory=HandecCfg)
 
 
 @dataclass
@@ -244,114 +218,63 @@ def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> DictConfig:
     return cfg
 
 
-def _check(cond: bool, key: str, value: Any, want: str) -> None:
-    if not cond:
-        raise ConfigError(f"{key}={value!r}: must be {want}")
-
-
-def _positive(section: DictConfig, prefix: str, keys: str, strict: bool = True) -> None:
-    for key in keys.split():
-        value = section[key]
-        _check(
-            value > 0 if strict else value >= 0,
-            f"{prefix}.{key}",
-            value,
-            "> 0" if strict else ">= 0",
-        )
-
-
 def validate(cfg: DictConfig) -> DictConfig:
     """Check everything that can be checked without building anything (model, data, Ray):
-    ranges, choices, the backbone arch and depth, the hand model, the device. Raises
-    :class:`ConfigError` (one line, naming the key) at the first problem."""
-    from handpose.model.kinematics import HAND_MODELS, NUM_BETAS
-    from handpose.model.vit import ARCHS
-    from handpose.schedules import DROPOUT_SCHEDULES, check_dropout_rate
-
+    ranges, choices, the device, and the model's own rules (``validate_model``: the backbone
+    arch and depth, the hand model, ...). Raises :class:`ConfigError` (one line,
+    naming the key) at the first problem."""
     g, t, m, d = cfg.GENERAL, cfg.TRAIN, cfg.MODEL, cfg.DATA
-    _positive(g, "GENERAL", "total_step log_step checkpoint_step aim_log_step keep_checkpoints")
-    _positive(g, "GENERAL", "dropout_warmup_step dropout_ramp_step", strict=False)
-    _check(g.val_step is None or g.val_step > 0, "GENERAL.val_step", g.val_step, "> 0")
-    _check(
+    check_positive(
+        g, "GENERAL", "total_step log_step checkpoint_step aim_log_step keep_checkpoints"
+    )
+    check_positive(g, "GENERAL", "dropout_warmup_step dropout_ramp_step", strict=False)
+    check(g.val_step is None or g.val_step > 0, "GENERAL.val_step", g.val_step, "> 0")
+    check(
         g.dropout_schedule in DROPOUT_SCHEDULES,
         "GENERAL.dropout_schedule",
         g.dropout_schedule,
         f"one of {', '.join(DROPOUT_SCHEDULES)}",
     )
-    _check(
+    check(
         re.fullmatch(r"auto|cpu|cuda(:\d+)?", g.device) is not None,
         "GENERAL.device",
         g.device,
         "auto, cpu, cuda or cuda:N",
     )
-    try:
-        check_dropout_rate(m.handec.dropout, "MODEL.handec.dropout")
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    _check(t.lr > 0, "TRAIN.lr", t.lr, "> 0")
-    _positive(t, "TRAIN", "sample_per_device grad_clip")
-    _positive(t, "TRAIN", "backbone_lr weight_decay warmup_step num_workers", strict=False)
-    _check(0.0 <= t.min_lr_ratio <= 1.0, "TRAIN.min_lr_ratio", t.min_lr_ratio, "in [0, 1]")
-    _check(
+    check(t.lr > 0, "TRAIN.lr", t.lr, "> 0")
+    check_positive(t, "TRAIN", "sample_per_device grad_clip")
+    check_positive(t, "TRAIN", "backbone_lr weight_decay warmup_step num_workers", strict=False)
+    check(0.0 <= t.min_lr_ratio <= 1.0, "TRAIN.min_lr_ratio", t.min_lr_ratio, "in [0, 1]")
+    check(
         t.mixed_precision in ("no", "bf16", "fp16"),
         "TRAIN.mixed_precision",
         t.mixed_precision,
         "one of no, bf16, fp16",
     )
     aug = t.augmentation
-    _positive(
+    check_positive(
         aug, "TRAIN.augmentation", "crop_jitter scale_jitter color_jitter blur_sigma", strict=False
     )
-    _check(aug.scale_jitter < 1.0, "TRAIN.augmentation.scale_jitter", aug.scale_jitter, "< 1")
-    _check(0.0 <= aug.blur_p <= 1.0, "TRAIN.augmentation.blur_p", aug.blur_p, "in [0, 1]")
+    check(aug.scale_jitter < 1.0, "TRAIN.augmentation.scale_jitter", aug.scale_jitter, "< 1")
+    check(0.0 <= aug.blur_p <= 1.0, "TRAIN.augmentation.blur_p", aug.blur_p, "in [0, 1]")
     for key, value in cfg.LOSS.items():
-        _check(value >= 0, f"LOSS.{key}", value, ">= 0")
-    bb, h = m.backbone, m.handec
-    _positive(m, "MODEL", "img_size")
-    _positive(bb, "MODEL.backbone", "patch_size")
-    _positive(bb, "MODEL.backbone", "num_register_tokens", strict=False)
-    _check(
-        m.img_size % bb.patch_size == 0,
-        "MODEL.img_size",
-        m.img_size,
-        f"a multiple of MODEL.backbone.patch_size={bb.patch_size}",
-    )
-    _check(bb.arch in ARCHS, "MODEL.backbone.arch", bb.arch, f"one of {', '.join(ARCHS)}")
-    max_depth = ARCHS[bb.arch].depth
-    _check(
-        bb.depth is None or 1 <= bb.depth <= max_depth,
-        "MODEL.backbone.depth",
-        bb.depth,
-        f"in 1..{max_depth} ({bb.arch}) or null",
-    )
-    _check(
-        m.hand_model in HAND_MODELS,
-        "MODEL.hand_model",
-        m.hand_model,
-        f"one of {', '.join(HAND_MODELS)}",
-    )
-    _check(
-        m.hand_model != "kinematic" or m.num_betas == NUM_BETAS,
-        "MODEL.num_betas",
-        m.num_betas,
-        f"{NUM_BETAS} (the kinematic hand model has {NUM_BETAS})",
-    )
-    _positive(h, "MODEL.handec", "num_layer num_head dim_head dim_mlp dim context_dim")
-    _check(
+        check(value >= 0, f"LOSS.{key}", value, ">= 0")
+    validate_model(m, "MODEL")
+    check(
         0.0 <= d.max_bad_fraction <= 1.0, "DATA.max_bad_fraction", d.max_bad_fraction, "in [0, 1]"
     )
-    _positive(d, "DATA", "val_batch_size")
-    _positive(d, "DATA", "train_eval_samples", strict=False)
-    _positive(d.train, "DATA.train", "shuffle_buffer")
-    _positive(d.synthetic, "DATA.synthetic", "train val image_size")
+    check_positive(d, "DATA", "val_batch_size")
+    check_positive(d, "DATA", "train_eval_samples", strict=False)
+    check_positive(d.train, "DATA.train", "shuffle_buffer")
+    check_positive(d.synthetic, "DATA.synthetic", "train val image_size")
     for split in ("train", "val"):
-        _check(
+        check(
             len(d[split].source) > 0,
             f"DATA.{split}.source",
             list(d[split].source),
             "a non-empty list",
         )
-    _check(
+    check(
         d.val.max_samples is None or d.val.max_samples > 0,
         "DATA.val.max_samples",
         d.val.max_samples,
@@ -360,8 +283,11 @@ def validate(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def val_step(cfg: DictConfig) -> int:
-    return cfg.GENERAL.val_step or cfg.GENERAL.checkpoint_step
+def val_step(cfg: Mapping[str, Any]) -> int:
+    """Steps between two validations: ``GENERAL.val_step``, else ``GENERAL.checkpoint_step``.
+    ``cfg``: a config, or a plain dict of one (``OmegaConf.to_container``)."""
+    general = cfg["GENERAL"]
+    return general["val_step"] or general["checkpoint_step"]
 
 
 def to_yaml(cfg: DictConfig) -> str:

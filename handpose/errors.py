@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 
 class UserError(Exception):
@@ -16,6 +17,26 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """Missing data folder, a glob that matches nothing, too many bad samples."""
+
+
+def check(cond: bool, key: str, value: Any, want: str) -> None:
+    """:class:`ConfigError` ``<key>=<value>: must be <want>`` unless ``cond``: the one form
+    of a config value check (``handpose.config.validate`` and the model's own checks)."""
+    if not cond:
+        raise ConfigError(f"{key}={value!r}: must be {want}")
+
+
+def check_positive(section: Mapping[str, Any], prefix: str, keys: str, strict: bool = True) -> None:
+    """:func:`check` that each of the space-separated ``keys`` of ``section`` (the config
+    section at ``prefix``) is > 0 (``strict``) or >= 0."""
+    for key in keys.split():
+        value = section[key]
+        check(
+            value > 0 if strict else value >= 0,
+            f"{prefix}.{key}",
+            value,
+            "> 0" if strict else ">= 0",
+        )
 
 
 def first_line(e: BaseException, limit: int | None = None) -> str:

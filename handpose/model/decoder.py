@@ -23,19 +23,44 @@ the root at the image centre and 500 mm deep (a bias of log(500) on the log-dept
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from handpose.errors import ConfigError, check_positive
 from handpose.model.kinematics import NUM_ROT
-
-if TYPE_CHECKING:
-    from handpose.config import HandecCfg
+from handpose.schedules import check_dropout_rate
 
 INIT_DEPTH_MM = 500.0
 NUM_QUERIES = NUM_ROT + 2  # 16 joints, shape, camera
+
+
+@dataclass
+class HandecCfg:
+    """The ``MODEL.handec`` config section (widths in channels)."""
+
+    num_layer: int = 6
+    num_head: int = 8
+    dim_head: int = 64
+    dim_mlp: int = 1024
+    dropout: float = 0.1  # the target rate of the progressive dropout (handpose.schedules)
+    context_dim: int = 1024
+    dim: int = 1024
+    # queries start from a code of the whole patch grid (SpatialInit); false: learned only
+    spatial_init: bool = True
+    checkpoint: str | None = None  # decoder state dict to start from (handpose.pretrain's)
+
+
+def validate_handec(h: HandecCfg, prefix: str) -> None:
+    """The decoder's own rules for its config section ``h`` (at key ``prefix``): positive
+    sizes, a dropout rate in [0, 1). ConfigError naming the key."""
+    try:
+        check_dropout_rate(h.dropout, f"{prefix}.dropout")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    check_positive(h, prefix, "num_layer num_head dim_head dim_mlp dim context_dim")
 
 
 class Attention(nn.Module):

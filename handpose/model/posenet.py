@@ -2,29 +2,69 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from handpose.errors import check, check_positive
 from handpose.model.camera import project, unproject_root
-from handpose.model.decoder import HandDecoder
+from handpose.model.decoder import HandDecoder, HandecCfg, validate_handec
 from handpose.model.decoder_io import load_decoder_checkpoint
 from handpose.model.dinov2_io import load_backbone_checkpoint
 from handpose.model.kinematics import (
+    HAND_MODELS,
+    NUM_BETAS,
     build_hand_model,
     matrix_to_axis_angle,
     rotation_6d_to_matrix,
 )
-from handpose.model.vit import build_backbone
+from handpose.model.vit import BackboneCfg, build_backbone, validate_backbone
 from handpose.schedules import check_dropout_rate
-
-if TYPE_CHECKING:
-    from handpose.config import ModelCfg
 
 # reference focal length (px per px of image side) of the decoder's depth output
 REF_FOCAL_PER_PX = 1.75
+
+
+@dataclass
+class ModelCfg:
+    """The ``MODEL`` config section: the network's input, hand model and its two parts."""
+
+    img_size: int = 224  # px, square crops
+    hand_model: str = "kinematic"  # a key of handpose.model.kinematics.HAND_MODELS
+    num_betas: int = 10
+    backbone: BackboneCfg = field(default_factory=BackboneCfg)
+    handec: HandecCfg = field(default_factory=HandecCfg)
+
+
+def validate_model(m: ModelCfg, prefix: str = "MODEL") -> None:
+    """The network's own rules for its config section ``m`` (at key ``prefix``), its parts'
+    included: an image size the patches tile, a known hand model with its number of betas.
+    ConfigError naming the key."""
+    check_positive(m, prefix, "img_size")
+    validate_backbone(m.backbone, f"{prefix}.backbone")
+    patch = m.backbone.patch_size
+    check(
+        m.img_size % patch == 0,
+        f"{prefix}.img_size",
+        m.img_size,
+        f"a multiple of {prefix}.backbone.patch_size={patch}",
+    )
+    check(
+        m.hand_model in HAND_MODELS,
+        f"{prefix}.hand_model",
+        m.hand_model,
+        f"one of {', '.join(HAND_MODELS)}",
+    )
+    check(
+        m.hand_model != "kinematic" or m.num_betas == NUM_BETAS,
+        f"{prefix}.num_betas",
+        m.num_betas,
+        f"{NUM_BETAS} (the kinematic hand model has {NUM_BETAS})",
+    )
+    validate_handec(m.handec, f"{prefix}.handec")
 
 
 class PoseNet(nn.Module):
@@ -37,7 +77,7 @@ class PoseNet(nn.Module):
     """
 
     def __init__(self, m: ModelCfg) -> None:
-        """``m``: the validated ``MODEL`` section (``handpose.config.validate``)."""
+        """``m``: the validated ``MODEL`` section (:func:`validate_model`)."""
         super().__init__()
         self.img_size = m.img_size
         self.backbone = build_backbone(m.backbone, m.img_size)

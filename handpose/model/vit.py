@@ -14,14 +14,12 @@ is loaded (:mod:`handpose.model.dinov2_io`), not at every forward pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from handpose.config import BackboneCfg
+from handpose.errors import check, check_positive
 
 
 @dataclass(frozen=True)
@@ -39,6 +37,33 @@ ARCHS = {
     "vit_large": ViTArch(1024, 24, 16),
     "vit_giant2": ViTArch(1536, 40, 24, "swiglu"),
 }
+
+
+@dataclass
+class BackboneCfg:
+    """The ``MODEL.backbone`` config section."""
+
+    arch: str = "vit_large"  # a key of ARCHS
+    depth: int | None = None  # number of blocks (default: the arch's); small for CPU presets
+    patch_size: int = 14  # px
+    num_register_tokens: int = 0
+    checkpoint: str | None = None  # DINOv2 .pth or Hugging Face dinov2-* folder
+    freeze: bool = False
+
+
+def validate_backbone(bb: BackboneCfg, prefix: str) -> None:
+    """The backbone's own rules for its config section ``bb`` (at key ``prefix``): positive
+    patch size, a known arch, depth in 1..the arch's. ConfigError naming the key."""
+    check_positive(bb, prefix, "patch_size")
+    check_positive(bb, prefix, "num_register_tokens", strict=False)
+    check(bb.arch in ARCHS, f"{prefix}.arch", bb.arch, f"one of {', '.join(ARCHS)}")
+    max_depth = ARCHS[bb.arch].depth
+    check(
+        bb.depth is None or 1 <= bb.depth <= max_depth,
+        f"{prefix}.depth",
+        bb.depth,
+        f"in 1..{max_depth} ({bb.arch}) or null",
+    )
 
 
 def sincos_2d(grid: int, dim: int) -> Tensor:
@@ -199,7 +224,7 @@ class VisionTransformer(nn.Module):
 
 
 def build_backbone(bb: BackboneCfg, img_size: int) -> VisionTransformer:
-    """``MODEL.backbone`` (validated: a known arch, depth in 1..its depth) -> a randomly
+    """``MODEL.backbone`` (validated by :func:`validate_backbone`) -> a randomly
     initialised ViT for ``img_size`` px images (``depth`` null: the arch's)."""
     arch = ARCHS[bb.arch]
     depth = arch.depth if bb.depth is None else bb.depth
