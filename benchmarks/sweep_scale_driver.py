@@ -59,6 +59,7 @@ def scripted_trial(
     from omegaconf import OmegaConf
     from ray import tune
 
+    from handpose.config import val_step
     from handpose.tracking import Tracker
     from sweeps.common import CheckpointGate
     from sweeps.spec import trial_config
@@ -72,7 +73,7 @@ def scripted_trial(
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     g = cfg.GENERAL
-    val_every, pace = g.val_step or g.checkpoint_step, float(os.environ.get(PACE_ENV, "0"))
+    val_every, pace = val_step(cfg), float(os.environ.get(PACE_ENV, "0"))
     start, aim_hash, resume = 0, None, None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

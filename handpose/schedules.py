@@ -19,9 +19,14 @@ def check_dropout_rate(p: float, what: str = "dropout rate") -> float:
     return float(p)
 
 
+def dropout_target_step(warmup_steps: int, schedule: str = "step", ramp_steps: int = 0) -> int:
+    """The first step at which :func:`get_progressive_dropout` gives the target rate:
+    ``warmup_steps``, plus ``ramp_steps`` for the ``linear`` and ``cosine`` schedules."""
+    return warmup_steps + (ramp_steps if schedule != "step" else 0)
+
+
 def get_progressive_dropout(
     step: int,
-    total_steps: int,
     warmup_steps: int,
     target_dropout: float,
     schedule: str = "step",
@@ -31,8 +36,8 @@ def get_progressive_dropout(
 
     ``step``: jumps to the target at ``warmup_steps``. ``linear`` / ``cosine``: ramp from 0 at
     ``warmup_steps`` to the target at ``warmup_steps + ramp_steps`` (with ``ramp_steps`` 0
-    they equal ``step``). ``total_steps`` is accepted for the recipe's signature; the
-    schedules do not depend on it. Unknown ``schedule``: ValueError.
+    they equal ``step``); :func:`dropout_target_step` is that step. Unknown ``schedule``:
+    ValueError.
     """
     if schedule not in DROPOUT_SCHEDULES:
         raise ValueError(
@@ -40,7 +45,7 @@ def get_progressive_dropout(
         )
     if step < warmup_steps:
         return 0.0
-    if schedule == "step" or step >= warmup_steps + ramp_steps:
+    if step >= dropout_target_step(warmup_steps, schedule, ramp_steps):
         return float(target_dropout)
     frac = (step - warmup_steps) / ramp_steps
     if schedule == "cosine":

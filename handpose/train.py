@@ -114,7 +114,6 @@ def dropout_at(cfg: DictConfig, step: int) -> float:
     g = cfg.GENERAL
     return get_progressive_dropout(
         step,
-        g.total_step,
         g.dropout_warmup_step,
         cfg.MODEL.handec.dropout,
         g.dropout_schedule,

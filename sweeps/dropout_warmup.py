@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from handpose.config import from_container, validate
+from handpose.config import from_container, val_step, validate
 from handpose.data import ensure_dataset, expand_sources
 from handpose.data.shards import is_url
 from handpose.errors import UserError, run_cli
@@ -217,7 +217,7 @@ def build_tuner(
     g, s = base["GENERAL"], spec.scheduler
     total = g["total_step"]
     ready = ReadyStep(
-        val_every=g["val_step"] or g["checkpoint_step"],
+        val_every=val_step(base),
         warmup=g["dropout_warmup_step"],
         schedule=g["dropout_schedule"],
         ramp=g["dropout_ramp_step"],

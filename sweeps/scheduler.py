@@ -34,6 +34,8 @@ from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+from handpose.schedules import dropout_target_step
+
 
 @dataclass(frozen=True)
 class ReadyStep:
@@ -54,7 +56,7 @@ class ReadyStep:
         rate = float(config.get("MODEL.handec.dropout", self.rate))
         if rate == 0.0:
             return 0
-        full = warmup + (ramp if schedule != "step" else 0)  # handpose.schedules' rule
+        full = dropout_target_step(warmup, schedule, ramp)
         return -(-(full + self.val_every) // self.val_every) * self.val_every
 
 

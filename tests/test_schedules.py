@@ -10,12 +10,12 @@ from handpose.schedules import get_lr_scale, get_progressive_dropout
 
 
 def dropout(step: int, schedule: str = "step", ramp: int = 0) -> float:
-    return get_progressive_dropout(step, 1000, 100, 0.2, schedule, ramp)
+    return get_progressive_dropout(step, 100, 0.2, schedule, ramp)
 
 
 def test_step_schedule():
     assert [dropout(s) for s in (0, 99, 100, 101, 999, 5000)] == [0, 0, 0.2, 0.2, 0.2, 0.2]
-    assert get_progressive_dropout(0, 10, 0, 0.1) == 0.1  # no warmup: target from the start
+    assert get_progressive_dropout(0, 0, 0.1) == 0.1  # no warmup: target from the start
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
