@@ -185,7 +185,10 @@ def make_step(cfg: Any, device: Any) -> Callable[[dict[str, Any]], None]:
     model = build_model(cfg).to(device)
     model.train()
     model.set_dropout_rate(cfg.MODEL.handec.dropout)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.TRAIN.weight_decay)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.TRAIN.lr, cfg.TRAIN.backbone_lr),
+        weight_decay=cfg.TRAIN.weight_decay,
+    )
 
     def step(batch: dict[str, Any]) -> None:
         train_step(cfg, model, optimizer, batch, device)

@@ -64,12 +64,12 @@ def format_train_line(
     return " ".join(parts)
 
 
-def resolve_aim_repo(cfg: DictConfig, run_dir: Path) -> str:
-    """``AIM.server_url`` (path or ``aim://host:port``), else ``GENERAL.output_dir``."""
-    url = cfg.AIM.server_url
-    if url:
-        return url if is_url(url) else str(Path(url).expanduser().resolve())
-    return str(Path(cfg.GENERAL.output_dir).resolve())
+def resolve_aim_repo(server_url: str | None, output_dir: str) -> str:
+    """The Aim repo: ``server_url`` (``AIM.server_url``: a path, made absolute, or
+    ``aim://host:port``), else ``output_dir`` (``GENERAL.output_dir``)."""
+    if server_url:
+        return server_url if is_url(server_url) else str(Path(server_url).expanduser().resolve())
+    return str(Path(output_dir).resolve())
 
 
 class Tracker:
@@ -205,7 +205,7 @@ def _open_aim_run(cfg: DictConfig, run_dir: Path, aim_hash: str | None, earlier:
     from aim import Run  # heavy import, only when tracking
     from aim.sdk.errors import MissingRunError
 
-    repo = resolve_aim_repo(cfg, run_dir)
+    repo = resolve_aim_repo(cfg.AIM.server_url, cfg.GENERAL.output_dir)
     init_aim_repo(repo)
     _wait_for_aim_db(repo)
     if earlier is not None and earlier != aim_hash:

@@ -92,8 +92,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(cfg: DictConfig, device: torch.device):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.TRAIN.mixed_precision)
+def autocast(mixed_precision: str, device: torch.device) -> torch.autocast:
+    """Autocast on ``device`` for ``TRAIN.mixed_precision`` (``bf16``, ``fp16``; ``no``:
+    disabled)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
@@ -103,9 +105,11 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     }
 
 
-def make_run_dir(cfg: DictConfig) -> Path:
-    name = cfg.GENERAL.run_name or time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(cfg.GENERAL.output_dir) / name
+def make_run_dir(output_dir: str, run_name: str | None) -> Path:
+    """``GENERAL.output_dir/GENERAL.run_name`` (no name: the local time, ``%Y%m%d-%H%M%S``),
+    created."""
+    name = run_name or time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(output_dir) / name
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -130,7 +134,7 @@ def train_step(
 ) -> dict[str, torch.Tensor]:
     """One optimizer step on ``batch`` (forward under autocast, clipped backward); returns
     the losses (``compute_losses``)."""
-    with autocast(cfg, device):
+    with autocast(cfg.TRAIN.mixed_precision, device):
         pred = model(batch["img"], batch["K"])
     losses = compute_losses(pred, batch, cfg.LOSS)
     optimizer.zero_grad(set_to_none=True)
@@ -149,7 +153,7 @@ def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, float]:
     return dict(zip(values, stacked.tolist(), strict=True))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunState:
     """What one run carries from step to step (built in :func:`train`). On ranks other
     than 0 of a data-parallel run, ``run_dir``, ``val_stream`` and ``gap_stream`` are None
@@ -194,7 +198,7 @@ def train(
     if int(os.environ.get("LOCAL_RANK", rank)) == 0:  # one process per node
         ensure_dataset(cfg)
     if main:
-        run_dir = Path(run_dir) if run_dir is not None else make_run_dir(cfg)
+        run_dir = Path(run_dir) if run_dir is not None else make_run_dir(g.output_dir, g.run_name)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
     else:
@@ -206,7 +210,10 @@ def train(
     model = build_model(cfg).to(device)
     if rank:
         torch.manual_seed(g.seed + rank)  # its own dropout masks (rank 0: as one process)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.TRAIN.weight_decay)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.TRAIN.lr, cfg.TRAIN.backbone_lr),
+        weight_decay=cfg.TRAIN.weight_decay,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda s: get_lr_scale(s, g.total_step, cfg.TRAIN.warmup_step, cfg.TRAIN.min_lr_ratio),
@@ -237,19 +244,19 @@ def train(
     )
     forward = torch.compile(ddp) if cfg.TRAIN.compile else ddp
     run = RunState(
-        cfg,
-        run_dir,
-        device,
-        model,
-        optimizer,
-        scheduler,
-        train_stream,
-        build_val_stream(cfg) if main else None,
-        train_eval_stream(cfg) if main else None,
-        Tracker(cfg, run_dir, aim_hash, aim_extra, resume_step),
-        step,
-        rank,
-        world_size,
+        cfg=cfg,
+        run_dir=run_dir,
+        device=device,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_stream=train_stream,
+        val_stream=build_val_stream(cfg) if main else None,
+        gap_stream=train_eval_stream(cfg) if main else None,
+        tracker=Tracker(cfg, run_dir, aim_hash, aim_extra, resume_step),
+        step=step,
+        rank=rank,
+        world_size=world_size,
     )
     LOG.info(
         f"run folder {run_dir} | pid {os.getpid()} | device {device} | "
@@ -316,7 +323,7 @@ def validate_and_checkpoint(
     train_losses = mean_over_ranks(losses)
     metrics, ckpt = {}, None
     if run.rank == 0:
-        with autocast(cfg, run.device):
+        with autocast(cfg.TRAIN.mixed_precision, run.device):
             metrics = evaluate_stream(run.model, run.val_stream, run.device, cfg.LOSS)
             if run.gap_stream is not None:
                 train_eval = evaluate_stream(run.model, run.gap_stream, run.device, cfg.LOSS)

@@ -40,7 +40,10 @@ def _first_step(rank: int, world: int, init: str, overrides: list[str], out: str
     model = build_model(cfg)
     model.set_dropout_rate(0.0)
     model.train()
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.TRAIN.weight_decay)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.TRAIN.lr, cfg.TRAIN.backbone_lr),
+        weight_decay=cfg.TRAIN.weight_decay,
+    )
     forward = DistributedDataParallel(model) if world > 1 else model
     losses = train_step(cfg, forward, optimizer, batch, torch.device("cpu"))
     result = {

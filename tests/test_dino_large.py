@@ -44,7 +44,10 @@ def test_dino_large_recipe_trains_two_steps_in_bf16(data_dir, tmp_path):
     assert len(model.backbone.blocks) == 24 and model.backbone.embed_dim == 1024
     assert torch.equal(model.backbone.blocks[23].attn.qkv.weight, qkv)  # loaded, not random
     assert model.backbone.pos_embed.shape == (1, 1 + 16 * 16, 1024)  # 518 px -> 224 px grid
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.TRAIN.weight_decay)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.TRAIN.lr, cfg.TRAIN.backbone_lr),
+        weight_decay=cfg.TRAIN.weight_decay,
+    )
     stream = build_train_stream(cfg)
     device = torch.device("cpu")
     for step in range(2):

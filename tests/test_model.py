@@ -210,7 +210,7 @@ def test_attention_weight_dropout_goes_through_sdpa():
 def test_freeze_and_param_groups():
     cfg = make_cfg(*TINY, "TRAIN.lr=0.003", "TRAIN.backbone_lr=0.0002")
     model = build_model(cfg)
-    groups = {g["name"]: g for g in param_groups(model, cfg)}
+    groups = {g["name"]: g for g in param_groups(model, cfg.TRAIN.lr, cfg.TRAIN.backbone_lr)}
     assert groups["backbone"]["lr"] == 0.0002 and groups["head"]["lr"] == 0.003
     ids = [id(p) for g in groups.values() for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())  # each exactly once
@@ -220,8 +220,12 @@ def test_freeze_and_param_groups():
 
     frozen = build_model(make_cfg(*TINY, "MODEL.backbone.freeze=true"))
     assert not any(p.requires_grad for p in frozen.backbone.parameters())
-    assert [g["name"] for g in param_groups(frozen, cfg)] == ["head"]
-    torch.optim.AdamW(param_groups(frozen, cfg))  # the groups are valid optimizer input
+    assert [g["name"] for g in param_groups(frozen, cfg.TRAIN.lr, cfg.TRAIN.backbone_lr)] == [
+        "head"
+    ]
+    torch.optim.AdamW(
+        param_groups(frozen, cfg.TRAIN.lr, cfg.TRAIN.backbone_lr)
+    )  # the groups are valid optimizer input
 
 
 def test_bad_model_config_is_a_config_error():

@@ -134,20 +134,20 @@ def build_model(cfg: DictConfig) -> PoseNet:
     return model
 
 
-def param_groups(model: PoseNet, cfg: DictConfig) -> list[dict[str, Any]]:
-    """Optimizer groups: trainable backbone parameters at ``TRAIN.backbone_lr``, the rest at
-    ``TRAIN.lr``; empty groups (a frozen backbone) are left out."""
+def param_groups(model: PoseNet, lr: float, backbone_lr: float) -> list[dict[str, Any]]:
+    """Optimizer groups: trainable backbone parameters at ``backbone_lr`` (``TRAIN.backbone_lr``),
+    the rest at ``lr`` (``TRAIN.lr``); empty groups (a frozen backbone) are left out."""
     backbone_ids = {id(p) for p in model.backbone.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {
             "name": "backbone",
-            "lr": cfg.TRAIN.backbone_lr,
+            "lr": backbone_lr,
             "params": [p for p in trainable if id(p) in backbone_ids],
         },
         {
             "name": "head",
-            "lr": cfg.TRAIN.lr,
+            "lr": lr,
             "params": [p for p in trainable if id(p) not in backbone_ids],
         },
     ]
