@@ -55,7 +55,8 @@ SOURCE_SEED_OFFSET = 1_000_003
 # The source domain: the target's look (colours, light, background: the Difficulty
 # defaults), other statistics: more varied hand sizes, orientations and depths, more
 # per-joint curl noise, less clutter, occlusion, blur and noise. (With another look, the
-# finger reading learned here does not transfer: docs/data.md, session 10.)
+# finger reading learned here does not transfer: docs/data.md, "One look for the source
+# and the target".)
 SOURCE = Difficulty(
     curl_noise=0.25,
     betas_std=1.5,

@@ -58,7 +58,7 @@ class Difficulty:
     brightness: Range = (0.9, 1.1)  # whole-image gain (small: it would hide the light falloff)
     # The look (light and appearance) is shared with the pretraining source domain
     # (handpose.pretrain.SOURCE): the tiny backbone trained on one look does not read the
-    # fingers under another (docs/data.md, session 10).
+    # fingers under another (docs/data.md, "One look for the source and the target").
     # lighting: a light at the camera (like an IR camera's illuminator) makes parts at depth
     # z mm (light_ref_mm / z) ** light_falloff times as bright: an absolute depth cue
     light_falloff: float = 1.0
