@@ -43,7 +43,7 @@ def test_a_sweep_whose_every_trial_fails_exits_1_naming_the_error(data_dir, tmp_
     tail = out[out.rindex("no trial produced a result") :]
     line = tail.splitlines()[0]
     assert "2 of 2 trials failed" in line and "RuntimeError: trial cannot start" in line, line
-    traceback = re.search(r" \(traceback: (\S+error\.txt)\)$", line)  # Tune's error file
+    traceback = re.search(r" \(traceback: (.+error\.txt)\)$", line)  # Tune's error file
     assert traceback and "trial cannot start" in Path(traceback[1]).read_text(), line
     assert "second line" not in tail
     for claim in ("best_config.yaml", "different streams", "ASHA says", "best:"):
