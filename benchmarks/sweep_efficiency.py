@@ -125,15 +125,13 @@ def run_full(
 
     from handpose.data import ensure_dataset
     from handpose.tracking import init_aim_repo
-    from sweeps.dropout_warmup import absolutize
     from sweeps.search import make_searcher
     from sweeps.summary import finish
 
     name = f"full-seed{seed}"
     sweep_dir = storage / name
     t0 = time.perf_counter()
-    spec, base_cfg = load_spec(PRESET, spec_path, extra_overrides=tuple(overrides))
-    absolutize(base_cfg)
+    spec, base_cfg = load_spec(PRESET, spec_path, extra_overrides=tuple(overrides))  # absolute
     if base_cfg.AIM.enabled and not base_cfg.AIM.server_url:
         base_cfg.AIM.server_url = str(sweep_dir)  # one Aim repo per sweep, as the CLI does
     if base_cfg.AIM.enabled:

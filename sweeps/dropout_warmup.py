@@ -83,20 +83,6 @@ def pick_preset(args: argparse.Namespace) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def absolutize(cfg) -> None:
-    """Trials run in other folders and on other nodes: make local paths absolute."""
-
-    def fix(p: str) -> str:
-        return p if is_url(p) or os.path.isabs(p) else str(Path(p).resolve())
-
-    for split in ("train", "val"):
-        cfg.DATA[split].source = [fix(s) for s in cfg.DATA[split].source]
-    cfg.DATA.synthetic.dir = fix(cfg.DATA.synthetic.dir)
-    cfg.GENERAL.output_dir = fix(cfg.GENERAL.output_dir)
-    if cfg.MODEL.backbone.checkpoint:
-        cfg.MODEL.backbone.checkpoint = fix(cfg.MODEL.backbone.checkpoint)
-
-
 def local_folder(storage: str, name: str) -> Path:
     """Where the sweep's own files go: the sweep folder in local/NFS storage; with remote
     storage (s3://...) Tune's state goes there and ours to ./results/<name>."""
@@ -144,10 +130,11 @@ def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) ->
         spec, _ = load_spec(state.preset, state.spec, base_cfg=base_cfg)
         num_samples = int(state.num_samples)
     else:
+        # absolute paths, the model checkpoints resolved as the trials resolve them and
+        # opened: a missing file is a one-line error (exit 2) before Ray starts
         spec, base_cfg = load_spec(
             pick_preset(args), args.spec, extra_overrides=tuple(args.overrides)
         )
-        absolutize(base_cfg)
         num_samples = args.num_samples or spec.num_samples
     name = args.name or f"dropout_warmup-{spec.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = local_folder(storage, name)

@@ -8,6 +8,7 @@ Everything runs before Ray starts, so bad input fails fast with a one-line error
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from handpose.config import CONFIG_DIR, from_container, load_config, set_value, validate
-from handpose.errors import ConfigError, first_line
+from handpose.errors import ConfigError, UserError, first_line
 
 SPEC_PATH = CONFIG_DIR / "sweep" / "dropout_warmup.yaml"
 # Every trial must validate on the same stream: these may not vary across trials.
@@ -136,7 +137,11 @@ def load_spec(
     base_cfg: DictConfig | None = None,
     extra_overrides: tuple[str, ...] = (),
 ) -> tuple[SweepSpec, DictConfig]:
-    """Load ``preset`` of the YAML at ``path``; returns the spec and the validated base config."""
+    """Load ``preset`` of the YAML at ``path``; returns the spec and the validated base config.
+
+    A base config loaded here (``base_cfg`` None) gets absolute paths (:func:`absolutize`);
+    a given ``base_cfg`` (a saved sweep's) is used as it is. The model checks
+    (:func:`check_model`) open the same files the trials will."""
     spec_file = read_spec_file(path)
     if preset not in spec_file.presets:
         raise ConfigError(
@@ -144,7 +149,11 @@ def load_spec(
         )
     p = spec_file.presets[preset]
     p.base_overrides = list(p.base_overrides) + list(extra_overrides)
-    cfg = base_cfg if base_cfg is not None else load_config(p.base_config, p.base_overrides)
+    if base_cfg is None:
+        cfg = load_config(p.base_config, p.base_overrides)
+        absolutize(cfg)
+    else:
+        cfg = base_cfg
     total = cfg.GENERAL.total_step
     space = {key: _resolve_param(key, d, total, cfg) for key, d in p.space.items()}
     if p.points_to_evaluate is None:
@@ -160,8 +169,33 @@ def load_spec(
         points_to_evaluate=points,
     )
     _check_spec(spec, cfg, path)
-    check_model_keys(cfg, space)
+    check_model(cfg, space)
     return spec, cfg
+
+
+def absolutize(cfg: DictConfig) -> None:
+    """Trials run in other folders and on other nodes: make local paths absolute, in place.
+
+    Data and output paths (``DATA.{train,val}.source``, ``DATA.synthetic.dir``,
+    ``GENERAL.output_dir``) are relative to the working folder; URLs stay as they are. The
+    model checkpoints (``MODEL.backbone.checkpoint``, ``MODEL.handec.checkpoint``) go
+    through the loaders' own :func:`resolve_checkpoint_path` (a relative path missing from
+    the working folder is looked up in the repository root), so a trial opens exactly the
+    file this process resolved."""
+
+    from handpose.data.shards import is_url  # these import torch: only when needed
+    from handpose.model.dinov2_io import resolve_checkpoint_path
+
+    def fix(p: str) -> str:
+        return p if is_url(p) or os.path.isabs(p) else str(Path(p).resolve())
+
+    for split in ("train", "val"):
+        cfg.DATA[split].source = [fix(s) for s in cfg.DATA[split].source]
+    cfg.DATA.synthetic.dir = fix(cfg.DATA.synthetic.dir)
+    cfg.GENERAL.output_dir = fix(cfg.GENERAL.output_dir)
+    for part in (cfg.MODEL.backbone, cfg.MODEL.handec):
+        if part.checkpoint:
+            part.checkpoint = str(resolve_checkpoint_path(part.checkpoint).resolve())
 
 
 def _check_spec(spec: SweepSpec, cfg: DictConfig, path: str | Path) -> None:
@@ -263,27 +297,42 @@ def _base_point(cfg: DictConfig, space: dict[str, dict[str, Any]]) -> dict[str, 
     return point
 
 
-def check_model_keys(cfg: DictConfig, space: dict[str, dict[str, Any]]) -> None:
-    """Build the model on the meta device (no memory) at each end of every searched
-    ``MODEL.*`` key: what only the model checks fails here, not in every trial. The backbone
-    weights are not read (DINOv2-L's are 1.2 GB); a decoder checkpoint is, so a searched
-    decoder shape that does not fit it fails here too."""
-    model_keys = [k for k in space if k.startswith("MODEL.")]
-    if not model_keys:
-        return
+def check_model(cfg: DictConfig, space: dict[str, dict[str, Any]]) -> None:
+    """Before Ray, open what every trial opens: the backbone checkpoint must be readable (it
+    is opened, not read: DINOv2-L's is 1.2 GB), and the model must build on the meta device
+    (no memory) with the decoder checkpoint loaded, for the base config and at each end of
+    every searched ``MODEL.*`` key (so a searched decoder shape that does not fit the
+    decoder checkpoint fails here, not in every trial). Paths resolve as in the trials
+    (:func:`resolve_checkpoint_path`)."""
     import torch
 
     from handpose.model import build_model
+    from handpose.model.dinov2_io import resolve_checkpoint_path
 
-    for key in model_keys:
+    if cfg.MODEL.backbone.checkpoint:
+        bb = resolve_checkpoint_path(cfg.MODEL.backbone.checkpoint)
+        try:
+            if not bb.is_dir():
+                bb.open("rb").close()
+        except OSError as e:
+            raise UserError(
+                f"unreadable backbone checkpoint {bb}: {e.strerror or e} "
+                "(MODEL.backbone.checkpoint)"
+            ) from None
+
+    def build(params: dict[str, Any]) -> None:
+        trial = validate(apply_params(cfg, {**params, "MODEL.backbone.checkpoint": None}))
+        with torch.device("meta"), warnings.catch_warnings():
+            # loading into meta tensors checks names and shapes, copies nothing
+            warnings.filterwarnings("ignore", ".*copying from a non-meta parameter")
+            build_model(trial)
+
+    build({})  # the base config: a missing or mismatched decoder checkpoint, named
+    for key in (k for k in space if k.startswith("MODEL.")):
         d = space[key]
         for value in d["values"] if d["type"] == "choice" else (d["low"], d["high"]):
-            trial = validate(apply_params(cfg, {key: value, "MODEL.backbone.checkpoint": None}))
             try:
-                with torch.device("meta"), warnings.catch_warnings():
-                    # loading into meta tensors checks names and shapes, copies nothing
-                    warnings.filterwarnings("ignore", ".*copying from a non-meta parameter")
-                    build_model(trial)
+                build({key: value})
             except Exception as e:  # noqa: BLE001 - any failure here is the value's fault
                 raise ConfigError(
                     f"search space {key}: value {value!r} does not build the model: {first_line(e)}"

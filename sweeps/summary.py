@@ -246,26 +246,28 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def finish(
-    results,
-    spec: SweepSpec,
-    base_cfg: DictConfig,
-    sweep_dir: Path,
-    num_samples: int,
-    resume_cmd: str,
-) -> int:
-    """Write the sweep's files and print the leaderboard, the winner against the baseline,
-    the fidelity check and what to run next. 0 when every trial finished, else 1."""
-    trials = collect_trials(results, spec, base_cfg.GENERAL.total_step, scheduler_record(sweep_dir))
-    prune_checkpoints(trials, spec.keep_stopped_checkpoints)
-    summary = write_outputs(sweep_dir, spec, base_cfg, trials, num_samples)
-    if base_cfg.AIM.enabled:
-        close_and_index(base_cfg.AIM.server_url, {t["trial_id"] for t in trials})
+def no_result_line(trials: list[dict[str, Any]], num_samples: int) -> str:
+    """One line for a sweep where no trial reported an MPJPE: how many failed, and the
+    first failed trial's error (its first line)."""
+    failed = sum(t["status"] == ERROR for t in trials)
+    line = f"no trial produced a result: {failed} of {num_samples} trials failed"
+    first = next((t for t in trials if t["error"]), None)
+    if first is not None:
+        line += f"; the first error (trial {first['trial_id']}): {first['error']}"
+        traceback = Path(first["path"]) / "error.txt"  # Tune's, when the trial raised
+        if traceback.is_file():
+            line += f" (traceback: {traceback})"
+    return line
+
+
+def print_results(summary: dict[str, Any], sweep_dir: Path, base_cfg: DictConfig) -> None:
+    """The leaderboard, the winner against the baseline, the fidelity check and what to run
+    next, for a sweep where at least one trial reported an MPJPE."""
     print("\n" + format_leaderboard(summary))
     prints = summary["val_fingerprints"]
     if summary["comparable"]:
         print(
-            f"\nall {len(trials)} trials validated on the same stream "
+            f"\nall {len(summary['trials'])} trials validated on the same stream "
             f"(val_seed {summary['val_seed']}, fingerprint {prints[0]}): MPJPE is comparable"
         )
     else:
@@ -280,7 +282,8 @@ def finish(
         f"fidelity: {summary['fidelity']['message']}; run to the full budget whatever "
         f"ASHA says: {', '.join(summary['sentinels']) or 'none'} (the baseline included)"
     )
-    print(f"\nresults: {sweep_dir} (summary.json, leaderboard.csv, best_config.yaml)")
+    written = "summary.json, leaderboard.csv" + (", best_config.yaml" if best else "")
+    print(f"\nresults: {sweep_dir} ({written})")
     if best is not None:
         print(
             f"train the best config: python -m handpose.train --config-name "
@@ -294,6 +297,30 @@ def finish(
     elif base_cfg.AIM.enabled:
         print(f"open Aim: aim up --repo {base_cfg.AIM.server_url}")
     print(f"report (plots, tables): python sweeps/report.py {sweep_dir}")
+
+
+def finish(
+    results,
+    spec: SweepSpec,
+    base_cfg: DictConfig,
+    sweep_dir: Path,
+    num_samples: int,
+    resume_cmd: str,
+) -> int:
+    """Write the sweep's files and print the results (:func:`print_results`), or, when no
+    trial reported an MPJPE, one line that says so with the first trial's error. 0 when
+    every trial finished and at least one reported, else 1."""
+    trials = collect_trials(results, spec, base_cfg.GENERAL.total_step, scheduler_record(sweep_dir))
+    prune_checkpoints(trials, spec.keep_stopped_checkpoints)
+    summary = write_outputs(sweep_dir, spec, base_cfg, trials, num_samples)
+    if base_cfg.AIM.enabled:
+        close_and_index(base_cfg.AIM.server_url, {t["trial_id"] for t in trials})
+    reported = any(t["mpjpe"] is not None for t in trials)
+    if reported:
+        print_results(summary, sweep_dir, base_cfg)
+    else:
+        print("\n" + no_result_line(trials, num_samples))
+        print(f"results: {sweep_dir} (summary.json with each trial's error, leaderboard.csv)")
     unfinished = sum(t["status"] == UNFINISHED for t in trials) + max(0, num_samples - len(trials))
     if unfinished:
         print(
@@ -301,4 +328,4 @@ def finish(
             f"resume with: {resume_cmd}"
         )
         return 1
-    return 0
+    return 0 if reported else 1

@@ -7,11 +7,13 @@ import sys
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from handpose.errors import ConfigError
-from sweeps.spec import SPEC_PATH, load_spec, trial_overrides, tune_space
+from handpose.model import build_model
+from sweeps.spec import SPEC_PATH, load_spec, trial_config, trial_overrides, tune_space
 
-from .conftest import REPO
+from .conftest import REPO, data_overrides
 
 
 def test_presets_load_and_recipe_is_a_start_point():
@@ -140,3 +142,45 @@ def test_resume_of_a_torn_tune_state_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert "torn by the crash" in line and "Ray dashboard" not in proc.stdout
+
+
+def test_the_default_preset_from_another_folder_opens_the_shipped_weights(tmp_path, monkeypatch):
+    # the pre-flight (load_spec: paths, then the model checks) from a folder that is not the
+    # repository: the checkpoints resolve to the repository's weights/, the data and outputs
+    # stay where the sweep was started
+    launch = tmp_path.resolve() / "launch"
+    launch.mkdir()
+    monkeypatch.chdir(launch)
+    _, cfg = load_spec("cpu")
+    assert cfg.MODEL.backbone.checkpoint == str(REPO / "weights/dinov2_vitt14_handpose.pth")
+    assert cfg.MODEL.handec.checkpoint == str(REPO / "weights/handec_vitt14_handpose.pth")
+    assert cfg.DATA.synthetic.dir == str(launch / "data/synthetic")
+    assert cfg.DATA.val.source[0].startswith(str(launch / "data/synthetic"))
+    assert cfg.GENERAL.output_dir.startswith(str(launch))
+    # a trial runs in its own folder: its step 0 loads those same files
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    monkeypatch.chdir(trial_dir)
+    build_model(trial_config(OmegaConf.to_container(cfg, resolve=True), {}))
+
+
+@pytest.mark.parametrize("key", ["MODEL.backbone.checkpoint", "MODEL.handec.checkpoint"])
+def test_a_missing_weights_file_from_another_folder_is_an_error_before_ray(data_dir, tmp_path, key):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "sweeps/dropout_warmup.py"),
+            *("--smoke", "--num-samples", "1", "--num-cpus", "2"),
+            *("--storage", str(tmp_path / "res")),
+            f"{key}=nope.pth",
+            *data_overrides(data_dir),  # no data generation if it did go on
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert "unreadable" in line and str(tmp_path.resolve() / "nope.pth") in line, line
+    assert "Ray dashboard" not in proc.stdout  # failed before any Ray work
