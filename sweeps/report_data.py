@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from handpose.errors import UserError
+from handpose.tracking import load_metrics, read_jsonl
 from sweeps.common import COMPLETED, UNFINISHED, finite
 from sweeps.fidelity import value_at
 
@@ -77,31 +78,6 @@ class ReportData:
     sweep: Sweep | None
     entries: list[Entry]
     param_keys: list[str]
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """JSON objects, one a line; blank lines and a torn last line (a live run) are skipped."""
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            rows.append(obj)
-    return rows
-
-
-def load_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The train and val lines of ``run_dir/metrics.jsonl``, sorted by step (last one wins)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return [], []
-    by_split: dict[str, dict[int, dict[str, Any]]] = {"train": {}, "val": {}}
-    for row in read_jsonl(path):
-        if row.get("split") in by_split and isinstance(row.get("step"), int):
-            by_split[row["split"]][row["step"]] = row
-    return tuple(sorted(d.values(), key=lambda r: r["step"]) for d in by_split.values())
 
 
 def flat_config(run_dir: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from handpose.data.shards import is_url
 from handpose.errors import first_line
+from handpose.tracking import load_metrics
 from sweeps.aim_runs import close_and_index
 from sweeps.common import (
     COMPLETED,
@@ -29,7 +30,6 @@ from sweeps.common import (
     finite,
 )
 from sweeps.fidelity import best_vs_baseline, fidelity, validation_noise
-from sweeps.report_data import load_metrics
 from sweeps.scheduler import load_record, rungs
 from sweeps.spec import SweepSpec, apply_params, trial_overrides
 
