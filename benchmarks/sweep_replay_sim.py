@@ -14,7 +14,7 @@ from typing import Any
 
 from handpose.errors import UserError
 from sweeps.fidelity import value_at
-from sweeps.scheduler import ReadyStep, SweepASHA
+from sweeps.run.scheduler import ReadyStep, SweepASHA
 
 WARMUP, RATE = "GENERAL.dropout_warmup_step", "MODEL.handec.dropout"
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 STUDY_FILE = "optuna.journal"  # the Optuna study of a sweep, in its folder
-# ASHA's decisions, one JSON line each as they happen (sweeps/scheduler.py). Not .pkl/.json:
+# ASHA's decisions, one JSON line each as they happen (sweeps/run/scheduler.py). Not .pkl/.json:
 # on resume Tune copies such files from the sweep folder to its staging folder and back at
 # the end, over this newer one.
 SCHEDULER_FILE = "scheduler_state.jsonl"

@@ -28,7 +28,7 @@ from handpose.config import apply_overrides, from_container, validate
 from handpose.errors import UserError, run_cli
 from sweeps.common import best_pool, finite
 from sweeps.fidelity import BETTER, NOISE, paired_stats
-from sweeps.spec import SweepSpec, apply_params, load_spec
+from sweeps.run.spec import SweepSpec, apply_params, load_spec
 
 FIRST_SEED = 1000  # training seeds FIRST_SEED, FIRST_SEED + 1, ...
 BASELINE = "baseline"
@@ -92,7 +92,7 @@ def confirm_trial(
 ) -> None:
     """One confirmation run, a cell of the (configuration, seed) grid: the sweep trainable
     with the configuration's values and ``GENERAL.seed``."""
-    from sweeps.trainable import handpose_trial
+    from sweeps.run.trainable import handpose_trial
 
     handpose_trial(
         {**candidates[config["config"]], "GENERAL.seed": config["GENERAL.seed"]},
@@ -112,7 +112,7 @@ def _fit(
     """Train every (candidate, seed) pair with Ray Tune (plain grid, no scheduler/searcher)."""
     from ray import tune
 
-    from sweeps.tuning import make_trainable, make_tuner, progress_reporter
+    from sweeps.run.tuning import make_trainable, make_tuner, progress_reporter
 
     confirm_dir = sweep_dir / "confirm"
     trainable = make_trainable(
@@ -296,7 +296,7 @@ def run_confirmation(
     from handpose.data import ensure_dataset
 
     ensure_dataset(base_cfg)  # before Ray: missing data is a user error, made only once
-    from sweeps.tuning import connect_ray
+    from sweeps.run.tuning import connect_ray
 
     started = connect_ray(address)
     try:

@@ -24,8 +24,8 @@ from handpose.data import ensure_dataset, expand_sources
 from handpose.data.shards import is_url
 from handpose.errors import UserError, run_cli
 from handpose.tracking import init_aim_repo
-from sweeps.recovery import load_tune_state, restore_missing_checkpoints
-from sweeps.spec import SPEC_PATH, SweepSpec, load_spec
+from sweeps.run.recovery import load_tune_state, restore_missing_checkpoints
+from sweeps.run.spec import SPEC_PATH, SweepSpec, load_spec
 
 DEFAULT_STORAGE = "results"
 
@@ -121,7 +121,7 @@ def storage_root(storage: str) -> str:
 
 
 def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) -> int:
-    """The CLI. ``trainable_fn`` replaces the trial function (``sweeps.trainable.
+    """The CLI. ``trainable_fn`` replaces the trial function (``sweeps.run.trainable.
     handpose_trial``, same signature) for benchmarks that script the trials."""
     args = parse_args(argv)
     storage = storage_root(args.storage)
@@ -209,10 +209,10 @@ def build_tuner(
     from ray.tune.search import ConcurrencyLimiter
 
     from sweeps.common import SCHEDULER_FILE
-    from sweeps.scheduler import ReadyStep, SweepASHA, pick_sentinels
-    from sweeps.search import make_searcher
-    from sweeps.spec import tune_space
-    from sweeps.tuning import make_trainable, make_tuner, progress_reporter
+    from sweeps.run.scheduler import ReadyStep, SweepASHA, pick_sentinels
+    from sweeps.run.search import make_searcher
+    from sweeps.run.spec import tune_space
+    from sweeps.run.tuning import make_trainable, make_tuner, progress_reporter
 
     g, s = base["GENERAL"], spec.scheduler
     total = g["total_step"]
@@ -263,8 +263,8 @@ def run_sweep(
     import ray
     from ray import tune
 
+    from sweeps.run.tuning import connect_ray, make_trainable
     from sweeps.summary import finish
-    from sweeps.tuning import connect_ray, make_trainable
 
     connect_ray(args.address, args.num_cpus)
     if is_url(storage) and len([n for n in ray.nodes() if n["Alive"]]) > 1:

@@ -183,7 +183,7 @@ def log_keys(study: optuna.Study | None, sweep_dir: Path | None) -> set[str] | N
     try:
         from omegaconf import OmegaConf
 
-        from sweeps.spec import read_spec_file
+        from sweeps.run.spec import read_spec_file
 
         state = OmegaConf.load(sweep_dir / "sweep_state.yaml")
         space = read_spec_file(state.spec).presets[state.preset].space

@@ -30,8 +30,8 @@ from sweeps.common import (
     finite,
 )
 from sweeps.fidelity import best_vs_baseline, fidelity, validation_noise
-from sweeps.scheduler import load_record, rungs
-from sweeps.spec import SweepSpec, apply_params, trial_overrides
+from sweeps.run.scheduler import load_record, rungs
+from sweeps.run.spec import SweepSpec, apply_params, trial_overrides
 
 
 def error_reason(err: BaseException) -> str:

@@ -60,7 +60,7 @@ HEADINGS = (
 
 
 def journal(sweep: Path) -> JournalStorage:
-    """The sweep's Optuna study storage, as sweeps/search.py makes it."""
+    """The sweep's Optuna study storage, as sweeps/run/search.py makes it."""
     return JournalStorage(JournalFileBackend(str(sweep / "optuna.journal")))
 
 

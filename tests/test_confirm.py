@@ -25,7 +25,7 @@ from sweeps.confirm import (
     winner_sentence,
 )
 from sweeps.fidelity import WORSE, t_critical_95
-from sweeps.spec import SPEC_PATH, load_spec
+from sweeps.run.spec import SPEC_PATH, load_spec
 
 from .conftest import REPO, tiny_overrides
 

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-import sweeps.trainable as trainable
+import sweeps.run.trainable as trainable
 from sweeps.common import CheckpointGate
-from sweeps.spec import SPEC_PATH, PresetCfg, load_spec
+from sweeps.run.spec import SPEC_PATH, PresetCfg, load_spec
 
 
 class Clock:

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from ray import tune
 
 from handpose.tracking import Tracker
-from sweeps.spec import PresetCfg, SweepSpec
+from sweeps.run.spec import PresetCfg, SweepSpec
 from sweeps.summary import collect_trials
 
 CRASH_AFTER = 30  # the first attempt dies after reporting this step (with its checkpoint)

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from sweeps.fidelity import best_vs_baseline, fidelity, spearman, validation_noise, value_at
-from sweeps.scheduler import SweepASHA, rungs
+from sweeps.run.scheduler import SweepASHA, rungs
 
 
 def _trial(tid, curve, status="COMPLETED"):

@@ -15,7 +15,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from sweeps.scheduler import (
+from sweeps.run.scheduler import (
     ReadyStep,
     SweepASHA,
     load_record,

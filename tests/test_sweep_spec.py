@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from handpose.errors import ConfigError
-from sweeps.spec import SPEC_PATH, load_spec, trial_overrides, tune_space
+from sweeps.run.spec import SPEC_PATH, load_spec, trial_overrides, tune_space
 
 from .conftest import REPO
 

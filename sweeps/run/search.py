@@ -24,7 +24,7 @@ from typing import Any
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.common import DIVERGED_PENALTY, STUDY_FILE
-from sweeps.spec import SweepSpec
+from sweeps.run.spec import SweepSpec
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ class ResourcesCfg:
 
 @dataclass
 class SchedulerCfg:
-    """ASHA on the training step (``sweeps/scheduler.py``)."""
+    """ASHA on the training step (``sweeps/run/scheduler.py``)."""
 
     grace_period: int = 300  # steps
     reduction_factor: float = 2.0

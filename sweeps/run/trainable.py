@@ -34,7 +34,7 @@ from ray import tune
 
 from handpose.train import NonFiniteLossError, train
 from sweeps.common import CheckpointGate
-from sweeps.spec import trial_config
+from sweeps.run.spec import trial_config
 
 # Reported at every validation (besides Tune's own fields).
 REPORTED = (
