@@ -126,8 +126,8 @@ def run_full(
     from handpose.data import ensure_dataset
     from handpose.tracking import init_aim_repo
     from sweeps.dropout_warmup import absolutize
+    from sweeps.results.summary import finish
     from sweeps.run.search import make_searcher
-    from sweeps.summary import finish
 
     name = f"full-seed{seed}"
     sweep_dir = storage / name

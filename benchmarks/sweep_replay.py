@@ -70,7 +70,7 @@ from benchmarks.sweep_replay_sim import (
     validation_steps,
 )
 from handpose.errors import UserError, run_cli
-from sweeps.fidelity import spearman
+from sweeps.results.fidelity import spearman
 from sweeps.run.scheduler import ReadyStep, pick_sentinels, rungs
 
 NAME = "sweep_replay"

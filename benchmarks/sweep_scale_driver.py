@@ -171,7 +171,7 @@ def driver(stats_path: Path, sweep_argv: list[str]) -> int:
     from ray.tune.execution.tune_controller import TuneController
     from ray.tune.search.optuna import OptunaSearch
 
-    import sweeps.summary
+    import sweeps.results.summary
     from sweeps import dropout_warmup
     from sweeps.run.scheduler import SweepASHA
     from sweeps.run.search import PruneAwareOptunaSearch
@@ -196,7 +196,7 @@ def driver(stats_path: Path, sweep_argv: list[str]) -> int:
     timer.wrap(tune.CLIReporter, "report", "live_table")
     timer.wrap(tune.Tuner, "fit", "fit")
     for fn in ("finish", "collect_trials", "prune_checkpoints", "write_outputs", "close_and_index"):
-        timer.wrap(sweeps.summary, fn, fn)
+        timer.wrap(sweeps.results.summary, fn, fn)
     t0 = time.time()
     code = dropout_warmup.main(sweep_argv, trainable_fn=scripted_trial)
     ru = resource.getrusage(resource.RUSAGE_SELF)

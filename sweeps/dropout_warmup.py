@@ -263,8 +263,8 @@ def run_sweep(
     import ray
     from ray import tune
 
+    from sweeps.results.summary import finish
     from sweeps.run.tuning import connect_ray, make_trainable
-    from sweeps.summary import finish
 
     connect_ray(args.address, args.num_cpus)
     if is_url(storage) and len([n for n in ray.nodes() if n["Alive"]]) > 1:
@@ -285,7 +285,7 @@ def run_sweep(
     results = tuner.fit()
     code = finish(results, spec, base_cfg, sweep_dir, num_samples, resume_cmd(args, name))
     if code == 0 and args.confirm:
-        from sweeps.confirm import run_confirmation
+        from sweeps.results.confirm import run_confirmation
 
         report = run_confirmation(sweep_dir, args.confirm, args.seeds, address=args.address)
         code = 1 if report["failed"] else code

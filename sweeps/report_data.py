@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from handpose.errors import UserError
 from handpose.tracking import load_metrics, read_jsonl
 from sweeps.common import COMPLETED, UNFINISHED, finite
-from sweeps.fidelity import value_at
+from sweeps.results.fidelity import value_at
 
 FINAL_KEYS = ("mpjpe", "mpjpe_rel", "pa_mpjpe", "rte")
 IGNORED_CONFIG_KEYS = ("GENERAL.run_name", "GENERAL.output_dir")  # differ between any two runs

@@ -217,7 +217,7 @@ def make_sweep(root: Path, confirm: bool = True) -> Path:
     }
     (sweep / "summary.json").write_text(json.dumps(summary))
     if confirm:
-        rows = [  # as sweeps/confirm.py writes them
+        rows = [  # as sweeps/results/confirm.py writes them
             {
                 "config": "baseline",
                 "overrides": trials[0]["overrides"],

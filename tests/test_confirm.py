@@ -1,4 +1,4 @@
-"""Multi-seed confirmation (sweeps/confirm.py): the paired statistics on hand-made numbers,
+"""Multi-seed confirmation (sweeps/results/confirm.py): the paired statistics on hand-made numbers,
 the choice of configurations, the CLI's bad input, and one real confirmation on a local Ray."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from handpose.config import load_config
 from handpose.errors import UserError
-from sweeps.confirm import (
+from sweeps.results.confirm import (
     BETTER,
     NOISE,
     build_report,
@@ -24,7 +24,7 @@ from sweeps.confirm import (
     select_candidates,
     winner_sentence,
 )
-from sweeps.fidelity import WORSE, t_critical_95
+from sweeps.results.fidelity import WORSE, t_critical_95
 from sweeps.run.spec import SPEC_PATH, load_spec
 
 from .conftest import REPO, tiny_overrides

@@ -30,7 +30,7 @@ def make_big_sweep(root: Path, n: int, seed: int = 0) -> Path:
     with the baseline, sentinels (every 5th trial) and the summary's own fidelity check,
     one minimal run folder per trial (val lines only) and the journal study. Rung MPJPE
     barely predicts final MPJPE, so the fidelity check is low."""
-    from sweeps.fidelity import fidelity
+    from sweeps.results.fidelity import fidelity
 
     sweep = root / "big"
     (sweep / "runs").mkdir(parents=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from sweeps.common import COMPLETED, STOPPED_EARLY, UNFINISHED
+from sweeps.results.summary import collect_trials, prune_checkpoints
 from sweeps.run.spec import PresetCfg, SweepSpec
-from sweeps.summary import collect_trials, prune_checkpoints
 
 CKPT_BYTES = 1000  # one file of this size per checkpoint
 

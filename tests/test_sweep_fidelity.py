@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from sweeps.fidelity import best_vs_baseline, fidelity, spearman, validation_noise, value_at
+from sweeps.results.fidelity import best_vs_baseline, fidelity, spearman, validation_noise, value_at
 from sweeps.run.scheduler import SweepASHA, rungs
 
 

@@ -10,7 +10,7 @@
 - **Sentinels.** A fraction of the trials (chosen at random with the spec's seed, by the
   order in which trials are created) and the baseline (the first trial) run to the full
   budget whatever the rungs say: their curves tell how well early MPJPE predicts final
-  MPJPE (``sweeps/fidelity.py``).
+  MPJPE (``sweeps/results/fidelity.py``).
 - **State.** Ray does not keep a scheduler's state across ``Tuner.restore``
   (ray-project/ray#30838). This one appends each decision, as one JSON line flushed at
   once, to a journal (``state_path``) and replays it on first use: ``{"add": id, "index":

@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 from handpose.data.shards import is_url
 from handpose.errors import first_line
 from handpose.tracking import load_metrics
-from sweeps.aim_runs import close_and_index
 from sweeps.common import (
     COMPLETED,
     ERROR,
@@ -29,7 +28,8 @@ from sweeps.common import (
     best_pool,
     finite,
 )
-from sweeps.fidelity import best_vs_baseline, fidelity, validation_noise
+from sweeps.results.aim_runs import close_and_index
+from sweeps.results.fidelity import best_vs_baseline, fidelity, validation_noise
 from sweeps.run.scheduler import load_record, rungs
 from sweeps.run.spec import SweepSpec, apply_params, trial_overrides
 

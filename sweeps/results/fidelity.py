@@ -143,7 +143,7 @@ def best_vs_baseline(
     return {"diff_mm": diff, "noise_mm": noise, "beyond_noise": beyond, "sentence": sentence}
 
 
-# Multi-seed confirmation (sweeps/confirm.py): a paired comparison with the baseline.
+# Multi-seed confirmation (sweeps/results/confirm.py): a paired comparison with the baseline.
 BETTER, WORSE, NOISE = (
     "better than baseline",
     "worse than baseline",
