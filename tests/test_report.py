@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from handpose.errors import UserError
-from sweeps.report import build_report, main
+from sweeps.reporting.page import build_report, main
 
 from .conftest import REPO
 from .report_helpers import (

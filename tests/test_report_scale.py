@@ -11,8 +11,8 @@ from pathlib import Path
 
 import optuna
 
-from sweeps.report import build_report
-from sweeps.report_study import MIN_FINISHED
+from sweeps.reporting.page import build_report
+from sweeps.reporting.study import MIN_FINISHED
 
 from .report_helpers import (
     FINGERPRINT,

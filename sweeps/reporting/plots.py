@@ -16,7 +16,7 @@ from matplotlib import ticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from sweeps.common import COMPLETED  # noqa: E402
-from sweeps.report_data import Entry  # noqa: E402
+from sweeps.reporting.data import Entry  # noqa: E402
 
 DPI = 100
 STYLE = {  # status -> (line style, end marker)

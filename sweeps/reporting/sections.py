@@ -1,4 +1,4 @@
-"""The sweep report's sections (``sweeps/report.py``): each section's HTML body, from the
+"""The sweep report's sections (``sweeps/reporting/page.py``): each section's HTML body, from the
 overview of the sources and the baseline to the list of data files."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import html
 from collections import Counter
 from typing import Any
 
-from sweeps import report_data as D
-from sweeps.report_content import Report
-from sweeps.report_html import drop_constant, fmt, image, note, short_keys, table
+from sweeps.reporting import data as D
+from sweeps.reporting.content import Report
+from sweeps.reporting.html import drop_constant, fmt, image, note, short_keys, table
 
 SECTIONS = {
     "overview": "Overview",

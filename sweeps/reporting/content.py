@@ -1,4 +1,4 @@
-"""The sweep report's content (``sweeps/report.py``): every table computed from the loaded
+"""The sweep report's content (``sweeps/reporting/page.py``): every table computed from the loaded
 entries, every figure drawn, and the tables written as CSV and everything as ``report.json``."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeps import report_data as D
-from sweeps import report_plots as P
-from sweeps import report_study as S
-from sweeps.report_html import clean, write_csv
+from sweeps.reporting import data as D
+from sweeps.reporting import plots as P
+from sweeps.reporting import study as S
+from sweeps.reporting.html import clean, write_csv
 
 CURVES = (
     ("train", "total"),
