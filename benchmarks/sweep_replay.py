@@ -71,7 +71,7 @@ from benchmarks.sweep_replay_sim import (
 )
 from handpose.errors import UserError, run_cli
 from sweeps.results.fidelity import spearman
-from sweeps.run.scheduler import ReadyStep, pick_sentinels, rungs
+from sweeps.run.rungs import ReadyStep, pick_sentinels, rungs
 
 NAME = "sweep_replay"
 TARGET_GAP = 0.03  # issue 13's targets (sweep_efficiency's): best within 3% of the best ...

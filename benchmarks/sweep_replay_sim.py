@@ -14,7 +14,8 @@ from typing import Any
 
 from handpose.errors import UserError
 from sweeps.results.fidelity import value_at
-from sweeps.run.scheduler import ReadyStep, SweepASHA
+from sweeps.run.rungs import ReadyStep
+from sweeps.run.scheduler import SweepASHA
 
 WARMUP, RATE = "GENERAL.dropout_warmup_step", "MODEL.handec.dropout"
 

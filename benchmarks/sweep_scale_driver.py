@@ -60,8 +60,8 @@ def scripted_trial(
     from ray import tune
 
     from handpose.tracking import Tracker
-    from sweeps.common import CheckpointGate
     from sweeps.run.spec import trial_config
+    from sweeps.run.trainable import CheckpointGate
 
     cfg = trial_config(base, config)
     ctx = tune.get_context()
@@ -269,7 +269,7 @@ def check_sweep(sweep: Path, n: int) -> dict[str, Any]:
     import optuna
     from aim import Repo
 
-    from sweeps.run.search import study_storage
+    from sweeps.run.study_file import study_storage
 
     trials = json.loads((sweep / "summary.json").read_text())["trials"]
     ids = [t["trial_id"] for t in trials]

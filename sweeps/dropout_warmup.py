@@ -208,8 +208,8 @@ def build_tuner(
     with sentinels, on the sweep trainable."""
     from ray.tune.search import ConcurrencyLimiter
 
-    from sweeps.common import SCHEDULER_FILE
-    from sweeps.run.scheduler import ReadyStep, SweepASHA, pick_sentinels
+    from sweeps.run.rungs import SCHEDULER_FILE, ReadyStep, pick_sentinels
+    from sweeps.run.scheduler import SweepASHA
     from sweeps.run.search import make_searcher
     from sweeps.run.spec import tune_space
     from sweeps.run.tuning import make_trainable, make_tuner, progress_reporter

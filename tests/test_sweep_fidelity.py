@@ -8,7 +8,8 @@ import random
 import pytest
 
 from sweeps.results.fidelity import best_vs_baseline, fidelity, spearman, validation_noise, value_at
-from sweeps.run.scheduler import SweepASHA, rungs
+from sweeps.run.rungs import rungs
+from sweeps.run.scheduler import SweepASHA
 
 
 def _trial(tid, curve, status="COMPLETED"):

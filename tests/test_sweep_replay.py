@@ -16,7 +16,7 @@ from benchmarks.sweep_replay_sim import (
     toy_pool,
 )
 from handpose.errors import UserError
-from sweeps.run.scheduler import ReadyStep
+from sweeps.run.rungs import ReadyStep
 
 READY = ReadyStep(val_every=2, warmup=0, schedule="step", ramp=0, rate=0.0)  # as --toy
 

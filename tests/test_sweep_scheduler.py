@@ -15,14 +15,8 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from sweeps.run.scheduler import (
-    ReadyStep,
-    SweepASHA,
-    load_record,
-    pick_sentinels,
-    read_journal,
-    rungs,
-)
+from sweeps.run.rungs import ReadyStep, load_record, pick_sentinels, read_journal, rungs
+from sweeps.run.scheduler import SweepASHA
 
 # Scripted validation MPJPE per step (val every step; time_attr "step", max_t 8).
 # LATE: dropout switches on at step 6: good early, hurt after, 3.8 mm at the end.

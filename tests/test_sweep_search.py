@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeps.common import DIVERGED_PENALTY
-from sweeps.run.search import PruneAwareOptunaSearch, _Private, study_storage
+from sweeps.run.search import DIVERGED_PENALTY, PruneAwareOptunaSearch, _Private
+from sweeps.run.study_file import study_storage
 
 
 def _searcher(tmp_path, name="s"):

@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 
 from handpose.errors import UserError
 from handpose.tracking import load_metrics, read_jsonl
-from sweeps.common import COMPLETED, UNFINISHED, finite
 from sweeps.results.fidelity import value_at
+from sweeps.results.trials import COMPLETED, UNFINISHED, finite
 
 FINAL_KEYS = ("mpjpe", "mpjpe_rel", "pa_mpjpe", "rte")
 IGNORED_CONFIG_KEYS = ("GENERAL.run_name", "GENERAL.output_dir")  # differ between any two runs

@@ -15,8 +15,8 @@ import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from sweeps.common import COMPLETED  # noqa: E402
 from sweeps.reporting.data import Entry  # noqa: E402
+from sweeps.results.trials import COMPLETED  # noqa: E402
 
 DPI = 100
 STYLE = {  # status -> (line style, end marker)

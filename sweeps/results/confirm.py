@@ -26,8 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from handpose.config import apply_overrides, from_container, validate
 from handpose.errors import UserError
-from sweeps.common import best_pool, finite
 from sweeps.results.fidelity import BETTER, NOISE, paired_stats
+from sweeps.results.trials import best_pool, finite
 from sweeps.run.spec import SweepSpec, apply_params, load_spec
 
 FIRST_SEED = 1000  # training seeds FIRST_SEED, FIRST_SEED + 1, ...

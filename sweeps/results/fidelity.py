@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from handpose.errors import UserError
-from sweeps.common import COMPLETED
+from sweeps.results.trials import COMPLETED
 
 LOW_RHO = 0.5  # below this, early stopping may have discarded winners
 NOISE_WINDOW = 3  # last validations of a trial whose spread is its validation noise

@@ -19,18 +19,17 @@ from omegaconf import DictConfig, OmegaConf
 from handpose.data.shards import is_url
 from handpose.errors import first_line
 from handpose.tracking import load_metrics
-from sweeps.common import (
+from sweeps.results.aim_runs import close_and_index
+from sweeps.results.fidelity import best_vs_baseline, fidelity, validation_noise
+from sweeps.results.trials import (
     COMPLETED,
     ERROR,
-    SCHEDULER_FILE,
     STOPPED_EARLY,
     UNFINISHED,
     best_pool,
     finite,
 )
-from sweeps.results.aim_runs import close_and_index
-from sweeps.results.fidelity import best_vs_baseline, fidelity, validation_noise
-from sweeps.run.scheduler import load_record, rungs
+from sweeps.run.rungs import SCHEDULER_FILE, load_record, rungs
 from sweeps.run.spec import SweepSpec, apply_params, trial_overrides
 
 
