@@ -32,6 +32,47 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from sweeps.run.rungs import ReadyStep, read_journal
 
 
+class _AshaPrivate:
+    """The ``ASHAScheduler`` internals ``SweepASHA`` needs, in one place: Ray offers no public
+    way to read a bracket's rungs, to put recorded values back into them after a restart, or
+    to read and restore its count of stops. ``tests/test_sweep_scheduler.py`` checks every
+    one against the installed Ray, so an upgrade that renames or removes one fails loudly.
+
+    Read: ``AsyncHyperBandScheduler._brackets``, ``._trial_info`` (trial id -> bracket),
+    ``._num_stopped``, ``._time_attr``, ``._max_t``; ``_Bracket._rungs`` (a list of
+    ``(milestone, {trial id: recorded value})``)."""
+
+    @staticmethod
+    def rungs(s: ASHAScheduler) -> list[list[tuple[float, dict[str, float]]]]:
+        """Each bracket's rungs as ``(milestone, recorded)``: Ray's own dicts (writable)."""
+        return [b._rungs for b in s._brackets]
+
+    @staticmethod
+    def knows(s: ASHAScheduler, trial_id: str) -> bool:
+        """Whether ASHA has put the trial in a bracket."""
+        return trial_id in s._trial_info
+
+    @staticmethod
+    def forget(s: ASHAScheduler, trial_id: str) -> None:
+        s._trial_info.pop(trial_id, None)
+
+    @staticmethod
+    def num_stopped(s: ASHAScheduler) -> int:
+        return s._num_stopped
+
+    @staticmethod
+    def set_num_stopped(s: ASHAScheduler, n: int) -> None:
+        s._num_stopped = n
+
+    @staticmethod
+    def time_attr(s: ASHAScheduler) -> str:
+        return s._time_attr
+
+    @staticmethod
+    def max_t(s: ASHAScheduler) -> int:
+        return s._max_t
+
+
 class SweepASHA(ASHAScheduler):
     """ASHA (one bracket, ``time_attr`` = training step) with the rules above."""
 
@@ -61,7 +102,7 @@ class SweepASHA(ASHAScheduler):
         records, good_bytes = read_journal(self._state_path)
         if good_bytes < os.path.getsize(self._state_path):
             os.truncate(self._state_path, good_bytes)  # a torn last line: appends go after
-        rungs_by_milestone = [dict(b._rungs) for b in self._brackets]  # same dicts as Ray's
+        rungs_by_milestone = [dict(b) for b in _AshaPrivate.rungs(self)]  # Ray's dicts
         for r in records:
             if "add" in r:
                 self.trial_index[r["add"]] = r["index"]
@@ -69,7 +110,7 @@ class SweepASHA(ASHAScheduler):
                     self.sentinels.add(r["add"])
             else:
                 rungs_by_milestone[r.get("bracket", 0)][r["rung"]][r["trial"]] = r["value"]
-                self._num_stopped = r["num_stopped"]
+                _AshaPrivate.set_num_stopped(self, r["num_stopped"])
                 if r.get("stop"):
                     self.stopped.add(r["trial"])
 
@@ -86,16 +127,17 @@ class SweepASHA(ASHAScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         self._restore_once()
-        step = result.get(self._time_attr, 0)
+        step = result.get(_AshaPrivate.time_attr(self), 0)
         if self._ready_step is not None and step < self._ready_step(trial.config):
             return TrialScheduler.CONTINUE  # dropout not at its target yet: not compared
-        if trial.trial_id not in self._trial_info:  # restored trial Tune did not re-add
+        if not _AshaPrivate.knows(self, trial.trial_id):  # restored, Tune did not re-add it
             super().on_trial_add(tune_controller, trial)
         before = self._rungs_of(trial.trial_id)
         action = super().on_trial_result(tune_controller, trial, result)
-        if trial.trial_id in self.sentinels and step < self._max_t:
+        max_t = _AshaPrivate.max_t(self)
+        if trial.trial_id in self.sentinels and step < max_t:
             action = TrialScheduler.CONTINUE
-        stop = action == TrialScheduler.STOP and step < self._max_t
+        stop = action == TrialScheduler.STOP and step < max_t
         if stop:
             self.stopped.add(trial.trial_id)
         self._save_new_rung(trial.trial_id, before, stop)
@@ -105,8 +147,8 @@ class SweepASHA(ASHAScheduler):
         """(bracket, milestone) of each rung holding ``trial_id``: O(rungs), not O(trials)."""
         return {
             (i, milestone)
-            for i, b in enumerate(self._brackets)
-            for milestone, recorded in b._rungs
+            for i, bracket in enumerate(_AshaPrivate.rungs(self))
+            for milestone, recorded in bracket
             if trial_id in recorded
         }
 
@@ -115,9 +157,9 @@ class SweepASHA(ASHAScheduler):
         at most per result). A stop before ``max_t`` always comes with one: Ray stops there
         only when it records a value below a rung's cutoff."""
         for i, milestone in self._rungs_of(trial_id) - before:
-            value = float(dict(self._brackets[i]._rungs)[milestone][trial_id])
+            value = float(dict(_AshaPrivate.rungs(self)[i])[milestone][trial_id])
             record = {"rung": milestone, "trial": trial_id, "value": value}
-            record["num_stopped"] = self._num_stopped
+            record["num_stopped"] = _AshaPrivate.num_stopped(self)
             if i:
                 record["bracket"] = i  # only with ``brackets`` > 1
             if stop:
@@ -126,10 +168,10 @@ class SweepASHA(ASHAScheduler):
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         self._restore_once()
-        if trial.trial_id in self._trial_info:
+        if _AshaPrivate.knows(self, trial.trial_id):
             before = self._rungs_of(trial.trial_id)
             super().on_trial_complete(tune_controller, trial, result)
             self._save_new_rung(trial.trial_id, before, stop=False)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._trial_info.pop(trial.trial_id, None)
+        _AshaPrivate.forget(self, trial.trial_id)
