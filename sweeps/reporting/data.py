@@ -105,7 +105,7 @@ def _local(path: str | None, *candidates: Path) -> Path | None:
     return next((c for c in candidates if c.is_dir()), None)
 
 
-def load_sweep(sweep_dir: Path) -> tuple[Sweep, list[Entry]]:
+def load_sweep_entries(sweep_dir: Path) -> tuple[Sweep, list[Entry]]:
     """The sweep and one entry per trial, with its run folder's metrics and Ray timeline."""
     try:
         summary = json.loads((sweep_dir / "summary.json").read_text())
@@ -193,7 +193,7 @@ def classify(path: Path) -> str:
     )
 
 
-def load(paths: list[Path]) -> ReportData:
+def load_report_data(paths: list[Path]) -> ReportData:
     """A sweep folder and/or training run folders, in any order, as ranked entries.
 
     Trials' params are their searched values; a run's params are, next to a sweep, its
@@ -205,7 +205,7 @@ def load(paths: list[Path]) -> ReportData:
         raise UserError("give at most one sweep folder (and any number of run folders)")
     sweep, entries = None, []
     if "sweep" in kinds:
-        sweep, entries = load_sweep(paths[kinds.index("sweep")])
+        sweep, entries = load_sweep_entries(paths[kinds.index("sweep")])
     runs = [load_run(p) for p, k in zip(paths, kinds, strict=True) if k == "run"]
     keys = list(dict.fromkeys(k for e in entries for k in e.params))
     if sweep is None and len(runs) > 1:

@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 from handpose.errors import UserError
-from sweeps.reporting import data as D
 from sweeps.reporting.content import compute, write_data
+from sweeps.reporting.data import load_report_data
 from sweeps.reporting.html import CSS
 from sweeps.reporting.sections import SECTIONS, sections
 
 
-def build_report(
+def write_report(
     paths: list[Path],
     out: Path | None = None,
     top: int = 5,
@@ -37,7 +37,7 @@ def build_report(
     ``<sweep or first run>/report``); returns the HTML file's path. ``top``: entries in the
     dropout/loss/gap plots; ``lines``: entries drawn as lines in the MPJPE plot (the rest: a
     band); ``rows``: entries in the HTML tables (all of them in the CSVs)."""
-    data = D.load(paths)
+    data = load_report_data(paths)
     if out is None:
         out = (data.sweep.dir if data.sweep is not None else paths[0]) / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--top {args.top} --lines {args.lines} --rows {args.rows} --window "
             f"{args.window}: want top, lines, rows >= 1 and window >= 2"
         )
-    path = build_report(
+    path = write_report(
         args.dirs, args.out, args.top, args.window, parse_steps(args.steps), args.lines, args.rows
     )
     print(f"report: {path}")

@@ -44,7 +44,7 @@ class Candidate:
     sweep_mpjpe: float | None = None
 
 
-def load_sweep(sweep_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_finished_sweep(sweep_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """``summary.json`` and ``sweep_state.yaml`` of a finished sweep (UserError if missing)."""
     files = [sweep_dir / "summary.json", sweep_dir / "sweep_state.yaml"]
     missing = [str(f) for f in files if not f.is_file()]
@@ -159,7 +159,7 @@ def _final_results(
     return done, failed
 
 
-def build_report(
+def confirmation_rows(
     candidates: list[Candidate], seeds: list[int], done: dict[tuple[str, int], dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """One row per candidate (the baseline first): per-seed final MPJPE and the statistics
@@ -277,7 +277,7 @@ def run_confirmation(
             "and may not be overridden"
         )
     sweep_dir = Path(sweep_dir).resolve()
-    summary, state = load_sweep(sweep_dir)
+    summary, state = read_finished_sweep(sweep_dir)
     sweep_cfg = validate(from_container(state["base"], str(sweep_dir / "sweep_state.yaml")))
     spec, _ = load_spec(state["preset"], state["spec"], base_cfg=sweep_cfg)
     base_cfg = validate(apply_overrides(copy.deepcopy(sweep_cfg), list(extra_overrides)))
@@ -309,7 +309,7 @@ def run_confirmation(
 
             ray.shutdown()
     done, failed = _final_results(results, total)
-    rows = build_report(candidates, seed_list, done)
+    rows = confirmation_rows(candidates, seed_list, done)
     prints = sorted({m["val_fingerprint"] for m in done.values() if m.get("val_fingerprint")})
     winner_row = (
         rows[0] if winner in same_as_baseline else next(r for r in rows if r["config"] == winner)

@@ -54,7 +54,7 @@ def value_at(curve: list[list[Any]], step: int) -> float | None:
     return min(after, key=lambda p: p[0])[1] if after else None
 
 
-def fidelity(
+def rung_fidelity(
     trials: list[dict[str, Any]], rung_steps: list[int], total_step: int
 ) -> dict[str, Any]:
     """Spearman's rho between each rung's MPJPE and the final MPJPE, over the trials that

@@ -103,14 +103,14 @@ def progress_reporter(
     spec: SweepSpec, parameter_columns: dict[str, str] | None = None
 ) -> tune.CLIReporter:
     """The live table: the top trials by MPJPE (the header counts trials by status), the
-    searched values, the step and the decoder's current dropout rate (``dropout_now``, apart
-    from the searched target ``dropout``)."""
+    searched values, the step and the decoder's current ``dropout_rate`` (the searched
+    ``MODEL.handec.dropout`` is its target)."""
     return tune.CLIReporter(
         metric_columns={
             "step": "step",
             "mpjpe": "mpjpe_mm",
             "rte": "rte_mm",
-            "dropout_rate": "dropout_now",
+            "dropout_rate": "dropout_rate",
         },
         parameter_columns=parameter_columns or {k: k.split(".")[-1] for k in spec.space},
         max_report_frequency=15,
