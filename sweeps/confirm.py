@@ -9,5 +9,11 @@ function by name (not from ``__main__``).
 from handpose.errors import run_cli
 from sweeps.results.confirm import main
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The ``handpose-sweep-confirm`` console script: :func:`main` with one-line errors (exit 2)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

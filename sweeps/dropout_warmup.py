@@ -299,5 +299,10 @@ def resume_cmd(args: argparse.Namespace, name: str) -> str:
     return cmd + (f" --address {args.address}" if args.address else "")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``handpose-sweep`` console script: :func:`main` with one-line errors (exit 2)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

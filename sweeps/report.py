@@ -9,5 +9,11 @@
 from handpose.errors import run_cli
 from sweeps.reporting.page import main
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The ``handpose-sweep-report`` console script: :func:`main` with one-line errors (exit 2)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
