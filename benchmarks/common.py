@@ -207,7 +207,7 @@ def write_spec(
     seed, the number of trials) replaced, as a spec file of its own at ``path``."""
     from omegaconf import OmegaConf
 
-    from sweeps.spec import SPEC_PATH
+    from sweeps.run.spec import SPEC_PATH
 
     raw = OmegaConf.to_container(OmegaConf.load(SPEC_PATH), resolve=True)
     fields = dict(raw["presets"][preset])
@@ -236,13 +236,13 @@ def fit_trials(
     reuse_actors: bool = False,
     max_concurrent: int = 0,
 ) -> Any:
-    """Run ``num_samples`` trials of the sweep trainable (``sweeps.trainable.handpose_trial``
+    """Run ``num_samples`` trials of the sweep trainable (``sweeps.run.trainable.handpose_trial``
     with the spec's resources, checkpoints and failure settings) under Ray Tune with no
     scheduler (no early stopping); -> the ``ResultGrid``. With a ``search_alg`` the spec's
     search space is searched, else every trial trains the base config. ``reuse_actors`` and
     ``max_concurrent`` (0: as many as the resources allow) go to Tune's ``TuneConfig``."""
-    from sweeps.spec import tune_space
-    from sweeps.tuning import make_trainable, make_tuner, progress_reporter
+    from sweeps.run.spec import tune_space
+    from sweeps.run.tuning import make_trainable, make_tuner, progress_reporter
 
     tuner = make_tuner(
         make_trainable(spec, base, str(sweep_dir.parent), sweep_dir),

@@ -55,8 +55,8 @@ from handpose.config import load_config, val_step
 from handpose.data import build_train_stream
 from handpose.errors import UserError, run_cli
 from handpose.train import to_device
-from sweeps.spec import load_spec
-from sweeps.tuning import connect_ray
+from sweeps.run.spec import load_spec
+from sweeps.run.tuning import connect_ray
 
 NAME = "gpu_step"
 H100_BF16_DENSE_TFLOPS = 989.0

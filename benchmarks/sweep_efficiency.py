@@ -7,7 +7,7 @@ For each sweep seed (the seed of the spec's TPE sampler) it runs, on one local R
 ``asha``, the sweep exactly as ``sweeps/dropout_warmup.py`` runs it (preset ``cpu`` of
 ``configs/sweep/dropout_warmup.yaml``: OptunaSearch + ASHA on the tiny recipe), and
 ``full``, the same spec with the scheduler disabled: the same trainable
-(``sweeps.trainable.handpose_trial``), the same searcher (``sweeps.search.make_searcher``)
+(``sweeps.run.trainable.handpose_trial``), the same searcher (``sweeps.run.search.make_searcher``)
 with the same seed, every trial trained to the full budget. The order alternates from seed
 to seed. It reports each sweep's best final MPJPE, total training steps and wall time, the
 ratios ASHA / full, and whether the two winners are within noise of each other: their
@@ -45,8 +45,8 @@ from benchmarks.common import (
 )
 from handpose.config import val_step
 from handpose.errors import UserError, run_cli
-from sweeps.spec import SPEC_PATH, load_spec, trial_overrides
-from sweeps.tuning import connect_ray
+from sweeps.run.spec import SPEC_PATH, load_spec, trial_overrides
+from sweeps.run.tuning import connect_ray
 
 NAME = "sweep_efficiency"
 PRESET = "cpu"
@@ -125,8 +125,8 @@ def run_full(
 
     from handpose.data import ensure_dataset
     from handpose.tracking import init_aim_repo
-    from sweeps.search import make_searcher
-    from sweeps.summary import finish
+    from sweeps.results.summary import finish
+    from sweeps.run.search import make_searcher
 
     name = f"full-seed{seed}"
     sweep_dir = storage / name

@@ -19,7 +19,7 @@ the pool marks one (``summary.json``'s ``baseline``), as the sweep evaluates it 
 Simulated time: ``--concurrency`` slots (the preset's ``max_concurrent``); every tick each
 running trial reports its next validation, in the order the trials started; a trial ends at
 a STOP or at the full budget, and its slot is refilled with the next trial at the next tick.
-Each result goes through the sweep's own scheduler, ``sweeps.scheduler.SweepASHA`` (ASHA's
+Each result goes through the sweep's own scheduler, ``sweeps.run.scheduler.SweepASHA`` (ASHA's
 bracket code from Ray Tune), called as Tune calls it: ``on_trial_add`` when a trial
 starts, ``on_trial_result`` per validation, ``on_trial_complete`` with the last result when
 it ends. Sentinels (``pick_sentinels`` with the preset's fraction, by creation order; the
@@ -70,8 +70,8 @@ from benchmarks.sweep_replay_sim import (
     validation_steps,
 )
 from handpose.errors import UserError, run_cli
-from sweeps.fidelity import spearman
-from sweeps.scheduler import ReadyStep, pick_sentinels, rungs
+from sweeps.results.fidelity import spearman
+from sweeps.run.rungs import ReadyStep, pick_sentinels, rungs
 
 NAME = "sweep_replay"
 TARGET_GAP = 0.03  # issue 13's targets (sweep_efficiency's): best within 3% of the best ...
@@ -209,7 +209,7 @@ def record(pool_dir: Path, args: Any) -> tuple[Path, list[str]]:
 
     from benchmarks.common import synthetic_overrides
     from benchmarks.sweep_efficiency import PRESET, run_full, scaled_overrides
-    from sweeps.tuning import connect_ray
+    from sweeps.run.tuning import connect_ray
 
     if args.preset != PRESET:
         raise UserError(
@@ -233,7 +233,7 @@ def recorded(args: Any) -> tuple[list[Curve], int, str, ReadyStep, tuple[float, 
     from, the ready-step rule (the pool's validation interval, the dropout settings of the
     preset's base config) and the spec's sentinel rule; sets ``args.concurrency`` to the
     preset's ``max_concurrent`` unless given."""
-    from sweeps.spec import load_spec
+    from sweeps.run.spec import load_spec
 
     if args.pool is None:
         raise UserError("give a POOL (sweep folder, summary.json or results JSON) or --toy")

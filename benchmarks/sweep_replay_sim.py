@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from handpose.errors import UserError
-from sweeps.fidelity import value_at
-from sweeps.scheduler import ReadyStep, SweepASHA
+from sweeps.results.fidelity import value_at
+from sweeps.run.rungs import ReadyStep
+from sweeps.run.scheduler import SweepASHA
 
 WARMUP, RATE = "GENERAL.dropout_warmup_step", "MODEL.handec.dropout"
 
@@ -185,7 +186,7 @@ def draw(pool: list[Curve], trials: int, seed: int) -> list[Curve]:
 
 def at_rung(points: list[tuple[int, float]], step: int) -> float:
     """The MPJPE (mm) ASHA compares at a rung at ``step``: the first validation at or after it
-    (as ``sweeps.fidelity.value_at``, which also skips None)."""
+    (as ``sweeps.results.fidelity.value_at``, which also skips None)."""
     return next(v for s, v in points if s >= step)
 
 

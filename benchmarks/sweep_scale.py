@@ -348,7 +348,7 @@ def _widen(
     repo's defaults); -> its keep_checkpoints and checkpoint_interval_s."""
     from omegaconf import OmegaConf
 
-    from sweeps.spec import PresetCfg
+    from sweeps.run.spec import PresetCfg
 
     raw = OmegaConf.load(spec)
     preset = raw.presets[PRESET]

@@ -51,7 +51,7 @@ def scripted_trial(
     runs_dir: str | None,
     checkpoint_interval_s: float = 0.0,
 ) -> None:
-    """A sweep trial without training (same signature as ``sweeps.trainable.handpose_trial``):
+    """A sweep trial without training (same signature as ``sweeps.run.trainable.handpose_trial``):
     its config, ``config.yaml``, ``metrics.jsonl`` and Aim run (``handpose.tracking.Tracker``)
     as a real trial has them, a synthetic curve reported at every validation, with a small
     checkpoint (step + Aim hash, resumed from like a real one) when the trainable's
@@ -61,8 +61,8 @@ def scripted_trial(
 
     from handpose.config import val_step
     from handpose.tracking import Tracker
-    from sweeps.common import CheckpointGate
-    from sweeps.spec import trial_config
+    from sweeps.run.spec import trial_config
+    from sweeps.run.trainable import CheckpointGate
 
     cfg = trial_config(base, config)
     ctx = tune.get_context()
@@ -172,10 +172,10 @@ def driver(stats_path: Path, sweep_argv: list[str]) -> int:
     from ray.tune.execution.tune_controller import TuneController
     from ray.tune.search.optuna import OptunaSearch
 
-    import sweeps.summary
+    import sweeps.results.summary
     from sweeps import dropout_warmup
-    from sweeps.scheduler import SweepASHA
-    from sweeps.search import PruneAwareOptunaSearch
+    from sweeps.run.scheduler import SweepASHA
+    from sweeps.run.search import PruneAwareOptunaSearch
 
     timer = Timer()
     done = stats_path.with_suffix(".done")
@@ -197,7 +197,7 @@ def driver(stats_path: Path, sweep_argv: list[str]) -> int:
     timer.wrap(tune.CLIReporter, "report", "live_table")
     timer.wrap(tune.Tuner, "fit", "fit")
     for fn in ("finish", "collect_trials", "prune_checkpoints", "write_outputs", "close_and_index"):
-        timer.wrap(sweeps.summary, fn, fn)
+        timer.wrap(sweeps.results.summary, fn, fn)
     t0 = time.time()
     code = dropout_warmup.main(sweep_argv, trainable_fn=scripted_trial)
     ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -270,7 +270,7 @@ def check_sweep(sweep: Path, n: int) -> dict[str, Any]:
     import optuna
     from aim import Repo
 
-    from sweeps.search import study_storage
+    from sweeps.run.study_file import study_storage
 
     trials = json.loads((sweep / "summary.json").read_text())["trials"]
     ids = [t["trial_id"] for t in trials]

@@ -46,7 +46,7 @@ from benchmarks.tune_overhead_measure import timeline
 from benchmarks.tune_overhead_runs import PRESET, run_bare, run_tune, startup_gaps
 from handpose.config import val_step
 from handpose.errors import UserError, run_cli
-from sweeps.spec import SPEC_PATH, load_spec, trial_overrides
+from sweeps.run.spec import SPEC_PATH, load_spec, trial_overrides
 
 NAME = "tune_overhead"
 TARGET = 0.95  # Tune's training throughput at least 0.95 of the bare run's

@@ -13,8 +13,8 @@ from typing import Any
 
 from benchmarks.common import fit_trials, median, run_checked
 from benchmarks.tune_overhead_measure import CpuSampler
-from sweeps.spec import load_spec, trial_overrides
-from sweeps.tuning import connect_ray
+from sweeps.run.spec import load_spec, trial_overrides
+from sweeps.run.tuning import connect_ray
 
 PRESET = "cpu"
 

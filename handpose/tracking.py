@@ -13,8 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from handpose.data.shards import is_url
-
+# ``handpose.data`` (``is_url``) loads torch: it is imported in the functions that need it, so
+# the ``metrics.jsonl`` readers (``load_metrics``) serve the sweep report without torch.
 LOG = logging.getLogger("handpose")
 # Aim's Run.close waits for its status reporter's flush without a timeout, and has been seen
 # to wait for ever (a lost wake-up; a sweep then waits on that trial): Tracker.close gives it
@@ -67,6 +67,8 @@ def format_train_line(
 def resolve_aim_repo(server_url: str | None, output_dir: str) -> str:
     """The Aim repo: ``server_url`` (``AIM.server_url``: a path, made absolute, or
     ``aim://host:port``), else ``output_dir`` (``GENERAL.output_dir``)."""
+    from handpose.data.shards import is_url
+
     if server_url:
         return server_url if is_url(server_url) else str(Path(server_url).expanduser().resolve())
     return str(Path(output_dir).resolve())
@@ -156,12 +158,40 @@ class Tracker:
             raise failed[0]
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """JSON objects, one a line; blank lines and a torn last line (a live run) are skipped."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            rows.append(obj)
+    return rows
+
+
+def load_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The train and val lines of ``run_dir/metrics.jsonl`` (what :class:`Tracker` writes),
+    sorted by step (the last line of a step wins)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return [], []
+    by_split: dict[str, dict[int, dict[str, Any]]] = {"train": {}, "val": {}}
+    for row in read_jsonl(path):
+        if row.get("split") in by_split and isinstance(row.get("step"), int):
+            by_split[row["split"]][row["step"]] = row
+    return tuple(sorted(d.values(), key=lambda r: r["step"]) for d in by_split.values())
+
+
 def init_aim_repo(url: str) -> None:
     """Create the local Aim repo at ``url`` unless it exists (``aim://`` servers: nothing).
 
     Aim's init opens the repo index read-write, so two processes initialising the same repo
     at once fail on its lock (seen when two sweep trials started together): sweep drivers
     call this once before any trial starts, and runs only init a repo that is missing."""
+    from handpose.data.shards import is_url
+
     if is_url(url):
         return
     from aim import Repo  # heavy import, only when tracking
@@ -236,6 +266,8 @@ def _open_aim_run(cfg: DictConfig, run_dir: Path, aim_hash: str | None, earlier:
 def _wait_for_aim_db(url: str) -> None:
     """Make this process's connections to the local Aim repo's run table wait up to
     ``AIM_DB_WAIT_S`` for its lock (SQLite's busy timeout; Aim's default is 5 s)."""
+    from handpose.data.shards import is_url
+
     if is_url(url) or url in _AIM_DBS:
         return
     from aim.storage.structured.db import DB

@@ -24,8 +24,8 @@ from handpose.data import ensure_dataset, expand_sources
 from handpose.data.shards import is_url
 from handpose.errors import UserError, run_cli
 from handpose.tracking import init_aim_repo
-from sweeps.recovery import load_tune_state, restore_missing_checkpoints
-from sweeps.spec import SPEC_PATH, SweepSpec, load_spec
+from sweeps.run.recovery import load_tune_state, restore_missing_checkpoints
+from sweeps.run.spec import SPEC_PATH, SweepSpec, load_spec
 
 DEFAULT_STORAGE = "results"
 
@@ -107,7 +107,7 @@ def storage_root(storage: str) -> str:
 
 
 def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) -> int:
-    """The CLI. ``trainable_fn`` replaces the trial function (``sweeps.trainable.
+    """The CLI. ``trainable_fn`` replaces the trial function (``sweeps.run.trainable.
     handpose_trial``, same signature) for benchmarks that script the trials."""
     args = parse_args(argv)
     storage = storage_root(args.storage)
@@ -195,11 +195,11 @@ def build_tuner(
     with sentinels, on the sweep trainable."""
     from ray.tune.search import ConcurrencyLimiter
 
-    from sweeps.common import SCHEDULER_FILE
-    from sweeps.scheduler import ReadyStep, SweepASHA, pick_sentinels
-    from sweeps.search import make_searcher
-    from sweeps.spec import tune_space
-    from sweeps.tuning import make_trainable, make_tuner, progress_reporter
+    from sweeps.run.rungs import SCHEDULER_FILE, ReadyStep, pick_sentinels
+    from sweeps.run.scheduler import SweepASHA
+    from sweeps.run.search import make_searcher
+    from sweeps.run.spec import tune_space
+    from sweeps.run.tuning import make_trainable, make_tuner, progress_reporter
 
     g, s = base["GENERAL"], spec.scheduler
     total = g["total_step"]
@@ -250,8 +250,8 @@ def run_sweep(
     import ray
     from ray import tune
 
-    from sweeps.summary import finish
-    from sweeps.tuning import connect_ray, make_trainable
+    from sweeps.results.summary import finish
+    from sweeps.run.tuning import connect_ray, make_trainable
 
     connect_ray(args.address, args.num_cpus)
     if is_url(storage) and len([n for n in ray.nodes() if n["Alive"]]) > 1:
@@ -272,7 +272,7 @@ def run_sweep(
     results = tuner.fit()
     code = finish(results, spec, base_cfg, sweep_dir, num_samples, resume_cmd(args, name))
     if code == 0 and args.confirm:
-        from sweeps.confirm import run_confirmation
+        from sweeps.results.confirm import run_confirmation
 
         report = run_confirmation(sweep_dir, args.confirm, args.seeds, address=args.address)
         code = 1 if report["failed"] else code
@@ -286,5 +286,10 @@ def resume_cmd(args: argparse.Namespace, name: str) -> str:
     return cmd + (f" --address {args.address}" if args.address else "")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``handpose-sweep`` console script: :func:`main` with one-line errors (exit 2)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

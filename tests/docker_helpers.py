@@ -22,8 +22,8 @@ def docker_yaml(name: str):
 def trial_demand(preset: str) -> tuple[int, float, float]:
     """``(workers at once, CPUs, GPUs per worker)`` of a preset of the sweep spec at full
     concurrency: ``max_concurrent`` trials x ``resources.workers`` (read with yaml; a key the
-    preset leaves out has the spec's default, ``sweeps.spec.ResourcesCfg``)."""
-    from sweeps.spec import ResourcesCfg
+    preset leaves out has the spec's default, ``sweeps.run.spec.ResourcesCfg``)."""
+    from sweeps.run.spec import ResourcesCfg
 
     spec = yaml.safe_load((REPO / "configs" / "sweep" / "dropout_warmup.yaml").read_text())
     p = spec["presets"][preset]

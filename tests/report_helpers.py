@@ -60,7 +60,7 @@ HEADINGS = (
 
 
 def journal(sweep: Path) -> JournalStorage:
-    """The sweep's Optuna study storage, as sweeps/search.py makes it."""
+    """The sweep's Optuna study storage, as sweeps/run/search.py makes it."""
     return JournalStorage(JournalFileBackend(str(sweep / "optuna.journal")))
 
 
@@ -217,7 +217,7 @@ def make_sweep(root: Path, confirm: bool = True) -> Path:
     }
     (sweep / "summary.json").write_text(json.dumps(summary))
     if confirm:
-        rows = [  # as sweeps/confirm.py writes them
+        rows = [  # as sweeps/results/confirm.py writes them
             {
                 "config": "baseline",
                 "overrides": trials[0]["overrides"],

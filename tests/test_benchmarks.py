@@ -126,6 +126,6 @@ def test_sweep_scale(local_ray, data_dir, tmp_path):
     assert resumed["resume_exit_code"] == 0 and resumed["duplicate_trial_ids"] == 0, resumed
     assert resumed["trials"] == resumed["expected"], resumed
     # not asserted: resumed["clean"] (no ERROR trial). A scripted trial was seen to end as
-    # ERROR after the kill and resume in 1 of 3 runs before sweeps/recovery.py's repair; the
+    # ERROR after the kill and resume in 1 of 3 runs before sweeps/run/recovery.py's repair; the
     # benchmark's resumes at 100 and 1000 trials were clean after it (docs/benchmarks.md 7)
     assert sweep_scale.slope([10, 100], [1.0, 100.0]) == pytest.approx(2.0)

@@ -1,4 +1,4 @@
-"""Multi-seed confirmation (sweeps/confirm.py): the paired statistics on hand-made numbers,
+"""Multi-seed confirmation (sweeps/results/confirm.py): the paired statistics on hand-made numbers,
 the choice of configurations, the CLI's bad input, and one real confirmation on a local Ray."""
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from omegaconf import OmegaConf
 
 from handpose.config import load_config
 from handpose.errors import UserError
-from sweeps.confirm import (
+from sweeps.results.confirm import (
     BETTER,
     NOISE,
-    build_report,
+    confirmation_rows,
     paired_stats,
     run_confirmation,
     select_candidates,
     winner_sentence,
 )
-from sweeps.fidelity import WORSE, t_critical_95
-from sweeps.spec import SPEC_PATH, load_spec
+from sweeps.results.fidelity import WORSE, t_critical_95
+from sweeps.run.spec import SPEC_PATH, load_spec
 
 from .conftest import REPO, tiny_overrides
 
@@ -134,7 +134,7 @@ def test_report_pairs_by_seed_and_flags_missing_runs():
         for s, v in zip(seeds, vals, strict=True)
         if v is not None
     }
-    rows = {r["config"]: r for r in build_report(candidates, seeds, done)}
+    rows = {r["config"]: r for r in confirmation_rows(candidates, seeds, done)}
     assert rows["baseline"]["verdict"] == "reference" and rows["baseline"]["diff_mean"] == 0
     assert rows["a"]["verdict"] == BETTER and rows["a"]["per_seed"] == finals["a"]
     assert rows["b"]["per_seed"] == [41.0, 40.0, None] and rows["b"]["n"] == 2
@@ -143,7 +143,7 @@ def test_report_pairs_by_seed_and_flags_missing_runs():
     assert sentence.startswith("The sweep winner a is better than the baseline recipe")
     assert "over 3 seeds" in sentence
     done.pop(("b", 1001))
-    row_b = build_report(candidates, seeds, done)[2]
+    row_b = confirmation_rows(candidates, seeds, done)[2]
     assert row_b["verdict"].startswith("undetermined") and row_b["diff_ci95"] is None
 
 

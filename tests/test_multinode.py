@@ -163,7 +163,7 @@ def test_two_worker_trials_span_two_nodes(data_dir, tmp_path):
     a 1-CPU node, so every trial's process group spans both nodes."""
     import yaml
 
-    from sweeps.spec import SPEC_PATH
+    from sweeps.run.spec import SPEC_PATH
 
     raw = yaml.safe_load(SPEC_PATH.read_text())
     raw["presets"]["smoke"].update(

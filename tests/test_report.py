@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from handpose.errors import UserError
-from sweeps.report import build_report, main
+from sweeps.reporting.page import main, write_report
 
 from .conftest import REPO
 from .report_helpers import (
@@ -144,7 +144,7 @@ def test_sweep_from_before_baselines(tmp_path):
     for t in summary["trials"]:
         del t["baseline"], t["sentinel"]
     (sweep / "summary.json").write_text(json.dumps(summary))
-    html = build_report([sweep], tmp_path / "rep", lines=2, rows=3).read_text(encoding="utf-8")
+    html = write_report([sweep], tmp_path / "rep", lines=2, rows=3).read_text(encoding="utf-8")
     check_page(html, tmp_path / "rep")
     assert "<dt>baseline</dt>" not in html and "<dt>sentinels</dt>" not in html
     assert "no fidelity check in summary.json" in html and 'class="base"' not in html

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import optuna
 
-from sweeps.report import build_report
-from sweeps.report_study import MIN_FINISHED
+from sweeps.reporting.page import write_report
+from sweeps.reporting.study import MIN_FINISHED
 
 from .report_helpers import (
     FINGERPRINT,
@@ -30,7 +30,7 @@ def make_big_sweep(root: Path, n: int, seed: int = 0) -> Path:
     with the baseline, sentinels (every 5th trial) and the summary's own fidelity check,
     one minimal run folder per trial (val lines only) and the journal study. Rung MPJPE
     barely predicts final MPJPE, so the fidelity check is low."""
-    from sweeps.fidelity import fidelity
+    from sweeps.results.fidelity import rung_fidelity
 
     sweep = root / "big"
     (sweep / "runs").mkdir(parents=True)
@@ -121,7 +121,7 @@ def make_big_sweep(root: Path, n: int, seed: int = 0) -> Path:
                 "best_vs_baseline": None,
                 "sentinels": [t["trial_id"] for t in trials if t["sentinel"]],
                 "rungs": [20, 40],
-                "fidelity": fidelity(trials, [20, 40], TOTAL),
+                "fidelity": rung_fidelity(trials, [20, 40], TOTAL),
                 "trials": trials,
             }
         )
@@ -134,7 +134,7 @@ def test_report_at_scale(tmp_path):
     fidelity said plainly, importance with intervals; in bounded time."""
     sweep = make_big_sweep(tmp_path, 300)
     start = time.perf_counter()
-    page = build_report([sweep], rows=20, lines=10).read_text(encoding="utf-8")
+    page = write_report([sweep], rows=20, lines=10).read_text(encoding="utf-8")
     seconds = time.perf_counter() - start
     assert seconds < 60, seconds  # the issue's bound for 1000 trials; ~5 s on an idle core
     out = sweep / "report"

@@ -1,4 +1,4 @@
-"""The report's hyperparameter importance and log axes (sweeps/report_study.py): importance
+"""The report's hyperparameter importance and log axes (sweeps/reporting/study.py): importance
 with a bootstrap interval from a journal study, too few finished trials, a study from before
 the journal (optuna.db), no study, and the log keys from the sweep spec when there is no
 study."""
@@ -10,7 +10,7 @@ import time
 import optuna
 import yaml
 
-from sweeps.report_study import MIN_FINISHED, log_keys, open_study, param_importance
+from sweeps.reporting.study import MIN_FINISHED, log_keys, open_study, param_importance
 
 from .conftest import REPO
 from .report_helpers import LOG_KEYS, SPACE, fake_trials, journal

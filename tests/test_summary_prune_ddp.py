@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from sweeps.common import COMPLETED, STOPPED_EARLY, UNFINISHED
-from sweeps.spec import PresetCfg, SweepSpec
-from sweeps.summary import collect_trials, prune_checkpoints
+from sweeps.results.summary import collect_trials, prune_checkpoints
+from sweeps.results.trials import COMPLETED, STOPPED_EARLY, UNFINISHED
+from sweeps.run.spec import PresetCfg, SweepSpec
 
 CKPT_BYTES = 1000  # one file of this size per checkpoint
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sweeps.aim_runs import close_and_index
+from sweeps.results.aim_runs import close_and_index
 
 # One process writes three runs: trial aaa's closes itself, trial bbb's and a run of another
 # sweep (zzz) stay open (their process dies without closing them, as a stopped trial's).

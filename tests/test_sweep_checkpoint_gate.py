@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-import sweeps.trainable as trainable
-from sweeps.common import CheckpointGate
-from sweeps.spec import SPEC_PATH, PresetCfg, load_spec
+import sweeps.run.trainable as trainable
+from sweeps.run.spec import SPEC_PATH, PresetCfg, load_spec
+from sweeps.run.trainable import CheckpointGate
 
 
 class Clock:
@@ -25,7 +25,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     c = Clock()
-    monkeypatch.setattr("sweeps.common.time.monotonic", c)
+    monkeypatch.setattr("sweeps.run.trainable.time.monotonic", c)
     return c
 
 

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from ray import tune
 
 from handpose.tracking import Tracker
-from sweeps.spec import PresetCfg, SweepSpec
-from sweeps.summary import collect_trials
+from sweeps.results.summary import collect_trials
+from sweeps.run.spec import PresetCfg, SweepSpec
 
 CRASH_AFTER = 30  # the first attempt dies after reporting this step (with its checkpoint)
 TOTAL = 40
@@ -71,7 +71,7 @@ def test_retried_trial_curve_has_every_validation_with_keep_checkpoints_2(tmp_pa
     # the retry got back the sweep folder's result.json of step 20: Tune lost step 30
     assert list(result.metrics_dataframe["step"]) == [10, 20, 40], (
         "Tune kept every result of the retried trial: this test no longer reproduces the loss "
-        "sweeps.summary.trial_curve makes up for (a Ray upgrade?)"
+        "sweeps.results.summary.trial_curve makes up for (a Ray upgrade?)"
     )
     spec = SweepSpec("t", "mpjpe", "min", PresetCfg(), {}, [])
     record = {"trial_index": {}, "sentinels": set(), "stopped": set()}

@@ -7,8 +7,15 @@ import random
 
 import pytest
 
-from sweeps.fidelity import best_vs_baseline, fidelity, spearman, validation_noise, value_at
-from sweeps.scheduler import SweepASHA, rungs
+from sweeps.results.fidelity import (
+    best_vs_baseline,
+    rung_fidelity,
+    spearman,
+    validation_noise,
+    value_at,
+)
+from sweeps.run.rungs import rungs
+from sweeps.run.scheduler import SweepASHA
 
 
 def _trial(tid, curve, status="COMPLETED"):
@@ -30,15 +37,15 @@ def test_spearman_matches_hand_computed_values():
 
 def test_fidelity_flags_a_rung_that_ranks_trials_unlike_the_end():
     good = [_trial(f"t{i}", [(100, 50 + i), (200, 40 + i)]) for i in range(4)]
-    f = fidelity(good, [100, 200], 200)
+    f = rung_fidelity(good, [100, 200], 200)
     assert f["per_rung"] == [{"step": 100, "n": 4, "spearman": pytest.approx(1.0)}]
     assert not f["low"] and "ranks trials like final" in f["message"]
     flipped = [_trial(f"t{i}", [(100, 50 - i), (200, 40 + i)]) for i in range(4)]
     stopped = _trial("s", [(100, 10.0)], status="STOPPED_EARLY")  # not full budget: unused
-    f = fidelity(flipped + [stopped], [100, 200], 200)
+    f = rung_fidelity(flipped + [stopped], [100, 200], 200)
     assert f["low"] and f["n_full"] == 4
     assert "early stopping may have discarded winners" in f["message"]
-    assert "too few" in fidelity(good[:2], [100, 200], 200)["message"]
+    assert "too few" in rung_fidelity(good[:2], [100, 200], 200)["message"]
 
 
 def test_best_against_baseline_and_noise():

@@ -15,12 +15,12 @@ import ray
 from ray import tune
 
 from handpose.errors import UserError
-from sweeps.recovery import load_tune_state, restore_missing_checkpoints
+from sweeps.run.recovery import load_tune_state, restore_missing_checkpoints
 
 TOTAL = 60
 REPAIR = """
 from pathlib import Path
-from sweeps.recovery import load_tune_state, restore_missing_checkpoints
+from sweeps.run.recovery import load_tune_state, restore_missing_checkpoints
 def repair(sweep):
     for line in restore_missing_checkpoints(Path(sweep), load_tune_state(Path(sweep))):
         print(line)

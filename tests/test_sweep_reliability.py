@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeps.spec import SPEC_PATH
+from sweeps.run.spec import SPEC_PATH
 
 from .conftest import REPO, sweep_cmd, wait_for
 

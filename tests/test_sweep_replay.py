@@ -16,7 +16,7 @@ from benchmarks.sweep_replay_sim import (
     toy_pool,
 )
 from handpose.errors import UserError
-from sweeps.scheduler import ReadyStep
+from sweeps.run.rungs import ReadyStep
 
 READY = ReadyStep(val_every=2, warmup=0, schedule="step", ramp=0, rate=0.0)  # as --toy
 
@@ -92,7 +92,7 @@ def test_record_replays_the_sweep_it_trained(tmp_path, monkeypatch):
     # the glue only: run_full (real training under Ray) is replaced by one that writes the
     # summary.json a full-budget sweep of 4 trials x 16 steps would (curves: 10 + i - step/4)
     from benchmarks import sweep_efficiency
-    from sweeps import tuning
+    from sweeps.run import tuning
 
     def fake_run_full(spec_path, seed, trials, storage, overrides):
         assert "GENERAL.total_step=16" in overrides

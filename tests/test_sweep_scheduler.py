@@ -15,14 +15,8 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from sweeps.scheduler import (
-    ReadyStep,
-    SweepASHA,
-    load_record,
-    pick_sentinels,
-    read_journal,
-    rungs,
-)
+from sweeps.run.rungs import ReadyStep, load_record, pick_sentinels, read_journal, rungs
+from sweeps.run.scheduler import SweepASHA, _AshaPrivate
 
 # Scripted validation MPJPE per step (val every step; time_attr "step", max_t 8).
 # LATE: dropout switches on at step 6: good early, hurt after, 3.8 mm at the end.
@@ -121,6 +115,33 @@ def _script(s: SweepASHA, num_trials: int, seed: int = 0) -> None:
             if s.on_trial_result(None, trial, result) == TrialScheduler.STOP:
                 break
         s.on_trial_complete(None, trial, result)
+
+
+def test_the_asha_internals_we_use_still_exist(tmp_path):
+    """Fails loudly if a Ray upgrade renames or removes what sweeps/run/scheduler.py reads
+    (_AshaPrivate): names the attribute and the Ray version."""
+    s = _make(tmp_path / "state.jsonl")
+    where = f"Ray {ray.__version__}: sweeps/run/scheduler.py _AshaPrivate reads"
+    for name in ("_brackets", "_trial_info", "_num_stopped", "_time_attr", "_max_t"):
+        assert name in s.__dict__, f"{where} ASHAScheduler.{name}, which this Ray lacks"
+    for bracket in s._brackets:
+        assert "_rungs" in bracket.__dict__, f"{where} _Bracket._rungs, which this Ray lacks"
+    assert _AshaPrivate.time_attr(s) == "step" and _AshaPrivate.max_t(s) == 8
+    assert _AshaPrivate.num_stopped(s) == 0
+    trials = [_Trial(f"t{i}", {}) for i in range(3)]
+    for t in trials:
+        s.on_trial_add(None, t)
+        assert _AshaPrivate.knows(s, t.trial_id), f"{where} _trial_info: trial ids as keys"
+    for t, mpjpe in zip(trials, (1.0, 5.0, 9.0), strict=True):  # t1: a sentinel
+        s.on_trial_result(None, t, {"step": 2, "mpjpe": mpjpe})
+    milestones = [[m for m, _ in bracket] for bracket in _AshaPrivate.rungs(s)]
+    assert milestones == [[8, 4, 2]], f"{where} _Bracket._rungs as [(milestone, dict)]"
+    assert dict(_AshaPrivate.rungs(s)[0])[2] == {"t0": -1.0, "t1": -5.0, "t2": -9.0}, (
+        f"{where} _Bracket._rungs as {{trial id: metric x -1 (mode min)}} per milestone"
+    )
+    assert _AshaPrivate.num_stopped(s) == 2, f"{where} _num_stopped as Ray's count of stops"
+    _AshaPrivate.forget(s, "t2")
+    assert not _AshaPrivate.knows(s, "t2")
 
 
 def test_rungs_sentinels_and_stops_survive_a_restart(tmp_path):

@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeps.common import DIVERGED_PENALTY
-from sweeps.search import PruneAwareOptunaSearch, _Private, study_storage
+from sweeps.run.search import DIVERGED_PENALTY, PruneAwareOptunaSearch, _Private
+from sweeps.run.study_file import study_storage
 
 
 def _searcher(tmp_path, name="s"):
@@ -29,7 +29,7 @@ def _searcher(tmp_path, name="s"):
 
 
 def test_the_optuna_internals_we_use_still_exist(tmp_path):
-    """Fails loudly if a Ray upgrade renames what sweeps/search.py reads (_Private)."""
+    """Fails loudly if a Ray upgrade renames what sweeps/run/search.py reads (_Private)."""
     s = _searcher(tmp_path)
     s.suggest("a")
     assert _Private.study(s) is not None and _Private.trial(s, "a") is not None
@@ -81,8 +81,8 @@ def test_the_journal_study_pickles(tmp_path):
 
 @pytest.mark.parametrize("n, want", [(10, 2), (32, 8), (4, 2)])
 def test_tpe_startup_scales_with_the_trials(n, want):
-    from sweeps.search import startup_trials
-    from sweeps.spec import load_spec
+    from sweeps.run.search import startup_trials
+    from sweeps.run.spec import load_spec
 
     spec, _ = load_spec("cpu")
     assert startup_trials(spec, n) == want
@@ -135,7 +135,7 @@ def test_a_restored_searcher_reads_a_trial_told_before_the_crash_again(
         restored.on_trial_result("a", {"step": step, "mpjpe": value})
         restored.on_trial_result("c", {"step": step, "mpjpe": value + 10})
     assert reads[0] == 2  # one read per trial (Optuna's tell reads on its own)
-    with caplog.at_level("WARNING", logger="sweeps.search"):
+    with caplog.at_level("WARNING", logger="sweeps.run.search"):
         restored.on_trial_complete("a", {"step": 60, "mpjpe": 29.0})
         restored.on_trial_complete("c", {"step": 60, "mpjpe": 39.0})
     assert not caplog.records  # "a" not told again

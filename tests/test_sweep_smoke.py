@@ -13,7 +13,7 @@ import ray
 from handpose.config import load_config
 from handpose.train import train
 from sweeps.dropout_warmup import main
-from sweeps.search import study_storage
+from sweeps.run.study_file import study_storage
 
 from .conftest import data_overrides
 

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from handpose.errors import ConfigError
 from handpose.model import build_model
-from sweeps.spec import SPEC_PATH, load_spec, trial_config, trial_overrides, tune_space
+from sweeps.run.spec import SPEC_PATH, load_spec, trial_config, trial_overrides, tune_space
 
 from .conftest import REPO, data_overrides
 

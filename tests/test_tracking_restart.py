@@ -114,7 +114,7 @@ def test_an_error_closing_the_aim_run_reaches_the_caller(aim_cfg, tmp_path, monk
 
 
 def test_a_sweep_trial_reports_its_aim_run(data_dir, tmp_path, monkeypatch):
-    from sweeps import trainable
+    from sweeps.run import trainable
 
     node = SimpleNamespace(get_node_id=lambda: "node")  # no Ray here: the trial's node id
     monkeypatch.setattr(trainable.ray, "get_runtime_context", lambda: node)

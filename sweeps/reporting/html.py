@@ -1,4 +1,4 @@
-"""HTML and file primitives of the sweep report (``sweeps/report.py``): the page's CSS,
+"""HTML and file primitives of the sweep report (``sweeps/reporting/page.py``): the page's CSS,
 cell formatting, tables, notes, embedded images, CSV and JSON-safe values."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ The model and data are built inside ``train``, in the trial's process.
 One copy of each checkpoint: once Tune has persisted a reported checkpoint, the run
 folder's copy is deleted (Tune keeps the latest; exact resume needs nothing else). A
 validation less than ``checkpoint_interval_s`` after the last handed checkpoint (the
-spec's, ``sweeps.common.CheckpointGate``) is reported without its checkpoint, which is
+spec's, ``CheckpointGate``) is reported without its checkpoint, which is
 deleted: a retry resumes from the last one handed and replays the rest.
 
 Data-parallel trials (``resources.workers`` > 1): ``ddp_trial`` runs a Ray Train
@@ -24,6 +24,7 @@ Optuna PRUNED with a penalty so TPE avoids the region).
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,7 @@ import torch
 from ray import tune
 
 from handpose.train import NonFiniteLossError, train
-from sweeps.common import CheckpointGate
-from sweeps.spec import trial_config
+from sweeps.run.spec import trial_config
 
 # Reported at every validation (besides Tune's own fields).
 REPORTED = (
@@ -51,6 +51,27 @@ REPORTED = (
     "val_total",
     "aim_hash",  # the trial's Aim run (summary.json keeps it)
 )
+
+
+class CheckpointGate:
+    """Whether a trial hands Tune the checkpoint of this validation: once ``interval_s``
+    seconds (wall) have passed since the trial started or since the last one it handed, and
+    always at ``final_step``. Tune snapshots its whole experiment state (and copies its
+    staging folder) whenever one trial has checkpointed ``keep_checkpoints`` times since the
+    last snapshot: with many short trials validating a second apart, every second or two, a
+    cost that grew with the square of the trials (docs/benchmarks.md section 7). A retry
+    replays at most ``interval_s`` of training; 0 hands every checkpoint."""
+
+    def __init__(self, interval_s: float, final_step: int) -> None:
+        self.interval_s, self.final_step = interval_s, final_step
+        self.last_s = time.monotonic()
+
+    def __call__(self, step: int) -> bool:
+        now = time.monotonic()
+        if step >= self.final_step or now - self.last_s >= self.interval_s:
+            self.last_s = now
+            return True
+        return False
 
 
 def _run_trial(

@@ -11,8 +11,7 @@ that
 - on ``--resume``, trials the study holds as RUNNING but Tune does not know are told FAIL,
   so constant-liar TPE stops treating them as pending.
 
-The study is an Optuna ``JournalStorage`` file (``<sweep>/optuna.journal``), the storage
-Optuna documents for shared file systems (NFS), which ``optuna-dashboard`` reads live.
+The study is ``<sweep>/optuna.journal`` (``sweeps/run/study_file.py``).
 """
 
 from __future__ import annotations
@@ -23,15 +22,16 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeps.common import DIVERGED_PENALTY, STUDY_FILE
-from sweeps.spec import SweepSpec
+from sweeps.run.spec import SweepSpec
+from sweeps.run.study_file import study_storage
 
 log = logging.getLogger(__name__)
+DIVERGED_PENALTY = 1.0e6  # mm: what Optuna is told for a trial whose loss became NaN/inf
 
 
 class _Private:
     """The OptunaSearch internals we need, in one place (Ray offers no public hook to tell a
-    trial PRUNED or to map a Tune trial to its Optuna trial). ``tests/test_search.py``
+    trial PRUNED or to map a Tune trial to its Optuna trial). ``tests/test_sweep_search.py``
     checks that they still exist, so a Ray upgrade that renames them fails loudly."""
 
     @staticmethod
@@ -155,13 +155,6 @@ class PruneAwareOptunaSearch(OptunaSearch):
                 study.tell(frozen.number, state=TrialState.FAIL)
                 n += 1
         return n
-
-
-def study_storage(sweep_dir: Path) -> Any:
-    """The sweep's Optuna storage: a journal file on the sweep folder (NFS-safe)."""
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    return JournalStorage(JournalFileBackend(str(Path(sweep_dir).resolve() / STUDY_FILE)))
 
 
 def startup_trials(spec: SweepSpec, num_samples: int) -> int:

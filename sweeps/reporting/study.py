@@ -1,7 +1,7 @@
 """The report's reading of a sweep's Optuna study: hyperparameter importance with a bootstrap
 interval, and which searched keys are searched on a log scale.
 
-The study is ``<sweep>/optuna.journal`` (``sweeps.common.STUDY_FILE``, an Optuna
+The study is ``<sweep>/optuna.journal`` (``sweeps.run.study_file.STUDY_FILE``, an Optuna
 ``JournalStorage`` file); an older sweep's ``optuna.db`` (SQLite) is read too. The study's
 name is the sweep folder's name. Nothing here raises on a missing or broken study: the
 report says why there is no importance instead.
@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from handpose.errors import first_line
-from sweeps.common import STUDY_FILE
+from sweeps.run.study_file import STUDY_FILE, study_storage
 
 OLD_STUDY_FILE = "optuna.db"  # SQLite study of sweeps made before the journal
 MIN_FINISHED = 8  # fewer complete trials: no importance bars, a sentence instead
@@ -78,9 +78,7 @@ def open_study(sweep_dir: Path) -> tuple[optuna.Study | None, str]:
         return None, f"no Optuna study ({STUDY_FILE}) in {sweep_dir}"
     try:
         if where == journal:
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-            storage: Any = JournalStorage(JournalFileBackend(str(journal.resolve())))
+            storage: Any = study_storage(sweep_dir)
         else:
             storage = f"sqlite:///{db.resolve()}"
         names = optuna.get_all_study_names(storage)
@@ -183,7 +181,7 @@ def log_keys(study: optuna.Study | None, sweep_dir: Path | None) -> set[str] | N
     try:
         from omegaconf import OmegaConf
 
-        from sweeps.spec import read_spec_file
+        from sweeps.run.spec import read_spec_file
 
         state = OmegaConf.load(sweep_dir / "sweep_state.yaml")
         space = read_spec_file(state.spec).presets[state.preset].space

@@ -18,20 +18,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from handpose.data.shards import is_url
 from handpose.errors import first_line
-from sweeps.aim_runs import close_and_index
-from sweeps.common import (
+from handpose.tracking import load_metrics
+from sweeps.results.aim_runs import close_and_index
+from sweeps.results.fidelity import best_vs_baseline, rung_fidelity, validation_noise
+from sweeps.results.trials import (
     COMPLETED,
     ERROR,
-    SCHEDULER_FILE,
     STOPPED_EARLY,
     UNFINISHED,
     best_pool,
     finite,
 )
-from sweeps.fidelity import best_vs_baseline, fidelity, validation_noise
-from sweeps.report_data import load_metrics
-from sweeps.scheduler import load_record, rungs
-from sweeps.spec import SweepSpec, apply_params, trial_overrides
+from sweeps.run.rungs import SCHEDULER_FILE, load_record, rungs
+from sweeps.run.spec import SweepSpec, apply_params, trial_overrides
 
 
 def error_reason(err: BaseException) -> str:
@@ -178,7 +177,7 @@ def write_outputs(
         "best_vs_baseline": best_vs_baseline(best, baseline, validation_noise(trials)),
         "sentinels": sorted(t["trial_id"] for t in trials if t["sentinel"]),
         "rungs": steps,
-        "fidelity": fidelity(trials, steps, total),
+        "fidelity": rung_fidelity(trials, steps, total),
         "trials": trials,
     }
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2))

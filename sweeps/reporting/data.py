@@ -18,8 +18,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from handpose.errors import UserError
-from sweeps.common import COMPLETED, UNFINISHED, finite
-from sweeps.fidelity import value_at
+from handpose.tracking import load_metrics, read_jsonl
+from sweeps.results.fidelity import value_at
+from sweeps.results.trials import COMPLETED, UNFINISHED, finite
 
 FINAL_KEYS = ("mpjpe", "mpjpe_rel", "pa_mpjpe", "rte")
 IGNORED_CONFIG_KEYS = ("GENERAL.run_name", "GENERAL.output_dir")  # differ between any two runs
@@ -79,31 +80,6 @@ class ReportData:
     param_keys: list[str]
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """JSON objects, one a line; blank lines and a torn last line (a live run) are skipped."""
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            rows.append(obj)
-    return rows
-
-
-def load_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The train and val lines of ``run_dir/metrics.jsonl``, sorted by step (last one wins)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return [], []
-    by_split: dict[str, dict[int, dict[str, Any]]] = {"train": {}, "val": {}}
-    for row in read_jsonl(path):
-        if row.get("split") in by_split and isinstance(row.get("step"), int):
-            by_split[row["split"]][row["step"]] = row
-    return tuple(sorted(d.values(), key=lambda r: r["step"]) for d in by_split.values())
-
-
 def flat_config(run_dir: Path) -> dict[str, Any]:
     """``run_dir/config.yaml`` as ``{"GENERAL.total_step": 60, ...}`` (empty if missing)."""
     path = run_dir / "config.yaml"
@@ -129,7 +105,7 @@ def _local(path: str | None, *candidates: Path) -> Path | None:
     return next((c for c in candidates if c.is_dir()), None)
 
 
-def load_sweep(sweep_dir: Path) -> tuple[Sweep, list[Entry]]:
+def load_sweep_entries(sweep_dir: Path) -> tuple[Sweep, list[Entry]]:
     """The sweep and one entry per trial, with its run folder's metrics and Ray timeline."""
     try:
         summary = json.loads((sweep_dir / "summary.json").read_text())
@@ -217,7 +193,7 @@ def classify(path: Path) -> str:
     )
 
 
-def load(paths: list[Path]) -> ReportData:
+def load_report_data(paths: list[Path]) -> ReportData:
     """A sweep folder and/or training run folders, in any order, as ranked entries.
 
     Trials' params are their searched values; a run's params are, next to a sweep, its
@@ -229,7 +205,7 @@ def load(paths: list[Path]) -> ReportData:
         raise UserError("give at most one sweep folder (and any number of run folders)")
     sweep, entries = None, []
     if "sweep" in kinds:
-        sweep, entries = load_sweep(paths[kinds.index("sweep")])
+        sweep, entries = load_sweep_entries(paths[kinds.index("sweep")])
     runs = [load_run(p) for p, k in zip(paths, kinds, strict=True) if k == "run"]
     keys = list(dict.fromkeys(k for e in entries for k in e.params))
     if sweep is None and len(runs) > 1:

@@ -15,8 +15,8 @@ import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from sweeps.common import COMPLETED  # noqa: E402
-from sweeps.report_data import Entry  # noqa: E402
+from sweeps.reporting.data import Entry  # noqa: E402
+from sweeps.results.trials import COMPLETED  # noqa: E402
 
 DPI = 100
 STYLE = {  # status -> (line style, end marker)
@@ -56,7 +56,7 @@ def _band(entries: list[Entry]) -> tuple[list[int], list[float], list[float]] | 
     return steps, lo, hi
 
 
-def mpjpe_curves(
+def plot_mpjpe_curves(
     entries: list[Entry],
     total_step: int | None,
     path: Path,
@@ -124,7 +124,7 @@ def _time_axis(seconds: list[float]) -> tuple[list[float], str]:
     return [s / scale for s in seconds], unit
 
 
-def best_so_far(points: list[dict[str, float]], path: Path) -> Path | None:
+def plot_best_so_far(points: list[dict[str, float]], path: Path) -> Path | None:
     """The sweep's best MPJPE so far vs wall time and vs training steps of all trials."""
     if not points:
         return None
@@ -160,7 +160,7 @@ def _grid(n: int, width: float = 4.2, height: float = 3.2) -> tuple[plt.Figure, 
     return fig, flat[:n]
 
 
-def dropout(entries: list[Entry], path: Path) -> Path | None:
+def plot_dropout_schedule(entries: list[Entry], path: Path) -> Path | None:
     """The decoder dropout rate vs step of the given (top) entries, from the train lines."""
     drawn = [(e, e.series("train", "dropout_rate")) for e in entries]
     drawn = [(e, s) for e, s in drawn if s]
@@ -177,7 +177,7 @@ def dropout(entries: list[Entry], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def losses(entries: list[Entry], path: Path) -> Path | None:
+def plot_losses(entries: list[Entry], path: Path) -> Path | None:
     """Train vs validation total loss per (top) entry, one panel each."""
     drawn = [(e, e.series("train", "total"), e.series("val", "val_total")) for e in entries]
     drawn = [d for d in drawn if d[1] or d[2]]
@@ -211,7 +211,7 @@ def losses(entries: list[Entry], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def gap(entries: list[Entry], path: Path) -> Path | None:
+def plot_gap(entries: list[Entry], path: Path) -> Path | None:
     """Generalisation gap (val minus train MPJPE, mm) vs step for the given entries."""
     drawn = [(e, e.series("val", "gap_mpjpe")) for e in entries]
     drawn = [(e, s) for e, s in drawn if s]
@@ -240,7 +240,7 @@ def _log_x(ax: Any, values: list[float]) -> None:
     ax.tick_params(axis="x", labelsize=8)
 
 
-def params(
+def plot_params(
     entries: list[Entry], keys: list[str], path: Path, log: set[str] | None = None
 ) -> Path | None:
     """Each searched parameter vs final validation MPJPE, one panel per parameter; hollow
@@ -286,7 +286,7 @@ def params(
     return _save(fig, path)
 
 
-def importance(rows: list[dict[str, Any]], path: Path) -> Path | None:
+def plot_importance(rows: list[dict[str, Any]], path: Path) -> Path | None:
     """Horizontal bars of hyperparameter importance (largest on top): the bootstrap median
     with its 5-95% interval as whiskers."""
     if not rows:
@@ -315,7 +315,9 @@ def importance(rows: list[dict[str, Any]], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def fidelity(rows: list[dict[str, Any]], per_rung: list[dict[str, Any]], path: Path) -> Path | None:
+def plot_fidelity(
+    rows: list[dict[str, Any]], per_rung: list[dict[str, Any]], path: Path
+) -> Path | None:
     """MPJPE at each ASHA rung vs final MPJPE of the full-budget trials, one panel per
     rung, with the summary's Spearman rho; points on a rising line: the rung ranks trials
     as the full budget does."""

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from handpose.errors import UserError
-from sweeps.common import COMPLETED
+from sweeps.results.trials import COMPLETED
 
 LOW_RHO = 0.5  # below this, early stopping may have discarded winners
 NOISE_WINDOW = 3  # last validations of a trial whose spread is its validation noise
@@ -54,7 +54,7 @@ def value_at(curve: list[list[Any]], step: int) -> float | None:
     return min(after, key=lambda p: p[0])[1] if after else None
 
 
-def fidelity(
+def rung_fidelity(
     trials: list[dict[str, Any]], rung_steps: list[int], total_step: int
 ) -> dict[str, Any]:
     """Spearman's rho between each rung's MPJPE and the final MPJPE, over the trials that
@@ -143,7 +143,7 @@ def best_vs_baseline(
     return {"diff_mm": diff, "noise_mm": noise, "beyond_noise": beyond, "sentence": sentence}
 
 
-# Multi-seed confirmation (sweeps/confirm.py): a paired comparison with the baseline.
+# Multi-seed confirmation (sweeps/results/confirm.py): a paired comparison with the baseline.
 BETTER, WORSE, NOISE = (
     "better than baseline",
     "worse than baseline",

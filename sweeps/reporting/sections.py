@@ -1,4 +1,4 @@
-"""The sweep report's sections (``sweeps/report.py``): each section's HTML body, from the
+"""The sweep report's sections (``sweeps/reporting/page.py``): each section's HTML body, from the
 overview of the sources and the baseline to the list of data files."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import html
 from collections import Counter
 from typing import Any
 
-from sweeps import report_data as D
-from sweeps.report_content import Report
-from sweeps.report_html import drop_constant, fmt, image, note, short_keys, table
+from sweeps.reporting.content import Report
+from sweeps.reporting.data import ReportData, Sweep
+from sweeps.reporting.html import drop_constant, fmt, image, note, short_keys, table
 
 SECTIONS = {
     "overview": "Overview",
@@ -29,7 +29,7 @@ SECTIONS = {
 OPTIONAL_COLUMNS = ("kind", "role", "val_fingerprint", "error")  # in the HTML if they vary
 
 
-def overview(data: D.ReportData) -> str:
+def overview(data: ReportData) -> str:
     """Sources, budget, the best entry against the baseline, the sentinels, and whether the
     validation streams are comparable."""
     items: dict[str, Any] = {}
@@ -106,12 +106,12 @@ def overview(data: D.ReportData) -> str:
     )
 
 
-def shown(data: D.ReportData, rows: int) -> list[int]:
+def shown(data: ReportData, rows: int) -> list[int]:
     """Indices of the entries the HTML tables show: the best ``rows`` and the baseline."""
     return [i for i, e in enumerate(data.entries) if i < rows or e.baseline]
 
 
-def rest_note(data: D.ReportData, keep: list[int], csv_name: str) -> str:
+def rest_note(data: ReportData, keep: list[int], csv_name: str) -> str:
     """One line on the entries a table leaves out: how many, by status, their MPJPE range."""
     kept = set(keep)
     left = [e for i, e in enumerate(data.entries) if i not in kept]
@@ -151,7 +151,7 @@ def fidelity_section(r: Report) -> str:
     )
 
 
-def confirm_section(sweep: D.Sweep | None) -> str:
+def confirm_section(sweep: Sweep | None) -> str:
     """``confirm.json``'s rows as a table (generic: whatever keys the rows have)."""
     report = sweep.confirm if sweep is not None else None
     if not report:

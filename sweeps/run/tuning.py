@@ -20,7 +20,7 @@ from ray import tune  # noqa: E402
 
 from handpose.data.shards import is_url  # noqa: E402
 from handpose.errors import UserError, first_line  # noqa: E402
-from sweeps.spec import SweepSpec  # noqa: E402
+from sweeps.run.spec import SweepSpec  # noqa: E402
 
 
 def connect_ray(
@@ -63,7 +63,7 @@ def make_trainable(
     fn: Callable | None = None,
     **extra: Any,
 ) -> Any:
-    """The trial function (default ``sweeps.trainable.handpose_trial``, or ``ddp_trial``
+    """The trial function (default ``sweeps.run.trainable.handpose_trial``, or ``ddp_trial``
     when ``resources.workers`` > 1) with the base config attached (via the object store)
     and the spec's resources. With local/NFS storage each trial's run folder is
     ``<sweep>/runs/<trial>`` (shared by all nodes); with s3:// it stays in Tune's trial
@@ -71,7 +71,7 @@ def make_trainable(
     runs_dir = None if is_url(storage) else str(sweep_dir / "runs")
     r = spec.resources
     if fn is None and r.workers > 1:
-        from sweeps.trainable import ddp_trial
+        from sweeps.run.trainable import ddp_trial
 
         # The trial itself (0.01 CPU) only waits on its Ray Train workers, which take the CPUs and
         # GPUs; concurrency is bounded by max_concurrent and by what the cluster has.
@@ -88,7 +88,7 @@ def make_trainable(
         )
         return tune.with_resources(trainable, {"cpu": 0.01})
     if fn is None:
-        from sweeps.trainable import handpose_trial as fn
+        from sweeps.run.trainable import handpose_trial as fn
     trainable = tune.with_parameters(
         fn,
         base=base,
@@ -103,14 +103,14 @@ def progress_reporter(
     spec: SweepSpec, parameter_columns: dict[str, str] | None = None
 ) -> tune.CLIReporter:
     """The live table: the top trials by MPJPE (the header counts trials by status), the
-    searched values, the step and the decoder's current dropout rate (``dropout_now``, apart
-    from the searched target ``dropout``)."""
+    searched values, the step and the decoder's current ``dropout_rate`` (the searched
+    ``MODEL.handec.dropout`` is its target)."""
     return tune.CLIReporter(
         metric_columns={
             "step": "step",
             "mpjpe": "mpjpe_mm",
             "rte": "rte_mm",
-            "dropout_rate": "dropout_now",
+            "dropout_rate": "dropout_rate",
         },
         parameter_columns=parameter_columns or {k: k.split(".")[-1] for k in spec.space},
         max_report_frequency=15,

@@ -10,70 +10,67 @@
 - **Sentinels.** A fraction of the trials (chosen at random with the spec's seed, by the
   order in which trials are created) and the baseline (the first trial) run to the full
   budget whatever the rungs say: their curves tell how well early MPJPE predicts final
-  MPJPE (``sweeps/fidelity.py``).
+  MPJPE (``sweeps/results/fidelity.py``).
 - **State.** Ray does not keep a scheduler's state across ``Tuner.restore``
-  (ray-project/ray#30838). This one appends each decision, as one JSON line flushed at
-  once, to a journal (``state_path``) and replays it on first use: ``{"add": id, "index":
-  i, "sentinel": bool}`` for a new trial, ``{"rung": milestone, "trial": id, "value": v,
-  "num_stopped": n}`` for a value recorded at a rung (``v`` as Ray keeps it: the metric
-  times -1 for ``mode="min"``; ``n`` Ray's count of stops so far), with ``"stop": true``
-  when that result stopped the trial. A few bytes per event, whatever the number of trials
-  (the whole-state pickle it replaces grew with the sweep: O(n^2) in all). A final line cut
-  short by a driver crash is dropped and cut off the file before the next append. Flushed,
-  not fsync'd: a killed driver loses nothing, a lost machine may lose the last lines.
+  (ray-project/ray#30838). This one appends each decision to a journal (``state_path``,
+  ``scheduler_state.jsonl``; its format and its reader: ``sweeps/run/rungs.py``) and
+  replays it on first use.
+- **Ray's internals.** ASHA keeps its rungs in private attributes; every access to them is
+  in one class, ``_AshaPrivate``, which ``tests/test_sweep_scheduler.py`` checks against the
+  installed Ray.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from handpose.schedules import dropout_target_step
+from sweeps.run.rungs import ReadyStep, read_journal
 
 
-@dataclass(frozen=True)
-class ReadyStep:
-    """The step from which a trial's MPJPE may be compared at a rung: the first validation
-    at or after the step its dropout reaches its target plus one validation interval.
-    ``base``: the base config's values of the dropout keys; a trial's searched values win."""
+class _AshaPrivate:
+    """The ``ASHAScheduler`` internals ``SweepASHA`` needs, in one place: Ray offers no public
+    way to read a bracket's rungs, to put recorded values back into them after a restart, or
+    to read and restore its count of stops. ``tests/test_sweep_scheduler.py`` checks every
+    one against the installed Ray, so an upgrade that renames or removes one fails loudly.
 
-    val_every: int
-    warmup: int
-    schedule: str
-    ramp: int
-    rate: float
+    Read: ``AsyncHyperBandScheduler._brackets``, ``._trial_info`` (trial id -> bracket),
+    ``._num_stopped``, ``._time_attr``, ``._max_t``; ``_Bracket._rungs`` (a list of
+    ``(milestone, {trial id: recorded value})``)."""
 
-    def __call__(self, config: dict[str, Any]) -> int:
-        warmup = int(config.get("GENERAL.dropout_warmup_step", self.warmup))
-        schedule = config.get("GENERAL.dropout_schedule", self.schedule)
-        ramp = int(config.get("GENERAL.dropout_ramp_step", self.ramp))
-        rate = float(config.get("MODEL.handec.dropout", self.rate))
-        if rate == 0.0:
-            return 0
-        full = dropout_target_step(warmup, schedule, ramp)
-        return -(-(full + self.val_every) // self.val_every) * self.val_every
+    @staticmethod
+    def rungs(s: ASHAScheduler) -> list[list[tuple[float, dict[str, float]]]]:
+        """Each bracket's rungs as ``(milestone, recorded)``: Ray's own dicts (writable)."""
+        return [b._rungs for b in s._brackets]
 
+    @staticmethod
+    def knows(s: ASHAScheduler, trial_id: str) -> bool:
+        """Whether ASHA has put the trial in a bracket."""
+        return trial_id in s._trial_info
 
-def rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
-    """ASHA's milestones (one bracket), ascending, as Ray computes them."""
-    out, t = [], float(grace_period)
-    while t <= max_t + 1e-9:
-        out.append(int(t))
-        t *= reduction_factor
-    return out
+    @staticmethod
+    def forget(s: ASHAScheduler, trial_id: str) -> None:
+        s._trial_info.pop(trial_id, None)
 
+    @staticmethod
+    def num_stopped(s: ASHAScheduler) -> int:
+        return s._num_stopped
 
-def pick_sentinels(num_samples: int, fraction: float, minimum: int, seed: int) -> set[int]:
-    """Indices (creation order) of the trials that run to the full budget: the baseline
-    (index 0) and ``max(minimum, round(fraction * num_samples))`` others at random."""
-    k = min(num_samples - 1, max(minimum, round(fraction * num_samples)))
-    return {0, *random.Random(seed).sample(range(1, num_samples), max(0, k))}
+    @staticmethod
+    def set_num_stopped(s: ASHAScheduler, n: int) -> None:
+        s._num_stopped = n
+
+    @staticmethod
+    def time_attr(s: ASHAScheduler) -> str:
+        return s._time_attr
+
+    @staticmethod
+    def max_t(s: ASHAScheduler) -> int:
+        return s._max_t
 
 
 class SweepASHA(ASHAScheduler):
@@ -105,7 +102,7 @@ class SweepASHA(ASHAScheduler):
         records, good_bytes = read_journal(self._state_path)
         if good_bytes < os.path.getsize(self._state_path):
             os.truncate(self._state_path, good_bytes)  # a torn last line: appends go after
-        rungs_by_milestone = [dict(b._rungs) for b in self._brackets]  # same dicts as Ray's
+        rungs_by_milestone = [dict(b) for b in _AshaPrivate.rungs(self)]  # Ray's dicts
         for r in records:
             if "add" in r:
                 self.trial_index[r["add"]] = r["index"]
@@ -113,7 +110,7 @@ class SweepASHA(ASHAScheduler):
                     self.sentinels.add(r["add"])
             else:
                 rungs_by_milestone[r.get("bracket", 0)][r["rung"]][r["trial"]] = r["value"]
-                self._num_stopped = r["num_stopped"]
+                _AshaPrivate.set_num_stopped(self, r["num_stopped"])
                 if r.get("stop"):
                     self.stopped.add(r["trial"])
 
@@ -130,16 +127,17 @@ class SweepASHA(ASHAScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         self._restore_once()
-        step = result.get(self._time_attr, 0)
+        step = result.get(_AshaPrivate.time_attr(self), 0)
         if self._ready_step is not None and step < self._ready_step(trial.config):
             return TrialScheduler.CONTINUE  # dropout not at its target yet: not compared
-        if trial.trial_id not in self._trial_info:  # restored trial Tune did not re-add
+        if not _AshaPrivate.knows(self, trial.trial_id):  # restored, Tune did not re-add it
             super().on_trial_add(tune_controller, trial)
         before = self._rungs_of(trial.trial_id)
         action = super().on_trial_result(tune_controller, trial, result)
-        if trial.trial_id in self.sentinels and step < self._max_t:
+        max_t = _AshaPrivate.max_t(self)
+        if trial.trial_id in self.sentinels and step < max_t:
             action = TrialScheduler.CONTINUE
-        stop = action == TrialScheduler.STOP and step < self._max_t
+        stop = action == TrialScheduler.STOP and step < max_t
         if stop:
             self.stopped.add(trial.trial_id)
         self._save_new_rung(trial.trial_id, before, stop)
@@ -149,8 +147,8 @@ class SweepASHA(ASHAScheduler):
         """(bracket, milestone) of each rung holding ``trial_id``: O(rungs), not O(trials)."""
         return {
             (i, milestone)
-            for i, b in enumerate(self._brackets)
-            for milestone, recorded in b._rungs
+            for i, bracket in enumerate(_AshaPrivate.rungs(self))
+            for milestone, recorded in bracket
             if trial_id in recorded
         }
 
@@ -159,9 +157,9 @@ class SweepASHA(ASHAScheduler):
         at most per result). A stop before ``max_t`` always comes with one: Ray stops there
         only when it records a value below a rung's cutoff."""
         for i, milestone in self._rungs_of(trial_id) - before:
-            value = float(dict(self._brackets[i]._rungs)[milestone][trial_id])
+            value = float(dict(_AshaPrivate.rungs(self)[i])[milestone][trial_id])
             record = {"rung": milestone, "trial": trial_id, "value": value}
-            record["num_stopped"] = self._num_stopped
+            record["num_stopped"] = _AshaPrivate.num_stopped(self)
             if i:
                 record["bracket"] = i  # only with ``brackets`` > 1
             if stop:
@@ -170,50 +168,10 @@ class SweepASHA(ASHAScheduler):
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         self._restore_once()
-        if trial.trial_id in self._trial_info:
+        if _AshaPrivate.knows(self, trial.trial_id):
             before = self._rungs_of(trial.trial_id)
             super().on_trial_complete(tune_controller, trial, result)
             self._save_new_rung(trial.trial_id, before, stop=False)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._trial_info.pop(trial.trial_id, None)
-
-
-def read_journal(path: str | Path) -> tuple[list[dict[str, Any]], int]:
-    """The records of a scheduler journal, and the size in bytes of the whole lines they
-    come from. A last line that does not parse or lacks its newline (a crash mid-write) is
-    left out; any other bad line is an error."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data.startswith(b"\x80"):  # pickle protocol 2+: the whole-state file of old sweeps
-        raise ValueError(
-            f"{path}: the whole-state pickle of a sweep from before the scheduler journal;"
-            " resume it with that code, or move the file away to resume with empty rungs"
-        )
-    records, good_bytes = [], 0
-    lines = data.split(b"\n")
-    for n, line in enumerate(lines[:-1], 1):  # lines[-1]: after the last newline
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            if n < len(lines) - 1 or lines[-1]:
-                raise ValueError(f"{path}:{n}: not a JSON line") from None
-            return records, good_bytes  # the last line, garbled by a crash
-        good_bytes += len(line) + 1
-    return records, good_bytes
-
-
-def load_record(path: str | Path) -> dict[str, Any]:
-    """What a journal says of the trials, without Ray's rungs: ``trial_index`` (id ->
-    creation order), ``sentinels`` and ``stopped`` (sets of ids); empty without a journal."""
-    out: dict[str, Any] = {"trial_index": {}, "sentinels": set(), "stopped": set()}
-    if not os.path.isfile(path):
-        return out
-    for r in read_journal(path)[0]:
-        if "add" in r:
-            out["trial_index"][r["add"]] = r["index"]
-            if r["sentinel"]:
-                out["sentinels"].add(r["add"])
-        elif r.get("stop"):
-            out["stopped"].add(r["trial"])
-    return out
+        _AshaPrivate.forget(self, trial.trial_id)

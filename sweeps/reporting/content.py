@@ -1,4 +1,4 @@
-"""The sweep report's content (``sweeps/report.py``): every table computed from the loaded
+"""The sweep report's content (``sweeps/reporting/page.py``): every table computed from the loaded
 entries, every figure drawn, and the tables written as CSV and everything as ``report.json``."""
 
 from __future__ import annotations
@@ -8,10 +8,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeps import report_data as D
-from sweeps import report_plots as P
-from sweeps import report_study as S
-from sweeps.report_html import clean, write_csv
+from sweeps.reporting.data import (
+    ReportData,
+    best_so_far,
+    fidelity_points,
+    leaderboard,
+    mpjpe_at_steps,
+    shared_steps,
+    trial_stats,
+)
+from sweeps.reporting.html import clean, write_csv
+from sweeps.reporting.plots import (
+    plot_best_so_far,
+    plot_dropout_schedule,
+    plot_fidelity,
+    plot_gap,
+    plot_importance,
+    plot_losses,
+    plot_mpjpe_curves,
+    plot_params,
+)
+from sweeps.reporting.study import Importance, log_keys, open_study, param_importance
+from sweeps.run.study_file import STUDY_FILE
 
 CURVES = (
     ("train", "total"),
@@ -26,7 +44,7 @@ CURVES = (
 class Report:
     """The report's content: the loaded entries, every table and the drawn figures."""
 
-    data: D.ReportData
+    data: ReportData
     top: int
     rows: int
     window: int
@@ -35,14 +53,14 @@ class Report:
     at_steps: list[dict[str, Any]]
     stats: list[dict[str, Any]]
     progress: list[dict[str, float]]
-    fidelity: list[dict[str, Any]]
-    importance: S.Importance
+    fidelity_points: list[dict[str, Any]]
+    importance: Importance
     log_keys: set[str] | None
     figs: dict[str, Path | None]
 
 
 def compute(
-    data: D.ReportData,
+    data: ReportData,
     out: Path,
     top: int,
     window: int,
@@ -54,41 +72,40 @@ def compute(
     entries, best = data.entries, data.entries[:top]
     summary = data.sweep.summary if data.sweep is not None else {}
     total_step, rungs = summary.get("total_step"), summary.get("rungs") or []
-    progress = D.best_so_far(entries)
+    progress = best_so_far(entries)
     study, why = (
-        S.open_study(data.sweep.dir)
+        open_study(data.sweep.dir)
         if data.sweep is not None
         else (
             None,
-            "hyperparameter importance needs a sweep folder with its Optuna "
-            f"study ({S.STUDY_FILE})",
+            f"hyperparameter importance needs a sweep folder with its Optuna study ({STUDY_FILE})",
         )
     )
-    importance = S.param_importance(study, why)
-    log = S.log_keys(study, data.sweep.dir if data.sweep is not None else None)
-    fidelity = D.fidelity_points(entries, rungs, total_step)
+    importance = param_importance(study, why)
+    log = log_keys(study, data.sweep.dir if data.sweep is not None else None)
+    fidelity = fidelity_points(entries, rungs, total_step)
     figs = {
-        "curves": P.mpjpe_curves(entries, total_step, out / "mpjpe_vs_step.png", lines, rungs),
-        "fidelity": P.fidelity(
+        "curves": plot_mpjpe_curves(entries, total_step, out / "mpjpe_vs_step.png", lines, rungs),
+        "fidelity": plot_fidelity(
             fidelity, (summary.get("fidelity") or {}).get("per_rung") or [], out / "fidelity.png"
         ),
-        "best-so-far": P.best_so_far(progress, out / "best_so_far.png"),
-        "gap": P.gap(best, out / "generalisation_gap.png"),
-        "dropout": P.dropout(best, out / "dropout_schedule.png"),
-        "losses": P.losses(best, out / "train_vs_val_loss.png"),
-        "params": P.params(entries, data.param_keys, out / "params_vs_mpjpe.png", log),
-        "importance": P.importance(importance.rows, out / "importance.png"),
+        "best-so-far": plot_best_so_far(progress, out / "best_so_far.png"),
+        "gap": plot_gap(best, out / "generalisation_gap.png"),
+        "dropout": plot_dropout_schedule(best, out / "dropout_schedule.png"),
+        "losses": plot_losses(best, out / "train_vs_val_loss.png"),
+        "params": plot_params(entries, data.param_keys, out / "params_vs_mpjpe.png", log),
+        "importance": plot_importance(importance.rows, out / "importance.png"),
     }
-    steps = steps or D.shared_steps(entries)
+    steps = steps or shared_steps(entries)
     return Report(
         data,
         len(best),
         rows,
         window,
         steps,
-        D.leaderboard(data),
-        D.mpjpe_at_steps(entries, steps),
-        D.trial_stats(entries, window),
+        leaderboard(data),
+        mpjpe_at_steps(entries, steps),
+        trial_stats(entries, window),
         progress,
         fidelity,
         importance,
@@ -124,7 +141,7 @@ def write_data(r: Report, out: Path) -> list[str]:
                     "mpjpe_at_steps": {"steps": r.steps, "rows": r.at_steps},
                     "trial_stats": {"window": r.window, "rows": r.stats},
                     "best_so_far": r.progress,
-                    "fidelity_points": r.fidelity,
+                    "fidelity_points": r.fidelity_points,
                     "importance": {
                         "rows": imp.rows,
                         "n_finished": imp.n_finished,

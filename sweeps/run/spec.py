@@ -50,7 +50,7 @@ class ResourcesCfg:
 
 @dataclass
 class SchedulerCfg:
-    """ASHA on the training step (``sweeps/scheduler.py``)."""
+    """ASHA on the training step (``sweeps/run/scheduler.py``)."""
 
     grace_period: int = 300  # steps
     reduction_factor: float = 2.0
@@ -105,10 +105,51 @@ class SweepSpec:
     space: dict[str, dict[str, Any]]  # key -> {type, low, high, log, scale} or {type, values}
     points_to_evaluate: list[dict[str, Any]]
 
-    def __getattr__(self, name: str) -> Any:  # spec.num_samples etc. read the preset
-        if name == "settings":
-            raise AttributeError(name)
-        return getattr(self.settings, name)
+    # The preset's settings that the sweep, the confirmation and the benchmarks read (``space``
+    # and ``points_to_evaluate`` above are the resolved ones, not the preset's raw ones).
+    @property
+    def base_config(self) -> str:
+        return self.settings.base_config
+
+    @property
+    def num_samples(self) -> int:
+        return self.settings.num_samples
+
+    @property
+    def max_concurrent(self) -> int:
+        return self.settings.max_concurrent
+
+    @property
+    def seed(self) -> int:
+        return self.settings.seed
+
+    @property
+    def startup_trials(self) -> int | None:
+        return self.settings.startup_trials
+
+    @property
+    def resources(self) -> ResourcesCfg:
+        return self.settings.resources
+
+    @property
+    def max_failures(self) -> int:
+        return self.settings.max_failures
+
+    @property
+    def keep_checkpoints(self) -> int:
+        return self.settings.keep_checkpoints
+
+    @property
+    def checkpoint_interval_s(self) -> float:
+        return self.settings.checkpoint_interval_s
+
+    @property
+    def keep_stopped_checkpoints(self) -> bool:
+        return self.settings.keep_stopped_checkpoints
+
+    @property
+    def scheduler(self) -> SchedulerCfg:
+        return self.settings.scheduler
 
     @property
     def grace_period(self) -> int:
