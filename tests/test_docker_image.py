@@ -65,7 +65,10 @@ def test_dockerfile_contract():
     assert args["RAY_VERSION"] == ray.__version__
     assert re.fullmatch(r"py311-cu\d+", args["RAY_IMAGE_VARIANT"])
     froms = [a for k, a in ins if k == "FROM"]
-    assert froms == ["rayproject/ray:${RAY_VERSION}-${RAY_IMAGE_VARIANT}"]
+    assert froms == ["${BASE_IMAGE}"]  # a build arg, so a local stand-in can replace it
+    assert args["BASE_IMAGE"] == "rayproject/ray:${RAY_VERSION}-${RAY_IMAGE_VARIANT}"
+    # no `# syntax=` line: BuildKit would pull a frontend image, which fails offline
+    assert not re.search(r"^#\s*syntax=", _dockerfile(), re.M)
     assert "py311-cpu" in _dockerfile()  # documented CPU variant
     # torch: the CUDA build from the PyTorch index, checked at the end of the build
     cu = re.fullmatch(r"https://download\.pytorch\.org/whl/cu(\d+)(\d)", args["TORCH_INDEX_URL"])
@@ -94,15 +97,17 @@ def test_dockerfile_contract():
     assert not any("auth_token" in a for k, a in ins if k in ("COPY", "ADD"))
 
 
-def _dockerignore() -> list[re.Pattern]:
+def _dockerignore() -> list[tuple[bool, re.Pattern]]:
     """.dockerignore patterns with Docker's semantics (anchored at the context root,
-    ``**`` = any number of folders, a match excludes everything below it)."""
+    ``**`` = any number of folders, a match excludes everything below it, ``!`` re-includes,
+    the last matching line wins), as ``(excludes, pattern)``."""
     pats = []
     for line in (REPO / ".dockerignore").read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        assert not line.startswith("!"), "exceptions are not expected here"
+        excludes = not line.startswith("!")
+        line = line.lstrip("!")
         rx = (
             re.escape(line.strip("/"))
             .replace(r"\*\*/", "(?:.*/)?")
@@ -110,12 +115,13 @@ def _dockerignore() -> list[re.Pattern]:
             .replace(r"\*", "[^/]*")
             .replace(r"\?", "[^/]")
         )
-        pats.append(re.compile(rx + "(?:/.*)?"))
+        pats.append((excludes, re.compile(rx + "(?:/.*)?")))
     return pats
 
 
-def _ignored(rel: str, pats: list[re.Pattern]) -> bool:
-    return any(p.fullmatch(rel) for p in pats)
+def _ignored(rel: str, pats: list[tuple[bool, re.Pattern]]) -> bool:
+    matched = [excludes for excludes, p in pats if p.fullmatch(rel)]
+    return bool(matched) and matched[-1]
 
 
 def test_dockerignore_keeps_data_results_checkpoints_and_secrets_out():
@@ -135,6 +141,9 @@ def test_dockerignore_keeps_data_results_checkpoints_and_secrets_out():
         "handpose/__pycache__/a.pyc",
     ):
         assert _ignored(rel, pats), f"{rel} would be sent to the Docker build"
+    # the shipped tiny PoseNet is in the image (the cpu and smoke presets load it)
+    for name in ("dinov2_vitt14_handpose.pth", "handec_vitt14_handpose.pth"):
+        assert (REPO / "weights" / name).is_file() and not _ignored(f"weights/{name}", pats)
     # and the files that are really here
     for top in ("data", "outputs", "results"):
         for f in (REPO / top).rglob("*") if (REPO / top).is_dir() else ():
