@@ -1,6 +1,7 @@
 """Helpers shared by the benchmarks: the machine's description, synthetic data in a temp
-folder, the console lines of a run, a local Ray, Ray Tune runs of the sweep trainable,
-tables and the JSON of results.
+folder, the console lines of a run, a preset's recipe scaled to a step budget, Ray Tune runs
+of the sweep trainable (a whole sweep trained to the full budget among them), tables and the
+JSON of results.
 
 Timings on a shared machine are disturbed by whatever else runs there: the benchmarks
 therefore compare A and B side by side in one run (interleaved, repeated) and report ratios.
@@ -227,6 +228,34 @@ def write_spec(
     return path
 
 
+def scaled_overrides(preset: str, steps: int, batch: int) -> tuple[list[str], int]:
+    """Overrides that shrink ``preset``'s recipe to ``steps`` steps at ``batch`` samples per
+    step, keeping the validation/log/warmup intervals as fractions of the budget; and the
+    preset's ASHA grace period scaled the same way."""
+    from handpose.config import val_step
+    from sweeps.run.spec import SPEC_PATH, load_spec
+
+    spec, cfg = load_spec(preset, SPEC_PATH)
+    total = cfg.GENERAL.total_step
+
+    def scale(n: int) -> int:
+        return max(1, round(n * steps / total))
+
+    every = scale(val_step(cfg))
+    return (
+        [
+            f"GENERAL.total_step={steps}",
+            f"GENERAL.checkpoint_step={every}",
+            f"GENERAL.val_step={every}",
+            f"GENERAL.log_step={scale(cfg.GENERAL.log_step)}",
+            f"TRAIN.warmup_step={scale(cfg.TRAIN.warmup_step)}",
+            f"GENERAL.dropout_warmup_step={scale(cfg.GENERAL.dropout_warmup_step)}",
+            f"TRAIN.sample_per_device={batch}",
+        ],
+        scale(spec.grace_period),
+    )
+
+
 def fit_trials(
     spec: Any,
     base: dict[str, Any],
@@ -257,6 +286,40 @@ def fit_trials(
         reporter=progress_reporter(spec) if search_alg is not None else None,
     )
     return tuner.fit()
+
+
+def run_full_budget(
+    preset: str, spec_path: Path, seed: int, trials: int, storage: Path, overrides: list[str]
+) -> tuple[Path, int]:
+    """``preset`` of the spec at ``spec_path`` set up as the sweep CLI sets it up, with no
+    scheduler: ``trials`` trials proposed by the spec's TPE searcher, every one trained to the
+    full budget, in ``storage/full-seed<seed>`` (its ``summary.json`` written as the CLI writes
+    it); -> that folder and the summary's exit code. Runs on the Ray this process has."""
+    from omegaconf import OmegaConf
+    from ray.tune.search import ConcurrencyLimiter
+
+    from handpose.data import ensure_dataset
+    from handpose.tracking import init_aim_repo
+    from sweeps.results.summary import finish
+    from sweeps.run.search import make_searcher
+    from sweeps.run.spec import load_spec
+
+    sweep_dir = storage / f"full-seed{seed}"
+    spec, base_cfg = load_spec(preset, spec_path, extra_overrides=tuple(overrides))  # absolute
+    if base_cfg.AIM.enabled and not base_cfg.AIM.server_url:
+        base_cfg.AIM.server_url = str(sweep_dir)  # one Aim repo per sweep, as the CLI does
+    if base_cfg.AIM.enabled:
+        init_aim_repo(base_cfg.AIM.server_url)
+    ensure_dataset(base_cfg)
+    searcher = ConcurrencyLimiter(
+        make_searcher(spec, sweep_dir, base_cfg.GENERAL.total_step, trials),
+        max_concurrent=spec.max_concurrent,
+    )
+    results = fit_trials(
+        spec, OmegaConf.to_container(base_cfg, resolve=True), sweep_dir, trials, searcher
+    )
+    code = finish(results, spec, base_cfg, sweep_dir, trials, "(a benchmark sweep: not resumable)")
+    return sweep_dir, code
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -30,22 +30,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from benchmarks.common import (
     TOY_OVERRIDES,
     base_parser,
-    fit_trials,
     format_table,
     machine_info,
     ratio,
+    run_full_budget,
+    scaled_overrides,
     synthetic_overrides,
     write_results,
     write_spec,
 )
-from handpose.config import val_step
 from handpose.errors import UserError, run_cli
-from sweeps.run.spec import SPEC_PATH, load_spec, trial_overrides
+from sweeps.run.spec import load_spec, trial_overrides
 from sweeps.run.tuning import connect_ray
 
 NAME = "sweep_efficiency"
@@ -53,31 +51,6 @@ PRESET = "cpu"
 LAST_K = 3  # validations that give a winner's noise
 TARGET_BEST_GAP = 0.03  # ASHA's best within 3% of the full-budget best ...
 TARGET_STEPS = 0.35  # ... at no more than 35% of its training steps
-
-
-def scaled_overrides(steps: int, batch: int) -> tuple[list[str], int]:
-    """Overrides that shrink the preset's recipe to ``steps`` steps at ``batch`` samples per
-    step, keeping the validation/log/warmup intervals as fractions of the budget; and the
-    preset's ASHA grace period scaled the same way."""
-    spec, cfg = load_spec(PRESET, SPEC_PATH)
-    total = cfg.GENERAL.total_step
-
-    def scale(n: int) -> int:
-        return max(1, round(n * steps / total))
-
-    every = scale(val_step(cfg))
-    return (
-        [
-            f"GENERAL.total_step={steps}",
-            f"GENERAL.checkpoint_step={every}",
-            f"GENERAL.val_step={every}",
-            f"GENERAL.log_step={scale(cfg.GENERAL.log_step)}",
-            f"TRAIN.warmup_step={scale(cfg.TRAIN.warmup_step)}",
-            f"GENERAL.dropout_warmup_step={scale(cfg.GENERAL.dropout_warmup_step)}",
-            f"TRAIN.sample_per_device={batch}",
-        ],
-        scale(spec.grace_period),
-    )
 
 
 def ideal_asha_fraction(grace: int, reduction_factor: float, max_t: int) -> float:
@@ -121,30 +94,8 @@ def run_full(
     spec_path: Path, seed: int, trials: int, storage: Path, overrides: list[str]
 ) -> dict[str, Any]:
     """The same sweep set up as its CLI does, with no scheduler: every trial runs to the end."""
-    from ray.tune.search import ConcurrencyLimiter
-
-    from handpose.data import ensure_dataset
-    from handpose.tracking import init_aim_repo
-    from sweeps.results.summary import finish
-    from sweeps.run.search import make_searcher
-
-    name = f"full-seed{seed}"
-    sweep_dir = storage / name
     t0 = time.perf_counter()
-    spec, base_cfg = load_spec(PRESET, spec_path, extra_overrides=tuple(overrides))  # absolute
-    if base_cfg.AIM.enabled and not base_cfg.AIM.server_url:
-        base_cfg.AIM.server_url = str(sweep_dir)  # one Aim repo per sweep, as the CLI does
-    if base_cfg.AIM.enabled:
-        init_aim_repo(base_cfg.AIM.server_url)
-    ensure_dataset(base_cfg)
-    searcher = ConcurrencyLimiter(
-        make_searcher(spec, sweep_dir, base_cfg.GENERAL.total_step, trials),
-        max_concurrent=spec.max_concurrent,
-    )
-    results = fit_trials(
-        spec, OmegaConf.to_container(base_cfg, resolve=True), sweep_dir, trials, searcher
-    )
-    code = finish(results, spec, base_cfg, sweep_dir, trials, "(a benchmark sweep: not resumable)")
+    sweep_dir, code = run_full_budget(PRESET, spec_path, seed, trials, storage, overrides)
     return sweep_record("full", seed, sweep_dir, time.perf_counter() - t0, code)
 
 
@@ -342,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp_name:
         tmp = Path(tmp_name)
-        scaled, grace = scaled_overrides(args.steps, args.batch)
+        scaled, grace = scaled_overrides(PRESET, args.steps, args.batch)
         overrides = (
             synthetic_overrides(args.data, tmp, args.train_samples, args.val_samples)
             + (list(TOY_OVERRIDES) if args.toy else [])

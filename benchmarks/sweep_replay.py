@@ -9,9 +9,10 @@
 a sweep folder or its ``summary.json`` (``trials``), or a ``sweep_efficiency`` JSON (the
 ``trial_results`` of its ``runs``). Only trials that reached the full budget with a value at
 every validation are used; a config that appears twice (the same searched values) counts
-once. ``--record N`` first trains N configs to the full budget into ``POOL_DIR`` with
-``sweep_efficiency.run_full`` (the sweep trainable, the spec's TPE searcher, no scheduler;
-``--steps``/``--batch`` scale the recipe as that benchmark does), then replays them.
+once. ``--record N`` first trains N configs of ``--preset`` to the full budget into ``POOL_DIR``
+with ``benchmarks.common.run_full_budget`` (the sweep trainable, the spec's TPE searcher, no
+scheduler; ``--steps``/``--batch`` scale the recipe as ``sweep_efficiency`` does), then
+replays them.
 
 **Replay.** For each sweep seed, the trial order is a random sample without replacement of
 K pool trials (K = the whole pool by default: a random permutation), the baseline first when
@@ -55,6 +56,9 @@ from benchmarks.common import (
     base_parser,
     format_table,
     machine_info,
+    run_full_budget,
+    scaled_overrides,
+    synthetic_overrides,
     write_results,
     write_spec,
 )
@@ -203,29 +207,25 @@ def report(out: dict[str, Any], setup: dict[str, Any], trials: int) -> str:
 
 
 def record(pool_dir: Path, args: Any) -> tuple[Path, list[str]]:
-    """Train ``args.record`` configs to the full budget (sweep_efficiency's ``run_full``)
+    """Train ``args.record`` configs of ``args.preset`` to the full budget (``run_full_budget``)
     into ``pool_dir``; -> its ``summary.json`` and the overrides that scaled the recipe."""
     import ray
 
-    from benchmarks.common import synthetic_overrides
-    from benchmarks.sweep_efficiency import PRESET, run_full, scaled_overrides
     from sweeps.run.tuning import connect_ray
 
-    if args.preset != PRESET:
-        raise UserError(
-            f"--record trains preset {PRESET!r} (sweep_efficiency's), not {args.preset!r}"
-        )
-    scaled, grace = scaled_overrides(args.steps, args.batch)
+    scaled, grace = scaled_overrides(args.preset, args.steps, args.batch)
     with tempfile.TemporaryDirectory(prefix="replay-record-") as tmp:
         overrides = synthetic_overrides(args.data, Path(tmp), 2000, 256) + scaled
-        spec_path = write_spec(Path(tmp) / "spec.yaml", PRESET, grace, 0, args.record)
+        spec_path = write_spec(Path(tmp) / "spec.yaml", args.preset, grace, 0, args.record)
         started = connect_ray(dashboard=False)
         try:
-            run_full(spec_path, 0, args.record, pool_dir, overrides + args.overrides)
+            sweep_dir, _ = run_full_budget(
+                args.preset, spec_path, 0, args.record, pool_dir, overrides + args.overrides
+            )
         finally:
             if started:
                 ray.shutdown()
-    return pool_dir / "full-seed0" / "summary.json", scaled
+    return sweep_dir / "summary.json", scaled
 
 
 def recorded(args: Any) -> tuple[list[Curve], int, str, ReadyStep, tuple[float, int] | None]:
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=0, help="0: the preset's max_concurrent")
     p.add_argument("--no-sentinels", action="store_true", help="no trial exempt from ASHA")
     p.add_argument("--egele", type=parse_pair, action="append", help="constant budget B:K")
-    p.add_argument("--preset", default="cpu", help="spec preset: base config, sentinel rule")
+    p.add_argument("--preset", default="cpu", help="spec preset: base config, sentinels, --record")
     p.add_argument("--record", type=int, default=0, help="first train N configs into POOL")
     p.add_argument("--steps", type=int, default=320, help="--record: full budget")
     p.add_argument("--batch", type=int, default=16, help="--record: TRAIN.sample_per_device")

@@ -89,12 +89,12 @@ def test_pool_keeps_full_budget_trials_once(tmp_path):
 
 
 def test_record_replays_the_sweep_it_trained(tmp_path, monkeypatch):
-    # the glue only: run_full (real training under Ray) is replaced by one that writes the
-    # summary.json a full-budget sweep of 4 trials x 16 steps would (curves: 10 + i - step/4)
-    from benchmarks import sweep_efficiency
+    # the glue only: run_full_budget (real training under Ray) is replaced by one that writes
+    # the summary.json a full-budget sweep of 4 trials x 16 steps would (curves: 10 + i - step/4)
     from sweeps.run import tuning
 
-    def fake_run_full(spec_path, seed, trials, storage, overrides):
+    def fake_run_full_budget(preset, spec_path, seed, trials, storage, overrides):
+        assert preset == "cpu"
         assert "GENERAL.total_step=16" in overrides
         (every,) = [int(o.split("=")[1]) for o in overrides if o.startswith("GENERAL.val_step=")]
         steps = sorted({*range(every, 17, every), 16})  # training validates at its last step too
@@ -107,10 +107,12 @@ def test_record_replays_the_sweep_it_trained(tmp_path, monkeypatch):
                 for i, c in enumerate(curves)
             ],
         }  # fmt: skip
-        (storage / f"full-seed{seed}").mkdir(parents=True)
-        (storage / f"full-seed{seed}" / "summary.json").write_text(json.dumps(summary))
+        sweep_dir = storage / f"full-seed{seed}"
+        sweep_dir.mkdir(parents=True)
+        (sweep_dir / "summary.json").write_text(json.dumps(summary))
+        return sweep_dir, 0
 
-    monkeypatch.setattr(sweep_efficiency, "run_full", fake_run_full)
+    monkeypatch.setattr(sweep_replay, "run_full_budget", fake_run_full_budget)
     monkeypatch.setattr(tuning, "connect_ray", lambda dashboard: False)
     monkeypatch.setattr(sweep_replay, "machine_info", lambda: {})
     out = tmp_path / "replay.json"
