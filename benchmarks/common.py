@@ -63,10 +63,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def base_parser(name: str, doc: str) -> argparse.ArgumentParser:
-    """The arguments every benchmark has: ``--toy``, ``--out``, ``--data``."""
+def base_parser(name: str, doc: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """The arguments every benchmark has: ``--toy``, ``--out``, ``--data``. ``prog`` names the
+    command in the usage line (default: the script's file name)."""
     p = argparse.ArgumentParser(
-        description=doc.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog=prog,
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "--toy",

@@ -14,9 +14,9 @@ from benchmarks import (
     data_pipeline,
     gpu_step,
     sweep_efficiency,
-    tune_overhead,
     validation_cost,
 )
+from benchmarks.tune_overhead import cli as tune_overhead
 from handpose.errors import UserError
 
 

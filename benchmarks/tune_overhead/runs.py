@@ -1,6 +1,6 @@
-"""The runs the Tune-overhead benchmark (``benchmarks/tune_overhead.py``) compares: one
-trial as a bare ``python -m handpose.train`` subprocess, the same trial through the sweep
-CLI on Ray Tune, and short trials one after another in fresh and in reused Ray actors."""
+"""The runs the Tune-overhead benchmark (``cli``) compares: one trial as a bare
+``python -m handpose.train`` subprocess, the same trial through the sweep CLI on Ray Tune,
+and short trials one after another in fresh and in reused Ray actors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import fit_trials, median, run_checked
-from benchmarks.tune_overhead_measure import CpuSampler
+from benchmarks.tune_overhead.measure import CpuSampler
 from sweeps.run.spec import load_spec, trial_overrides
 from sweeps.run.tuning import connect_ray
 

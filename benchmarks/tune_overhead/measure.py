@@ -1,6 +1,6 @@
-"""How the Tune-overhead benchmark (``benchmarks/tune_overhead.py``) measures a run: the CPU
-seconds of its processes by role, sampled while it runs, and its phases from its files'
-modification times and its console lines."""
+"""How the Tune-overhead benchmark (``cli``) measures a run: the CPU seconds of its processes
+by role, sampled while it runs, and its phases from its files' modification times and its
+console lines."""
 
 from __future__ import annotations
 

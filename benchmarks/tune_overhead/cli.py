@@ -1,6 +1,6 @@
 """Tune overhead: one trial inside Ray Tune vs the same config via ``python -m handpose.train``.
 
-    python benchmarks/tune_overhead.py [--steps S] [--repeats R] [--toy] [--out JSON]
+    python -m benchmarks.tune_overhead [--steps S] [--repeats R] [--toy] [--out JSON]
                                        [--data DIR] [KEY=VALUE ...]
 
 Each repeat runs, in alternating order:
@@ -42,10 +42,10 @@ from benchmarks.common import (
     write_results,
     write_spec,
 )
-from benchmarks.tune_overhead_measure import timeline
-from benchmarks.tune_overhead_runs import PRESET, run_bare, run_tune, startup_gaps
+from benchmarks.tune_overhead.measure import timeline
+from benchmarks.tune_overhead.runs import PRESET, run_bare, run_tune, startup_gaps
 from handpose.config import val_step
-from handpose.errors import UserError, run_cli
+from handpose.errors import UserError
 from sweeps.run.spec import SPEC_PATH, load_spec, trial_overrides
 
 NAME = "tune_overhead"
@@ -53,7 +53,7 @@ TARGET = 0.95  # Tune's training throughput at least 0.95 of the bare run's
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = base_parser(NAME, __doc__)
+    p = base_parser(NAME, __doc__, prog="python -m benchmarks.tune_overhead")
     p.add_argument("--steps", type=int, default=300, help="training steps per run")
     p.add_argument("--repeats", type=int, default=2, help="bare/tune pairs")
     p.add_argument("--log-step", type=int, default=25, help="console window, steps")
@@ -284,7 +284,3 @@ def _diff(a: float | None, b: float | None) -> float | None:
 
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
-
-
-if __name__ == "__main__":
-    run_cli(main)
