@@ -113,7 +113,7 @@ def test_tune_overhead(local_ray, data_dir, tmp_path):
 def test_sweep_scale(local_ray, data_dir, tmp_path):
     """4 scripted trials through the real sweep path, then 4 more killed at 2 and resumed,
     on the module's Ray (the drivers join it instead of starting their own)."""
-    from benchmarks import sweep_scale
+    from benchmarks.sweep_scale import cli as sweep_scale
 
     address = ray.get_runtime_context().gcs_address
     result = _run(sweep_scale, data_dir, tmp_path, "--address", address)

@@ -1,19 +1,19 @@
 """How the sweep layer's cost grows with the number of trials (10, 100, 1000).
 
-    python benchmarks/sweep_scale.py [--sizes 10,100,1000] [--resume-sizes 10,100]
+    python -m benchmarks.sweep_scale [--sizes 10,100,1000] [--resume-sizes 10,100]
         [--cpu 0.05] [--max-concurrent 40] [--pace 0.3] [--keep-checkpoints K] [--cap 900]
 
 Runs the real sweep path (``sweeps.dropout_warmup.main``: the prune-aware Optuna searcher
 over its journal, the schedule-aware ASHA with its state file, Tune's experiment state, one
 Aim run per trial in the sweep's repo, ``summary.json``) with a scripted trial in place of
-training (``benchmarks/sweep_scale_driver.py``): it reports a synthetic MPJPE curve,
-deterministic from the searched values, with a checkpoint at every validation. The driver
-runs as a subprocess of this script; it times its own parts (Tune's state snapshots, the
-scheduler's saves, the searcher, the summary) and writes them with its rusage (children
-excluded) at the end. Then ``python -m sweeps.report`` is timed on the sweep folder. For
-the sizes in ``--resume-sizes`` a second sweep is SIGKILLed (driver and its local Ray) when
-half its trials have finished, then resumed with ``--resume``; the resumed sweep is checked
-for duplicate and errored trials. Growth exponents are log-log slopes over the sizes.
+training (``driver.py``): it reports a synthetic MPJPE curve, deterministic from the
+searched values, with a checkpoint at every validation. The driver runs as a subprocess of
+this script; it times its own parts (Tune's state snapshots, the scheduler's saves, the
+searcher, the summary) and writes them with its rusage (children excluded) at the end. Then
+``python -m sweeps.report`` is timed on the sweep folder. For the sizes in
+``--resume-sizes`` a second sweep is SIGKILLed (driver and its local Ray) when half its
+trials have finished, then resumed with ``--resume``; the resumed sweep is checked for
+duplicate and errored trials. Growth exponents are log-log slopes over the sizes.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from benchmarks.common import (
     write_results,
     write_spec,
 )
-from benchmarks.sweep_scale_driver import bytes_of, check_sweep, launch
-from handpose.errors import UserError, run_cli
+from benchmarks.sweep_scale.driver import bytes_of, check_sweep, launch
+from handpose.errors import UserError
 
 NAME = "sweep_scale"
 PRESET = "cpu"
@@ -199,7 +199,7 @@ def _sizes(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = base_parser(NAME, __doc__)
+    p = base_parser(NAME, __doc__, prog="python -m benchmarks.sweep_scale")
     p.add_argument("--sizes", default="10,100,1000", help="numbers of trials")
     p.add_argument(
         "--resume-sizes",
@@ -363,7 +363,3 @@ def _widen(
         k: preset.get(k, getattr(PresetCfg, k))
         for k in ("keep_checkpoints", "checkpoint_interval_s")
     }
-
-
-if __name__ == "__main__":
-    run_cli(main)

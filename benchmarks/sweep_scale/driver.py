@@ -1,7 +1,7 @@
-"""The scripted side of ``benchmarks/sweep_scale.py``: a sweep trial without training,
+"""The scripted side of the sweep-scale benchmark (``cli``): a sweep trial without training,
 the sweep driver with its parts timed, launching that driver and checking its sweep.
 
-    python -m benchmarks.sweep_scale_driver STATS -- SWEEP ARGS
+    python -m benchmarks.sweep_scale.driver STATS -- SWEEP ARGS
 
 runs the sweep CLI (``sweeps.dropout_warmup.main``) with :func:`scripted_trial` in place of
 training and writes the driver's rusage (children excluded) and timed parts to ``STATS``.
@@ -229,7 +229,7 @@ def launch(
     seconds). -> wall seconds, how it ended, the driver's stats (None if killed)."""
     stats = tmp / f"{tag}.stats.json"
     log = open(tmp / f"{tag}.log", "w")  # noqa: SIM115 (closed below)
-    cmd = [sys.executable, "-m", "benchmarks.sweep_scale_driver", str(stats), "--", *sweep_argv]
+    cmd = [sys.executable, "-m", "benchmarks.sweep_scale.driver", str(stats), "--", *sweep_argv]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd,
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     """``STATS -- SWEEP ARGS``: :func:`driver`."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 2 or argv[1] != "--":
-        print("usage: python -m benchmarks.sweep_scale_driver STATS -- SWEEP ARGS", file=sys.stderr)
+        print("usage: python -m benchmarks.sweep_scale.driver STATS -- SWEEP ARGS", file=sys.stderr)
         return 2
     return driver(Path(argv[0]), argv[2:])
 
