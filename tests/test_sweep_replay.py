@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from benchmarks import sweep_replay
-from benchmarks.sweep_replay_sim import (
+from benchmarks.sweep_replay import cli as sweep_replay
+from benchmarks.sweep_replay.sim import (
     Setting,
     constant_budget,
     load_pool,

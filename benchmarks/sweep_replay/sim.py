@@ -1,6 +1,6 @@
-"""The replay's parts (``benchmarks/sweep_replay.py``): recorded full-budget curves, the
-scripted toy pool, one sweep replayed through ``SweepASHA`` and the constant-budget baseline.
-No Ray cluster: only the scheduler's decision code runs.
+"""The replay's parts (``cli``): recorded full-budget curves, the scripted toy pool, one sweep
+replayed through ``SweepASHA`` and the constant-budget baseline. No Ray cluster: only the
+scheduler's decision code runs.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Sweep replay: scheduler settings measured on recorded full-budget curves, without training.
 
-    python benchmarks/sweep_replay.py POOL [--seeds 3] [--trials K] [--concurrency C]
+    python -m benchmarks.sweep_replay POOL [--seeds 3] [--trials K] [--concurrency C]
         [--no-sentinels] [--egele B:K ...] [--preset cpu] [--out JSON] [KEY=VALUE ...]
-    python benchmarks/sweep_replay.py POOL_DIR --record N [--steps S] [--batch B] ...
-    python benchmarks/sweep_replay.py --toy
+    python -m benchmarks.sweep_replay POOL_DIR --record N [--steps S] [--batch B] ...
+    python -m benchmarks.sweep_replay --toy
 
 **Pool.** Validation curves ``[[step, mpjpe], ...]`` of trials trained to the full budget:
 a sweep folder or its ``summary.json`` (``trials``), or a ``sweep_efficiency`` JSON (the
@@ -62,7 +62,7 @@ from benchmarks.common import (
     write_results,
     write_spec,
 )
-from benchmarks.sweep_replay_sim import (
+from benchmarks.sweep_replay.sim import (
     Curve,
     Setting,
     at_rung,
@@ -73,7 +73,7 @@ from benchmarks.sweep_replay_sim import (
     toy_pool,
     validation_steps,
 )
-from handpose.errors import UserError, run_cli
+from handpose.errors import UserError
 from sweeps.results.fidelity import spearman
 from sweeps.run.rungs import ReadyStep, pick_sentinels, rungs
 
@@ -269,7 +269,7 @@ def parse_pair(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = base_parser(NAME, __doc__)
+    p = base_parser(NAME, __doc__, prog="python -m benchmarks.sweep_replay")
     p.add_argument("pool", nargs="?", type=Path, help="sweep folder, summary.json, results JSON")
     p.add_argument("--seeds", type=int, default=3, help="sweep seeds (trial orders) 0, 1, ...")
     p.add_argument("--trials", type=int, default=0, help="trials per sweep (0: the whole pool)")
@@ -307,7 +307,3 @@ def main(argv: list[str] | None = None) -> int:
     print(report(out, setup, args.trials or len(pool)))
     write_results(args.out, NAME, args, machine, {"setup": setup, **out})
     return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)
