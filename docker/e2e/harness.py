@@ -129,10 +129,11 @@ class Cluster:
         return r.stdout
 
     def shared_json(self, code: str, timeout: float = 120):
-        """``code`` prints one JSON document: it, parsed (None if it did not run)."""
+        """``code`` prints one JSON document (and nothing else): it, parsed (None if it did
+        not run)."""
         out = self.shared_python(code, timeout).strip()
         try:
-            return json.loads(out.splitlines()[-1]) if out else None
+            return json.loads(out) if out else None
         except json.JSONDecodeError:
             log(f"not JSON: {out[-300:]}")
             return None

@@ -30,6 +30,11 @@ PROJECT = "hpe2e"
 SERVICES = ("aim", "head", "worker-1", "worker-2")
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # pip's 404s for other packages are expected
+        pass
+
+
 def torch_index(tmp: Path) -> tuple[str, http.server.ThreadingHTTPServer | None]:
     """``TORCH_INDEX_URL`` for the build: the environment's, else a simple index served on
     127.0.0.1 holding the CPU torch wheel that pip finds here (pinned in constraints.txt)."""
@@ -38,42 +43,84 @@ def torch_index(tmp: Path) -> tuple[str, http.server.ThreadingHTTPServer | None]
     pin = re.search(r"^torch==(\S+)$", (REPO / "docker/constraints.txt").read_text(), re.M)
     folder = tmp / "simple" / "torch"
     folder.mkdir(parents=True)
-    r = sh([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-            "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64", "-d",
-            str(folder), f"torch=={pin[1]}+cpu"], timeout=900)
+    r = sh(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "-d",
+            str(folder),
+            f"torch=={pin[1]}+cpu",
+        ],
+        timeout=900,
+    )
     if r.returncode:
         sys.exit(f"error: no CPU torch {pin[1]} wheel for the image: {r.stderr.strip()[-300:]}")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(tmp))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}/simple", server
 
 
-def build_image(context: Path, tag: str, index: str, no_cache: bool = False):
-    args = [DOCKER, "build", "--progress", "plain", "--network", "host", "-f",
-            str(context / "docker/Dockerfile"), "-t", tag, "--build-arg", f"BASE_IMAGE={STANDIN}",
-            "--build-arg", "RAY_IMAGE_VARIANT=py311-cpu", "--build-arg", f"TORCH_INDEX_URL={index}",
-            "--build-arg", "TORCH_CUDA=cpu"]
+def build_image(context: Path, tag: str, index: str):
+    args = [
+        DOCKER,
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        "host",
+        "-f",
+        str(context / "docker/Dockerfile"),
+        "-t",
+        tag,
+        "--build-arg",
+        f"BASE_IMAGE={STANDIN}",
+        "--build-arg",
+        "RAY_IMAGE_VARIANT=py311-cpu",
+        "--build-arg",
+        f"TORCH_INDEX_URL={index}",
+        "--build-arg",
+        "TORCH_CUDA=cpu",
+    ]
     cert = os.environ.get("PIP_CERT_SECRET")  # set by docker/e2e.sh from docker/lib.sh
     args += ["--secret", f"id=pip_cert,src={cert}"] if cert else []
     t0 = time.monotonic()
-    r = sh(args + (["--no-cache"] if no_cache else []) + [str(context)], timeout=3000)
+    r = sh(args + [str(context)], timeout=3000)
     return r, time.monotonic() - t0
 
 
 def build(t: Tally, tmp: Path, cold: bool) -> None:
+    if cold:  # no layer and no pip cache left from earlier builds; the stand-in made anew
+        sh([DOCKER, "builder", "prune", "-af"])
+        sh([DOCKER, "rmi", STANDIN, "handpose-sweep:bookworm-rootfs"])
     t0 = time.monotonic()
     r = sh(["bash", "docker/standin/build.sh", STANDIN], timeout=1800)
-    t.check("stand-in Ray base built from Debian packages", r.returncode == 0,
-            r.stderr.strip()[-300:] if r.returncode else f"{time.monotonic() - t0:.0f} s")
+    t.check(
+        "stand-in Ray base built from Debian packages",
+        r.returncode == 0,
+        r.stderr.strip()[-300:] if r.returncode else "",
+    )
+    t.measure("stand-in base build (s)", round(time.monotonic() - t0))
     index, server = torch_index(tmp)
-    r, secs = build_image(REPO, IMAGE, index, no_cache=cold)
-    ok = t.check("image built from docker/Dockerfile (its asserts pass)", r.returncode == 0,
-                 (r.stdout + r.stderr).strip()[-600:] if r.returncode else "")
+    r, secs = build_image(REPO, IMAGE, index)
+    ok = t.check(
+        "image built from docker/Dockerfile (its asserts pass)",
+        r.returncode == 0,
+        (r.stdout + r.stderr).strip()[-600:] if r.returncode else "",
+    )
     if ok:
         size = sh([DOCKER, "image", "inspect", "-f", "{{.Size}}", IMAGE]).stdout.strip()
-        t.measure("image build (s)" + (" cold, --no-cache" if cold else ""), round(secs))
+        t.measure("image build (s)" + (" cold" if cold else ""), round(secs))
         t.measure("image size (GB)", round(int(size or 0) / 1e9, 2))
         rebuild(t, tmp, index)
     if server:
@@ -84,16 +131,22 @@ def rebuild(t: Tally, tmp: Path, index: str) -> None:
     """A one-line change to sweeps/ rebuilds the code layers only (the build context is a
     copy of the tree, so the working tree is not touched)."""
     ctx = tmp / "ctx"
-    shutil.copytree(REPO, ctx, ignore=shutil.ignore_patterns(".git", "data", "results",
-                                                              "outputs", "__pycache__"))
+    shutil.copytree(
+        REPO,
+        ctx,
+        ignore=shutil.ignore_patterns(".git", "data", "results", "outputs", "__pycache__"),
+    )
     with (ctx / "sweeps" / "dropout_warmup.py").open("a") as f:
         f.write("# a one-line change\n")
     r, secs = build_image(ctx, IMAGE + "-rebuild", index)
     log_text = r.stdout + r.stderr
     deps = re.search(r"#(\d+) \[[^\]]*\] RUN .*pip install --index-url", log_text)
     cached = bool(deps) and f"#{deps[1]} CACHED" in log_text
-    t.check("rebuild after a one-line change to sweeps/: the dependency layer is cached",
-            r.returncode == 0 and cached, f"{secs:.0f} s")
+    t.check(
+        "rebuild after a one-line change to sweeps/: the dependency layer is cached",
+        r.returncode == 0 and cached,
+        f"{secs:.0f} s",
+    )
     t.measure("rebuild after a one-line change to sweeps/ (s)", round(secs))
     sh([DOCKER, "rmi", IMAGE + "-rebuild"])
 
@@ -101,32 +154,56 @@ def rebuild(t: Tally, tmp: Path, index: str) -> None:
 def bad_inputs(t: Tally, cl: Cluster, tmp: Path) -> None:
     r = sh(["bash", "docker/standin/build.sh"], env={"DOCKER_HOST": "unix:///nonexistent.sock"})
     lines = r.stderr.strip().splitlines()
-    t.check("build without an engine: one-line error, exit 2",
-            r.returncode == 2 and len(lines) == 1, r.stderr.strip())
+    t.check(
+        "build without an engine: one-line error, exit 2",
+        r.returncode == 2 and len(lines) == 1,
+        r.stderr.strip(),
+    )
     r = cl.compose("up", "-d", token="")
     lines = (r.stdout + r.stderr).strip().splitlines()
-    t.check("cluster started without RAY_AUTH_TOKEN: one-line error",
-            r.returncode != 0 and len(lines) == 1 and "RAY_AUTH_TOKEN" in lines[0],
-            str(lines[-1:]))
+    t.check(
+        "cluster started without RAY_AUTH_TOKEN: one-line error",
+        r.returncode != 0 and len(lines) == 1 and "RAY_AUTH_TOKEN" in lines[0],
+        str(lines[-1:]),
+    )
     locked = tmp / "root-owned"
     locked.mkdir(mode=0o755)
-    r = sh([DOCKER, "run", "--rm", "-v", f"{locked}:/mnt/shared", IMAGE, "python",
-            "sweeps/dropout_warmup.py", "--smoke"], timeout=300)
+    r = sh(
+        [
+            DOCKER,
+            "run",
+            "--rm",
+            "-v",
+            f"{locked}:/mnt/shared",
+            IMAGE,
+            "python",
+            "sweeps/dropout_warmup.py",
+            "--smoke",
+        ],
+        timeout=300,
+    )
     lines = r.stderr.strip().splitlines()
-    t.check("shared volume the runtime user cannot write: one-line error, exit 2",
-            r.returncode == 2 and len(lines) == 1 and "cannot write" in r.stderr,
-            str(lines[-1:]))
+    t.check(
+        "shared volume the runtime user cannot write: one-line error, exit 2",
+        r.returncode == 2 and len(lines) == 1 and "cannot write" in r.stderr,
+        str(lines[-1:]),
+    )
 
 
 def cluster_up(t: Tally, cl: Cluster) -> bool:
     t0 = time.monotonic()
     r = cl.compose("up", "-d")
-    if not t.check("compose up (docker/compose.yaml)", r.returncode == 0, r.stderr[-500:]):
+    failed = r.returncode != 0
+    if not t.check("compose up (docker/compose.yaml)", not failed, r.stderr[-500:] * failed):
         return False
-    healthy = wait_for("every container healthy", lambda: all(
-        cl.health(s) == "healthy" for s in SERVICES), 600, 5)
-    t.check("every container healthy by its own HEALTHCHECK", bool(healthy),
-            {s: cl.health(s) for s in SERVICES}.__repr__())
+    healthy = wait_for(
+        "every container healthy", lambda: all(cl.health(s) == "healthy" for s in SERVICES), 600, 5
+    )
+    t.check(
+        "every container healthy by its own HEALTHCHECK",
+        bool(healthy),
+        {s: cl.health(s) for s in SERVICES}.__repr__(),
+    )
     t.measure("cluster up to all healthy (s)", round(time.monotonic() - t0))
     return bool(healthy)
 
@@ -141,15 +218,36 @@ def security(t: Tally, cl: Cluster, home: Path) -> None:
     for name, tok in (("no", None), ("a wrong", "0" * 64)):
         r = ray_cli(["job", "submit", "--", "echo", "hi"], tok, home, timeout=120)
         last = (r.stdout + r.stderr).strip().splitlines()[-1:]
-        t.check(f"job submitted with {name} token is refused", r.returncode not in (0, 124),
-                f"rc {r.returncode} {last}")
+        t.check(
+            f"job submitted with {name} token is refused",
+            r.returncode not in (0, 124),
+            f"rc {r.returncode} {last}",
+        )
     for name, tok in (("no", ""), ("a wrong", "0" * 64)):
-        r = sh([DOCKER, "run", "--rm", "--network", cl.network(), "-e", f"RAY_AUTH_TOKEN={tok}",
-                IMAGE, "ray", "start", "--block", "--address=head:6379", "--num-cpus=1"],
-               timeout=180)
+        r = sh(
+            [
+                DOCKER,
+                "run",
+                "--rm",
+                "--network",
+                cl.network(),
+                "-e",
+                f"RAY_AUTH_TOKEN={tok}",
+                IMAGE,
+                "ray",
+                "start",
+                "--block",
+                "--address=head:6379",
+                "--num-cpus=1",
+            ],
+            timeout=180,
+        )
         last = (r.stdout + r.stderr).strip().splitlines()[-1:]
-        t.check(f"worker started with {name} token is refused", r.returncode not in (0, 124),
-                f"rc {r.returncode} {last}")
+        t.check(
+            f"worker started with {name} token is refused",
+            r.returncode not in (0, 124),
+            f"rc {r.returncode} {last}",
+        )
 
 
 def teardown(cl: Cluster, rmi: bool) -> None:
@@ -162,7 +260,11 @@ def teardown(cl: Cluster, rmi: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rmi", action="store_true", help="also remove the images it built")
-    p.add_argument("--cold", action="store_true", help="build the image with --no-cache")
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="build from nothing: prune the build cache, remake the stand-in base",
+    )
     p.add_argument("--skip-build", action="store_true", help=f"reuse {IMAGE}")
     args = p.parse_args(argv)
     t = Tally()
@@ -182,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                 container_s = scenarios.smoke(t, cl, home)
                 host_s = scenarios.host_smoke(t)
                 if container_s and host_s:
-                    t.measure("smoke sweep: containers / host wall (s)",
-                              f"{container_s:.0f} / {host_s:.0f}")
+                    t.measure(
+                        "smoke sweep: containers / host wall (s)",
+                        f"{container_s:.0f} / {host_s:.0f}",
+                    )
                 scenarios.node_loss(t, cl, home)
                 scenarios.head_loss(t, cl, home)
         finally:

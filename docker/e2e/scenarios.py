@@ -44,19 +44,25 @@ def e2e_spec() -> str:
         max_concurrent=2,
         resources={"cpu": 2, "gpu": 0},
         checkpoint_interval_s=0,
-        scheduler={"grace_period": E2E_STEPS, "reduction_factor": 2,
-                   "sentinel_fraction": 0.0, "min_sentinels": 0},
+        scheduler={
+            "grace_period": E2E_STEPS,
+            "reduction_factor": 2,
+            "sentinel_fraction": 0.0,
+            "min_sentinels": 0,
+        },
         base_overrides=[*e2e["base_overrides"], f"GENERAL.total_step={E2E_STEPS}"],
     )
-    return yaml.safe_dump({"metric": spec["metric"], "mode": spec["mode"],
-                           "presets": {"e2e": e2e}}, sort_keys=False)
+    return yaml.safe_dump(
+        {"metric": spec["metric"], "mode": spec["mode"], "presets": {"e2e": e2e}}, sort_keys=False
+    )
 
 
 def submit(cl: Cluster, home: Path, job_id: str, args: list[str]) -> bool:
     """``ray job submit`` from this machine with the token; the driver runs on the head."""
     entry = ["python", "sweeps/dropout_warmup.py", *args]  # the CLI quotes each word
-    r = ray_cli(["job", "submit", "--submission-id", job_id, "--no-wait", "--", *entry],
-                cl.token, home)
+    r = ray_cli(
+        ["job", "submit", "--submission-id", job_id, "--no-wait", "--", *entry], cl.token, home
+    )
     if r.returncode:
         log(f"submit {job_id} failed: {(r.stdout + r.stderr).strip()[-800:]}")
     return r.returncode == 0
@@ -93,28 +99,34 @@ print(json.dumps({{"runs": out, "tune": tune}}))
 AIM_PY = """
 import json
 from aim import Repo
-repo = Repo.from_path("/mnt/shared/aim", read_only=True)
+repo = Repo.from_path("/mnt/shared/aim")  # the server's repo, read beside it
 runs = []
 for r in repo.structured_db.runs():
-    run = repo.get_run(r.hash)
-    runs.append({"name": r.name or "", "active": bool(run.active) if run else None,
-                 "experiment": r.experiment.name if r.experiment else None})
+    # the run's own record, not Aim's index: the server closes runs but indexes none
+    meta = repo.request_tree("meta", r.hash, read_only=True).subtree("meta")
+    end = meta.subtree("chunks").subtree(r.hash).get("end_time")
+    runs.append({"name": r.name or "", "active": end is None, "experiment": r.experiment})
 print(json.dumps(runs))
 """
 
 
 def trials(cl: Cluster, sweep: str) -> dict:
-    return cl.shared_json(TRIALS_PY.format(sweep=f"{RESULTS}/{sweep}")) or {"runs": [],
-                                                                              "tune": {}}
+    return cl.shared_json(TRIALS_PY.format(sweep=f"{RESULTS}/{sweep}")) or {"runs": [], "tune": {}}
 
 
 def summary(cl: Cluster, sweep: str) -> dict:
     return cl.shared_json(f"print(open('{RESULTS}/{sweep}/summary.json').read())") or {}
 
 
-def curve_ok(vals: list[int], every: int, last: int) -> bool:
-    """Every validation once, in order, none missing: ``every, 2 every, ..., last``."""
-    return vals == list(range(every, last + 1, every))
+def curve_ok(vals: list[int], every: int, last: int, completed: bool) -> bool:
+    """Every validation once, in order, none missing: ``every, 2 every, ...``, up to ``last``
+    for a trial that ran the full budget (ASHA may have stopped the others earlier)."""
+    end = vals[-1] if vals else 0
+    return (
+        vals == list(range(every, end + 1, every))
+        and end <= last
+        and (end == last or not completed)
+    )
 
 
 def check_sweep_records(t: Tally, cl: Cluster, sweep: str, n: int, every: int, last: int):
@@ -122,39 +134,60 @@ def check_sweep_records(t: Tally, cl: Cluster, sweep: str, n: int, every: int, l
     one closed Aim run per trial on the server."""
     listing = cl.shared_python(f"import os; print(sorted(os.listdir('{RESULTS}/{sweep}')))")
     files = ("summary.json", "optuna.journal", "scheduler_state.jsonl", "leaderboard.csv")
-    t.check(f"{sweep}: summary, study, scheduler journal on the shared volume",
-            all(f in listing for f in files), listing.strip()[:300])
+    t.check(
+        f"{sweep}: summary, study, scheduler journal on the shared volume",
+        all(f in listing for f in files),
+        listing.strip()[:300],
+    )
     s = summary(cl, sweep)
     rows = s.get("trials", [])
     statuses = sorted(r.get("status", "") for r in rows)
-    t.check(f"{sweep}: {n} trials, none errored", len(rows) == n and "ERROR" not in statuses,
-            f"{len(rows)} trials {statuses}")
+    t.check(
+        f"{sweep}: {n} trials, none errored",
+        len(rows) == n and "ERROR" not in statuses,
+        f"{len(rows)} trials {statuses}",
+    )
     runs = trials(cl, sweep)["runs"]
-    bad = {r["trial"]: r["vals"] for r in runs if not curve_ok(r["vals"], every, last)}
-    t.check(f"{sweep}: every trial's curve once, in order, whole ({every}..{last})",
-            len(runs) == n and not bad, f"{len(runs)} run folders, bad: {bad}")
+    done = {r["trial_id"] for r in rows if r.get("status") == "COMPLETED"}
+    bad = {
+        r["trial"]: r["vals"]
+        for r in runs
+        if not curve_ok(r["vals"], every, last, r["trial"].rsplit("_", 1)[-1] in done)
+    }
+    t.check(
+        f"{sweep}: every trial's curve once, in order, whole ({every}..{last})",
+        len(runs) == n and not bad,
+        f"{len(runs)} run folders, bad: {bad}",
+    )
     ids = [r["trial_id"] for r in rows]
     aim = cl.shared_json(AIM_PY) or []
     mine = {i: [a for a in aim if a["name"].rsplit("_", 1)[-1] == i] for i in ids}
-    t.check(f"{sweep}: one Aim run per trial on the server, closed",
-            bool(ids) and all(len(v) == 1 and v[0]["active"] is False for v in mine.values()),
-            json.dumps({i: [a["active"] for a in v] for i, v in mine.items()}))
+    t.check(
+        f"{sweep}: one Aim run per trial on the server, closed",
+        bool(ids) and all(len(v) == 1 and v[0]["active"] is False for v in mine.values()),
+        json.dumps({i: [a["active"] for a in v] for i, v in mine.items()}),
+    )
     return s
 
 
 def smoke(t: Tally, cl: Cluster, home: Path) -> float | None:
     """The smoke sweep as a Ray job from outside the containers; returns its wall time."""
     t0 = time.monotonic()
-    ok = submit(cl, home, "e2e-smoke", ["--smoke", "--name", "smoke", "--storage", RESULTS,
-                                        *DATA_ARGS])
+    ok = submit(
+        cl, home, "e2e-smoke", ["--smoke", "--name", "smoke", "--storage", RESULTS, *DATA_ARGS]
+    )
     t.check("smoke: ray job submit with the token accepted", ok)
     if not ok:
         return None
     status = wait_job("e2e-smoke", cl.token, 1200)
     wall = time.monotonic() - t0
-    t.check("smoke: the job succeeded", status == "SUCCEEDED",
-            f"{status} in {wall:.0f} s; log tail: {job_logs('e2e-smoke', cl.token)[-300:]!r}"
-            if status != "SUCCEEDED" else f"{wall:.0f} s")
+    t.check(
+        "smoke: the job succeeded",
+        status == "SUCCEEDED",
+        f"{status} in {wall:.0f} s; log tail: {job_logs('e2e-smoke', cl.token)[-300:]!r}"
+        if status != "SUCCEEDED"
+        else f"{wall:.0f} s",
+    )
     check_sweep_records(t, cl, "smoke", 4, 20, 60)
     return wall if status == "SUCCEEDED" else None
 
@@ -163,13 +196,29 @@ def host_smoke(t: Tally) -> float | None:
     """The same smoke sweep on this machine's Python (local Ray, 2 CPUs), for comparison."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.monotonic()
-        r = sh(["python3", str(REPO / "sweeps" / "dropout_warmup.py"), "--smoke", "--num-cpus",
-                "2", "--storage", f"{tmp}/results", "--name", "host-smoke",
-                f"DATA.synthetic.dir={tmp}/data", f"DATA.train.source=[{tmp}/data/train-*.tar]",
-                f"DATA.val.source=[{tmp}/data/val-*.tar]"], timeout=1200)
+        r = sh(
+            [
+                "python3",
+                str(REPO / "sweeps" / "dropout_warmup.py"),
+                "--smoke",
+                "--num-cpus",
+                "2",
+                "--storage",
+                f"{tmp}/results",
+                "--name",
+                "host-smoke",
+                f"DATA.synthetic.dir={tmp}/data",
+                f"DATA.train.source=[{tmp}/data/train-*.tar]",
+                f"DATA.val.source=[{tmp}/data/val-*.tar]",
+            ],
+            timeout=1200,
+        )
         wall = time.monotonic() - t0
-    t.check("host smoke sweep (comparison) succeeded", r.returncode == 0,
-            f"rc {r.returncode} in {wall:.0f} s {r.stderr.strip()[-300:]}")
+    t.check(
+        "host smoke sweep (comparison) succeeded",
+        r.returncode == 0,
+        f"rc {r.returncode} in {wall:.0f} s {r.stderr.strip()[-300:]}",
+    )
     return wall if r.returncode == 0 else None
 
 
@@ -195,13 +244,28 @@ def node_loss(t: Tally, cl: Cluster, home: Path) -> None:
     """Kill a worker's container once a trial on it has handed Tune a checkpoint; the trial
     goes on from it on the other worker; the worker, started again, rejoins and runs trials."""
     ips = {w: cl.ip(w) for w in ("worker-1", "worker-2")}
-    ok = submit(cl, home, "e2e-node-loss", ["--spec", SPEC, "--preset", "e2e", "--name",
-                                            "node-loss", "--storage", RESULTS, *DATA_ARGS])
+    ok = submit(
+        cl,
+        home,
+        "e2e-node-loss",
+        [
+            "--spec",
+            SPEC,
+            "--preset",
+            "e2e",
+            "--name",
+            "node-loss",
+            "--storage",
+            RESULTS,
+            *DATA_ARGS,
+        ],
+    )
     t.check("node loss: sweep submitted", ok)
     if not ok:
         return
-    target = wait_for("a checkpointed trial on a worker", lambda: _kill_target(
-        cl, "node-loss", ips), 900, 2)
+    target = wait_for(
+        "a checkpointed trial on a worker", lambda: _kill_target(cl, "node-loss", ips), 900, 2
+    )
     if not t.check("node loss: a trial on a worker handed Tune a checkpoint", bool(target)):
         return
     tid, victim = target
@@ -210,12 +274,18 @@ def node_loss(t: Tally, cl: Cluster, home: Path) -> None:
     t_kill = time.monotonic()
     cl.docker("kill", cl.container(victim))
     log(f"killed {victim} ({ips[victim]}) while trial {tid} was at step {step}")
-    moved = wait_for(f"trial {tid} on {survivor}", lambda: _progress_after(
-        cl, "node-loss", tid, step, ips[survivor]), 900, 3)
+    moved = wait_for(
+        f"trial {tid} on {survivor}",
+        lambda: _progress_after(cl, "node-loss", tid, step, ips[survivor]),
+        900,
+        3,
+    )
     t.check(f"node loss: trial {tid} went on from its checkpoint on {survivor}", bool(moved))
     if moved:
-        t.measure("node loss: kill to the trial's next validation on the survivor (s)",
-                  round(time.monotonic() - t_kill))
+        t.measure(
+            "node loss: kill to the trial's next validation on the survivor (s)",
+            round(time.monotonic() - t_kill),
+        )
     cl.docker("start", cl.container(victim))
     rejoined = wait_for(f"{victim} healthy", lambda: cl.health(victim) == "healthy", 300)
     t.check(f"node loss: {victim} started again and is healthy (rejoined)", bool(rejoined))
@@ -225,12 +295,18 @@ def node_loss(t: Tally, cl: Cluster, home: Path) -> None:
     t.check("node loss: the sweep completed", status == "SUCCEEDED", status)
     s = check_sweep_records(t, cl, "node-loss", 4, 20, E2E_STEPS)
     nodes = {r.get("node_id") for r in s.get("trials", [])}
-    t.check("node loss: trials ran on both workers (node_id in summary.json)",
-            len(nodes - {None}) >= 2, f"{len(nodes)} node ids")
+    t.check(
+        "node loss: trials ran on both workers (node_id in summary.json)",
+        len(nodes - {None}) >= 2,
+        f"{len(nodes)} node ids",
+    )
     info = trials(cl, "node-loss")["tune"]
     used = [i for i, x in info.items() if ips[victim] in x["ips"] and i != tid]
-    t.check(f"node loss: trials after the rejoin used {victim}", bool(used),
-            f"{used} (rejoined {time.monotonic() - t_rejoin:.0f} s before the end)")
+    t.check(
+        f"node loss: trials after the rejoin used {victim}",
+        bool(used),
+        f"{used} (rejoined {time.monotonic() - t_rejoin:.0f} s before the end)",
+    )
 
 
 ALIVE_PY = (
@@ -249,8 +325,22 @@ def head_loss(t: Tally, cl: Cluster, home: Path) -> None:
     """Kill the head (the driver dies with it) once a trial has finished and another has a
     checkpoint; start it again; the workers rejoin by themselves; ``--resume`` submitted as a
     new job completes the sweep, and what had finished is not run again."""
-    ok = submit(cl, home, "e2e-head-loss", ["--spec", SPEC, "--preset", "e2e", "--name",
-                                            "head-loss", "--storage", RESULTS, *DATA_ARGS])
+    ok = submit(
+        cl,
+        home,
+        "e2e-head-loss",
+        [
+            "--spec",
+            SPEC,
+            "--preset",
+            "e2e",
+            "--name",
+            "head-loss",
+            "--storage",
+            RESULTS,
+            *DATA_ARGS,
+        ],
+    )
     t.check("head loss: sweep submitted", ok)
     if not ok:
         return
@@ -268,22 +358,30 @@ def head_loss(t: Tally, cl: Cluster, home: Path) -> None:
     t_kill = time.monotonic()
     cl.docker("kill", cl.container("head"))
     log(f"killed the head; finished before: {sorted(done)}")
-    t.check("head loss: the job API is gone with the head",
-            job_logs("e2e-head-loss", cl.token) == "")
+    t.check(
+        "head loss: the job API is gone with the head", job_logs("e2e-head-loss", cl.token) == ""
+    )
     cl.docker("start", cl.container("head"))
     whole = wait_for("head + 2 workers alive", lambda: alive_nodes(cl) == 3, 600, 5)
     t.check("head loss: head started again, both workers rejoined by themselves", bool(whole))
     if not whole:
         return
     t.measure("head loss: kill to a whole cluster again (s)", round(time.monotonic() - t_kill))
-    ok = submit(cl, home, "e2e-head-resume", ["--resume", "--name", "head-loss", "--storage",
-                                              RESULTS])
+    ok = submit(
+        cl, home, "e2e-head-resume", ["--resume", "--name", "head-loss", "--storage", RESULTS]
+    )
     status = wait_job("e2e-head-resume", cl.token, 1500) if ok else "not submitted"
-    t.check("head loss: --resume as a new job completed the sweep", status == "SUCCEEDED",
-            status if status == "SUCCEEDED" else job_logs("e2e-head-resume", cl.token)[-500:])
+    t.check(
+        "head loss: --resume as a new job completed the sweep",
+        status == "SUCCEEDED",
+        status if status == "SUCCEEDED" else job_logs("e2e-head-resume", cl.token)[-500:],
+    )
     t.measure("head loss: kill to the resumed sweep's end (s)", round(time.monotonic() - t_kill))
     check_sweep_records(t, cl, "head-loss", 4, 20, E2E_STEPS)
     after = {r["trial"]: r["sha"] for r in trials(cl, "head-loss")["runs"]}
     rerun = [i for i, sha in done.items() if after.get(i) != sha]
-    t.check("head loss: trials finished before the kill were not run again", not rerun,
-            f"changed: {rerun}")
+    t.check(
+        "head loss: trials finished before the kill were not run again",
+        not rerun,
+        f"changed: {rerun}",
+    )
