@@ -158,7 +158,8 @@ def test_deprecated_keys_are_named(tmp_path, key, value):
 
 
 def test_old_saved_config_with_deprecated_defaults_loads(tmp_path):
-    """A config.yaml written before the split types: both keys at their old defaults."""
+    """A saved config.yaml that holds the deprecated keys at their defaults loads; they are
+    dropped."""
     saved = tmp_path / "config.yaml"
     saved.write_text(
         "DATA:\n  train:\n    source: [a/train-*.tar]\n    max_samples: null\n"
