@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from handpose.config import val_step
 from handpose.data import ensure_dataset, expand_sources
 from handpose.data.shards import is_url
@@ -163,7 +165,12 @@ def main(argv: list[str] | None = None, trainable_fn: Callable[..., None] | None
         trainable_fn=trainable_fn,
     )
     if not args.resume:
-        state = SweepState(spec.preset, str(Path(args.spec).resolve()), num_samples, run.base)
+        state = SweepState(
+            preset=spec.preset,
+            spec=str(Path(args.spec).resolve()),
+            num_samples=num_samples,
+            base=OmegaConf.to_container(base_cfg, resolve=True),
+        )
         write_state(sweep_dir, state)
 
     # Paths are absolute from here on. Leave the launch folder: under `ray job submit

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,7 @@ def select_candidates(
 
 def confirm_trial(
     config: dict[str, Any],
-    base: dict[str, Any],
+    base: Mapping[str, Any],
     runs_dir: str | None,
     checkpoint_interval_s: float,
     candidates: dict[str, dict[str, Any]],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,11 +43,6 @@ class SweepRun:
     def name(self) -> str:
         """The sweep's name: its folder's, and Tune's experiment's under ``storage``."""
         return self.sweep_dir.name
-
-    @cached_property
-    def base(self) -> dict[str, Any]:
-        """``base_cfg`` as the plain dict the trials receive (and the state file keeps)."""
-        return OmegaConf.to_container(self.base_cfg, resolve=True)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ def _reporting_hook(
 
 def _run_trial(
     searched: dict[str, Any],
-    base: dict[str, Any],
+    base: Mapping[str, Any],
     run_dir: Path,
     trial: dict,
     report_fn: Callable,
@@ -157,14 +157,15 @@ def _run_dir(runs_dir: str | None, trial: dict[str, str]) -> Path:
 
 def handpose_trial(
     config: dict[str, Any],
-    base: dict[str, Any],
+    base: Mapping[str, Any],
     runs_dir: str | None,
     checkpoint_interval_s: float = 0.0,
 ) -> None:
     """One sweep trial. ``config``: searched values keyed by config key; ``base``: the
-    sweep's resolved base config (a small dict; paths already absolute); ``runs_dir``: the
-    shared folder for the trial's run folder (None: Tune's trial folder on this node);
-    ``checkpoint_interval_s``: the least wall time between checkpoints handed to Tune."""
+    sweep's base config (validated, paths absolute; a plain dict of one works too);
+    ``runs_dir``: the shared folder for the trial's run folder (None: Tune's trial folder on
+    this node); ``checkpoint_interval_s``: the least wall time between checkpoints handed to
+    Tune."""
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
     torch.set_num_threads(max(1, cpus))
     trial = _trial_info()
@@ -223,7 +224,7 @@ class WorkerGroup:
 
 def ddp_trial(
     config: dict[str, Any],
-    base: dict[str, Any],
+    base: Mapping[str, Any],
     runs_dir: str | None,
     checkpoint_interval_s: float,
     group: WorkerGroup,

@@ -57,8 +57,8 @@ def with_resources(trainable: Callable, spec: SweepSpec) -> Any:
 
 def make_trainable(run: SweepRun, **extra: Any) -> Any:
     """The trial function (``run.trainable_fn``, else ``sweeps.run.trainable.handpose_trial``,
-    or ``ddp_trial`` when ``resources.workers`` > 1) with the base config attached (via the
-    object store), ``extra`` keyword arguments and the spec's resources. With local/NFS
+    or ``ddp_trial`` when ``resources.workers`` > 1) with the validated base config attached
+    (via the object store), ``extra`` keyword arguments and the spec's resources. With local/NFS
     storage each trial's run folder is ``<sweep>/runs/<trial>`` (shared by all nodes); with
     s3:// it stays in Tune's trial folder."""
     spec = run.spec
@@ -71,7 +71,7 @@ def make_trainable(run: SweepRun, **extra: Any) -> Any:
         # GPUs; concurrency is bounded by max_concurrent and by what the cluster has.
         trainable = tune.with_parameters(
             ddp_trial,
-            base=run.base,
+            base=run.base_cfg,
             runs_dir=runs_dir,
             checkpoint_interval_s=spec.checkpoint_interval_s,
             group=WorkerGroup(
