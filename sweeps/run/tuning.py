@@ -85,7 +85,7 @@ def make_trainable(run: SweepRun, **extra: Any) -> Any:
         from sweeps.run.trainable import handpose_trial as fn
     trainable = tune.with_parameters(
         fn,
-        base=run.base,
+        base=run.base_cfg,
         runs_dir=runs_dir,
         checkpoint_interval_s=spec.checkpoint_interval_s,
         **extra,
