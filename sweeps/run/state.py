@@ -9,7 +9,7 @@ config. Neither Ray nor torch here: the report reads the state too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,15 +56,7 @@ class SweepState:
 
 
 def write_state(sweep_dir: Path, state: SweepState) -> None:
-    OmegaConf.save(
-        {
-            "preset": state.preset,
-            "spec": state.spec,
-            "num_samples": state.num_samples,
-            "base": state.base,
-        },
-        sweep_dir / STATE_FILE,
-    )
+    OmegaConf.save(asdict(state), sweep_dir / STATE_FILE)
 
 
 def read_state(sweep_dir: Path) -> SweepState:
