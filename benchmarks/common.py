@@ -273,20 +273,26 @@ def fit_trials(
     scheduler (no early stopping); -> the ``ResultGrid``. With a ``search_alg`` the spec's
     search space is searched, else every trial trains the base config. ``reuse_actors`` and
     ``max_concurrent`` (0: as many as the resources allow) go to Tune's ``TuneConfig``."""
+    from handpose.config import load_config
     from sweeps.run.spec import tune_space
+    from sweeps.run.state import SweepRun
     from sweeps.run.tuning import make_trainable, make_tuner, progress_reporter
 
-    tuner = make_tuner(
-        make_trainable(spec, base, str(sweep_dir.parent), sweep_dir),
-        spec,
-        name=sweep_dir.name,
+    run = SweepRun(
+        spec=spec,
+        base_cfg=load_config(base, origin="the benchmark's base config"),
         storage=str(sweep_dir.parent),
-        param_space=tune_space(spec) if search_alg is not None else {},
+        sweep_dir=sweep_dir,
         num_samples=num_samples,
-        search_alg=search_alg,
-        max_concurrent=max_concurrent,
-        reuse_actors=reuse_actors,
+    )
+    tuner = make_tuner(
+        run,
+        make_trainable(run),
+        tune_space(spec) if search_alg is not None else {},
         reporter=progress_reporter(spec) if search_alg is not None else None,
+        search_alg=search_alg,
+        max_concurrent_trials=max_concurrent,
+        reuse_actors=reuse_actors,
     )
     return tuner.fit()
 

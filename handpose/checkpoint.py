@@ -5,7 +5,7 @@ never leaves half a checkpoint; the last ``GENERAL.keep_checkpoints`` are kept.
 Both ``.pt`` files hold only tensors and plain containers (dict, list, tuple, int, float,
 str, bool, None) and are read with ``torch.load(weights_only=True)``: a checkpoint folder
 on shared storage cannot run code in the processes that resume from it. A file that needs
-more (a pickled object, or a state written before this rule) is an unreadable checkpoint.
+more (a pickled object) is an unreadable checkpoint.
 """
 
 from __future__ import annotations

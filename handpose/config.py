@@ -5,13 +5,17 @@ beside the code that reads it with its own checks (``ModelCfg`` and ``validate_m
 :mod:`handpose.model.posenet`, ``BackboneCfg`` in :mod:`handpose.model.vit`, ``HandecCfg``
 in :mod:`handpose.model.decoder`); :func:`validate` runs those checks with its own.
 
-``load_config(name_or_path, overrides)`` merges, in order: the defaults below, the YAML
-file (a name in ``configs/`` or a path), then the overrides, and validates the result.
-Struct mode rejects unknown keys; any problem raises :class:`ConfigError` naming the key.
+:func:`load_config` is the one way to a config: it merges, in order, the defaults below,
+the source (a name in ``configs/``, a YAML path, or a container such as a saved
+``config.yaml`` or a sweep's base config), the ``KEY=VALUE`` overrides and the ``params``
+(typed values by key, e.g. a sweep trial's searched values), validates the result once and
+marks it validated (:func:`is_validated`). Struct mode rejects unknown keys; any problem
+raises :class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -190,14 +194,8 @@ def set_value(cfg: DictConfig, key: str, value: Any) -> None:
         raise ConfigError(f"bad value for {key}: {value!r} ({type(e).__name__})") from None
 
 
-def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
-    for item in overrides:
-        set_value(cfg, *parse_override(item))
-    return cfg
-
-
-def from_container(data: dict | DictConfig, source: str = "<dict>") -> DictConfig:
-    """Defaults merged with ``data`` (e.g. a saved ``config.yaml``), struct mode, unvalidated."""
+def _from_container(data: Mapping[str, Any] | DictConfig, source: str) -> DictConfig:
+    """Defaults merged with ``data`` (a config's content), struct mode, unvalidated."""
     cfg = OmegaConf.structured(Config)
     OmegaConf.set_struct(cfg, True)
     try:
@@ -208,14 +206,46 @@ def from_container(data: dict | DictConfig, source: str = "<dict>") -> DictConfi
     return cfg
 
 
-def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """Defaults <- YAML <- overrides, validated. Raises ConfigError naming the bad key."""
-    path = resolve_config_path(name_or_path)
-    data = OmegaConf.load(path)
-    cfg = from_container(data, source=str(path))
-    cfg = apply_overrides(cfg, overrides)
+# The flag load_config sets on the configs it returns: train() does not validate them again.
+_VALIDATED = "handpose_validated"
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | DictConfig,
+    overrides: Sequence[str] = (),
+    params: Mapping[str, Any] | None = None,
+    *,
+    origin: str | None = None,
+) -> DictConfig:
+    """A validated config: defaults <- ``source`` <- ``overrides`` <- ``params``.
+
+    ``source``: a config name in ``configs/`` or a YAML path, or a container (a saved
+    ``config.yaml``'s content, a sweep's base config as a dict) named ``origin`` in errors;
+    a config this function returned is copied as it is. ``overrides``: ``KEY=VALUE`` text
+    (values parsed as YAML). ``params``: typed values by key, set as they are. The result
+    is validated here, once, and marked so (:func:`is_validated`). Raises ConfigError
+    naming the bad key."""
+    if isinstance(source, DictConfig) and is_validated(source):
+        cfg = copy.deepcopy(source)  # built here before: its keys are the defaults' own
+    elif isinstance(source, (str, Path)):
+        path = resolve_config_path(str(source))
+        cfg = _from_container(OmegaConf.load(path), str(path))
+    else:
+        cfg = _from_container(source, origin or "<dict>")
+    for item in overrides:
+        set_value(cfg, *parse_override(item))
+    for key, value in (params or {}).items():
+        set_value(cfg, key, value)
     validate(cfg)
+    cfg._set_flag(_VALIDATED, True)
     return cfg
+
+
+def is_validated(cfg: DictConfig) -> bool:
+    """Whether ``cfg`` was built by :func:`load_config` (and so validated). Changing a
+    built config afterwards does not clear the mark: build a new one instead
+    (``load_config(cfg, params=...)``), or call :func:`validate` after the change."""
+    return bool(cfg._get_flag(_VALIDATED))
 
 
 def validate(cfg: DictConfig) -> DictConfig:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from handpose import metrics as M
 from handpose.checkpoint import load_checkpoint
-from handpose.config import apply_overrides, from_container, validate
+from handpose.config import load_config
 from handpose.data import DecodeCfg, Subset, ValStream, build_val_stream, ensure_dataset
 from handpose.errors import run_cli
 from handpose.losses import compute_losses
@@ -77,8 +77,10 @@ def train_eval_stream(cfg: DictConfig) -> ValStream | None:
 
 def evaluate_checkpoint(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     ckpt = load_checkpoint(path, with_state=False)
-    cfg = validate(apply_overrides(from_container(ckpt["config"], str(path)), overrides))
-    cfg.MODEL.backbone.checkpoint = None  # the weights come from the checkpoint itself
+    # the weights come from the checkpoint itself, not from the backbone's
+    cfg = load_config(
+        ckpt["config"], overrides, {"MODEL.backbone.checkpoint": None}, origin=str(path)
+    )
     ensure_dataset(cfg)
     torch.manual_seed(cfg.GENERAL.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -153,15 +153,15 @@ def pretrain(
             f"pretrain: want steps, train, val >= 1 (got {steps}, {train_images}, {val_images})"
         )
     data = ensure_source(out / "source", train_images, val_images, seed)
-    cfg = load_config(
-        "stage1-tiny", [*run_overrides(out, steps, seed, checkpoint_step), *overrides]
-    )
     done = list_checkpoints(out / "run" / "checkpoints")
+    resume = {"GENERAL.resume_path": str(out / "run")} if done else {}
+    cfg = load_config(
+        "stage1-tiny", [*run_overrides(out, steps, seed, checkpoint_step), *overrides], resume
+    )
     if done and int(done[-1].name.rsplit("-", 1)[1]) >= steps:
         print(f"pretrain: {done[-1]} is the last step; exporting it", flush=True)
     else:
         if done:
-            cfg.GENERAL.resume_path = str(out / "run")
             print(f"pretrain: resuming from {done[-1]}", flush=True)
         train(cfg, run_dir=out / "run")
     ckpt = load_checkpoint(out / "run", with_state=False)

@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
 
 from handpose.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from handpose.config import load_config, to_yaml, val_step, validate
+from handpose.config import is_validated, load_config, to_yaml, val_step, validate
 from handpose.data import (
     TrainStream,
     ValStream,
@@ -186,8 +186,12 @@ def train(
     ``hook(metrics, checkpoint_dir)`` is called after every validation (see
     :data:`ValidationHook`); ``aim_extra`` is stored on the Aim run (e.g. the sweep's
     searched values). Data-parallel when ``torch.distributed`` is initialised.
+
+    ``cfg`` from :func:`handpose.config.load_config` is validated already; any other (made
+    by hand) is validated here.
     """
-    validate(cfg)
+    if not is_validated(cfg):
+        validate(cfg)
     g = cfg.GENERAL
     rank, world_size = world()
     main = rank == 0
@@ -382,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if joined:
             # free the DDP model (hooks make reference cycles) while the group still exists:
-            # gloo's threads must not be torn down at interpreter exit (a rank once aborted
-            # there, "terminate called without an active exception", in a CI run)
+            # gloo's threads must not be torn down at interpreter exit (a rank can abort
+            # there: "terminate called without an active exception")
             gc.collect()
             dist.destroy_process_group()
     LOG.info(f"done: mpjpe={metrics.get('mpjpe', float('nan')):.2f}mm")

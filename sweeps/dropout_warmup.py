@@ -19,13 +19,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from handpose.config import from_container, val_step, validate
+from handpose.config import val_step
 from handpose.data import ensure_dataset, expand_sources
 from handpose.data.shards import is_url
 from handpose.errors import UserError, run_cli
 from handpose.tracking import init_aim_repo
 from sweeps.run.recovery import load_tune_state, restore_missing_checkpoints
-from sweeps.run.spec import SPEC_PATH, SweepSpec, load_spec
+from sweeps.run.spec import SPEC_PATH, load_spec
+from sweeps.run.state import STATE_FILE, SweepRun, SweepState, open_sweep, write_state
 
 DEFAULT_STORAGE = "results"
 
@@ -106,7 +107,7 @@ def storage_root(storage: str) -> str:
     return str(root)
 
 
-def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) -> int:
+def main(argv: list[str] | None = None, trainable_fn: Callable[..., None] | None = None) -> int:
     """The CLI. ``trainable_fn`` replaces the trial function (``sweeps.run.trainable.
     handpose_trial``, same signature) for benchmarks that script the trials."""
     args = parse_args(argv)
@@ -115,20 +116,18 @@ def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) ->
         if not args.name:
             raise UserError("--resume needs --name NAME (the sweep folder under --storage)")
         sweep_dir = local_folder(storage, args.name)
-        if not (sweep_dir / "sweep_state.yaml").is_file():
+        if not (sweep_dir / STATE_FILE).is_file():
             raise UserError(f"--resume: no sweep to resume at {sweep_dir}")
         if not is_url(storage):  # Tune's state is in the sweep folder (local or shared disk)
             for line in restore_missing_checkpoints(sweep_dir, load_tune_state(sweep_dir)):
                 print(line)
         if args.overrides or args.preset or args.num_samples:
             print(
-                "note: --resume continues the sweep as it was saved "
-                "(sweep_state.yaml): KEY=VALUE, --preset and --num-samples are ignored"
+                f"note: --resume continues the sweep as it was saved ({STATE_FILE}): "
+                "KEY=VALUE, --preset and --num-samples are ignored"
             )
-        state = OmegaConf.load(sweep_dir / "sweep_state.yaml")
-        base_cfg = validate(from_container(state.base, str(sweep_dir)))
-        spec, _ = load_spec(state.preset, state.spec, base_cfg=base_cfg)
-        num_samples = int(state.num_samples)
+        state, spec, base_cfg = open_sweep(sweep_dir)
+        num_samples = state.num_samples
     else:
         # absolute paths, the model checkpoints resolved as the trials resolve them and
         # opened: a missing file is a one-line error (exit 2) before Ray starts
@@ -138,13 +137,14 @@ def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) ->
         num_samples = args.num_samples or spec.num_samples
     name = args.name or f"dropout_warmup-{spec.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = local_folder(storage, name)
-    if not args.resume and (sweep_dir / "sweep_state.yaml").exists():
+    if not args.resume and (sweep_dir / STATE_FILE).exists():
         raise UserError(
             f"--name {name}: {sweep_dir} already holds a sweep; continue it with "
             "--resume or choose another name"
         )
     if base_cfg.AIM.enabled and not base_cfg.AIM.server_url:
-        base_cfg.AIM.server_url = str(sweep_dir)  # one Aim repo per sweep
+        # one Aim repo per sweep (a path: the config stays as validated)
+        base_cfg.AIM.server_url = str(sweep_dir)
     print(
         f"preset: {spec.preset} ({'GPUs visible' if spec.preset == 'gpu' else 'CPU'}), "
         f"{num_samples} trials x {base_cfg.GENERAL.total_step} steps max, "
@@ -156,17 +156,22 @@ def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) ->
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if base_cfg.AIM.enabled:  # once, here: trials that init it together collide on its lock
         init_aim_repo(base_cfg.AIM.server_url)
-    base = OmegaConf.to_container(base_cfg, resolve=True)
+    run = SweepRun(
+        spec=spec,
+        base_cfg=base_cfg,
+        storage=storage,
+        sweep_dir=sweep_dir,
+        num_samples=num_samples,
+        trainable_fn=trainable_fn,
+    )
     if not args.resume:
-        OmegaConf.save(
-            {
-                "preset": spec.preset,
-                "spec": str(Path(args.spec).resolve()),
-                "num_samples": num_samples,
-                "base": base,
-            },
-            sweep_dir / "sweep_state.yaml",
+        state = SweepState(
+            preset=spec.preset,
+            spec=str(Path(args.spec).resolve()),
+            num_samples=num_samples,
+            base=OmegaConf.to_container(base_cfg, resolve=True),
         )
+        write_state(sweep_dir, state)
 
     # Paths are absolute from here on. Leave the launch folder: under `ray job submit
     # --working-dir` it is Ray's unpacked package, which Ray may delete before the driver
@@ -174,23 +179,13 @@ def main(argv: list[str] | None = None, trainable_fn: Callable | None = None) ->
     launch_dir = os.getcwd()
     os.chdir(sweep_dir)
     try:
-        return run_sweep(
-            args, spec, base, base_cfg, name, storage, num_samples, sweep_dir, trainable_fn
-        )
+        return run_sweep(args, run)
     finally:
         with contextlib.suppress(OSError):
             os.chdir(launch_dir)
 
 
-def build_tuner(
-    spec: SweepSpec,
-    base: dict,
-    name: str,
-    storage: str,
-    num_samples: int,
-    sweep_dir: Path,
-    trainable_fn: Callable | None = None,
-):
+def build_tuner(run: SweepRun):
     """The sweep's Tuner: prune-aware Optuna TPE (the baseline first) + schedule-aware ASHA
     with sentinels, on the sweep trainable."""
     from ray.tune.search import ConcurrencyLimiter
@@ -201,52 +196,38 @@ def build_tuner(
     from sweeps.run.spec import tune_space
     from sweeps.run.tuning import make_trainable, make_tuner, progress_reporter
 
-    g, s = base["GENERAL"], spec.scheduler
-    total = g["total_step"]
+    spec, g, s = run.spec, run.base_cfg.GENERAL, run.spec.scheduler
     ready = ReadyStep(
-        val_every=val_step(base),
-        warmup=g["dropout_warmup_step"],
-        schedule=g["dropout_schedule"],
-        ramp=g["dropout_ramp_step"],
-        rate=base["MODEL"]["handec"]["dropout"],
+        val_every=val_step(run.base_cfg),
+        warmup=g.dropout_warmup_step,
+        schedule=g.dropout_schedule,
+        ramp=g.dropout_ramp_step,
+        rate=run.base_cfg.MODEL.handec.dropout,
     )
     scheduler = SweepASHA(
         ready_step=ready if s.schedule_aware else None,
-        sentinels=pick_sentinels(num_samples, s.sentinel_fraction, s.min_sentinels, spec.seed),
-        state_path=sweep_dir / SCHEDULER_FILE,
+        sentinels=pick_sentinels(run.num_samples, s.sentinel_fraction, s.min_sentinels, spec.seed),
+        state_path=run.sweep_dir / SCHEDULER_FILE,
         time_attr="step",
-        max_t=total,
+        max_t=g.total_step,
         grace_period=s.grace_period,
         reduction_factor=s.reduction_factor,
         stop_last_trials=False,
     )  # a trial at max_t ends by itself: its workers exit cleanly
-    searcher = ConcurrencyLimiter(
-        make_searcher(spec, sweep_dir, total, num_samples), max_concurrent=spec.max_concurrent
-    )
+    searcher = make_searcher(spec, run.sweep_dir, g.total_step, run.num_samples)
     return make_tuner(
-        make_trainable(spec, base, storage, sweep_dir, trainable_fn),
-        spec,
-        name=name,
-        storage=storage,
-        param_space=tune_space(spec),
-        num_samples=num_samples,
-        search_alg=searcher,
-        scheduler=scheduler,
+        run,
+        make_trainable(run),
+        tune_space(spec),
         reporter=progress_reporter(spec),
+        search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent),
+        scheduler=scheduler,
     )
 
 
-def run_sweep(
-    args: argparse.Namespace,
-    spec: SweepSpec,
-    base: dict,
-    base_cfg,
-    name: str,
-    storage: str,
-    num_samples: int,
-    sweep_dir: Path,
-    trainable_fn: Callable | None = None,
-) -> int:
+def run_sweep(args: argparse.Namespace, run: SweepRun) -> int:
+    """Connect to Ray, fit the sweep's Tuner (restored with ``--resume``), write the sweep's
+    results and, with ``--confirm``, confirm its best configurations."""
     import ray
     from ray import tune
 
@@ -254,27 +235,29 @@ def run_sweep(
     from sweeps.run.tuning import connect_ray, make_trainable
 
     connect_ray(args.address, args.num_cpus)
-    if is_url(storage) and len([n for n in ray.nodes() if n["Alive"]]) > 1:
+    if is_url(run.storage) and len([n for n in ray.nodes() if n["Alive"]]) > 1:
         raise UserError(
-            f"--storage {storage}: remote storage is not supported on a multi-node "
+            f"--storage {run.storage}: remote storage is not supported on a multi-node "
             "cluster yet (the study, the scheduler state and the Aim repo live on "
             "the driver's disk); use a shared file system path"
         )
     if args.resume:
         tuner = tune.Tuner.restore(
-            f"{storage}/{name}",
-            trainable=make_trainable(spec, base, storage, sweep_dir, trainable_fn),
+            f"{run.storage}/{run.name}",
+            trainable=make_trainable(run),
             resume_unfinished=True,
             resume_errored=True,
         )
     else:
-        tuner = build_tuner(spec, base, name, storage, num_samples, sweep_dir, trainable_fn)
+        tuner = build_tuner(run)
     results = tuner.fit()
-    code = finish(results, spec, base_cfg, sweep_dir, num_samples, resume_cmd(args, name))
+    code = finish(
+        results, run.spec, run.base_cfg, run.sweep_dir, run.num_samples, resume_cmd(args, run.name)
+    )
     if code == 0 and args.confirm:
         from sweeps.results.confirm import run_confirmation
 
-        report = run_confirmation(sweep_dir, args.confirm, args.seeds, address=args.address)
+        report = run_confirmation(run.sweep_dir, args.confirm, args.seeds, address=args.address)
         code = 1 if report["failed"] else code
     return code
 

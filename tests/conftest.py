@@ -131,10 +131,10 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
-    """Leave with pytest's own exit status, skipping the interpreter's teardown: in a clean-
-    clone CI run, after the summary was printed, that teardown segfaulted once (native
-    objects of Aim/RocksDB, Ray and torch that tests opened in this process), turning a
-    finished run's status into 139. Nothing is skipped but destructors at exit."""
+    """Leave with pytest's own exit status, skipping the interpreter's teardown: that teardown
+    can segfault after the summary is printed (native objects of Aim/RocksDB, Ray and torch
+    that tests opened in this process), turning a finished run's status into 139. Nothing
+    is skipped but destructors at exit."""
     if _EXIT_STATUS:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError
 
-from handpose.config import load_config, parse_override
+from handpose.config import Config, is_validated, load_config, parse_override
 from handpose.errors import ConfigError
 
 from .conftest import REPO
@@ -86,6 +86,21 @@ def test_older_config_without_new_keys_gets_defaults(tmp_path):
     assert cfg.GENERAL.val_step is None
 
 
+def test_one_builder_from_a_name_a_container_or_a_built_config():
+    cfg = load_config("stage1-tiny", ["TRAIN.lr=0.001"], {"LOSS.lambda_trans": 0.1})
+    assert is_validated(cfg) and cfg.TRAIN.lr == 0.001 and cfg.LOSS.lambda_trans == 0.1
+    again = load_config(OmegaConf.to_container(cfg, resolve=True), params={"TRAIN.lr": 0.002})
+    assert is_validated(again) and again.TRAIN.lr == 0.002 and cfg.TRAIN.lr == 0.001
+    copied = load_config(cfg, params={"MODEL.handec.dropout": 0.2})  # a copy: cfg unchanged
+    assert copied.MODEL.handec.dropout == 0.2 and cfg.MODEL.handec.dropout != 0.2
+    assert OmegaConf.to_container(load_config(cfg)) == OmegaConf.to_container(cfg)
+    with pytest.raises(ConfigError, match="MODEL.handec.dropout"):
+        load_config(cfg, params={"MODEL.handec.dropout": 1.5})
+    with pytest.raises(ConfigError, match="saved.yaml: bad config key GENERAL.total_stepz"):
+        load_config({"GENERAL": {"total_stepz": 1}}, origin="saved.yaml")
+    assert not is_validated(OmegaConf.structured(Config))  # made by hand: train validates it
+
+
 def test_struct_mode_rejects_new_attributes():
     cfg = load_config("stage1-tiny")
     assert OmegaConf.is_struct(cfg)
@@ -158,7 +173,8 @@ def test_deprecated_keys_are_named(tmp_path, key, value):
 
 
 def test_old_saved_config_with_deprecated_defaults_loads(tmp_path):
-    """A config.yaml written before the split types: both keys at their old defaults."""
+    """A saved config.yaml that holds the deprecated keys at their defaults loads; they are
+    dropped."""
     saved = tmp_path / "config.yaml"
     saved.write_text(
         "DATA:\n  train:\n    source: [a/train-*.tar]\n    max_samples: null\n"

@@ -31,7 +31,6 @@ from .ray_cluster import (
     stop_nodes,
 )
 
-SWEEP = REPO / "sweeps" / "dropout_warmup.py"
 HEALTHCHECK = REPO / "docker" / "healthcheck.py"
 
 pytestmark = pytest.mark.slow
@@ -82,7 +81,6 @@ def test_a_node_without_its_token_refuses_to_start(tmp_path, token_source):
     assert "AuthenticationError" in text, text[-2000:]
 
 
-@pytest.mark.skipif(not SWEEP.is_file(), reason="sweeps/dropout_warmup.py does not exist yet")
 def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
     shared, name = tmp_path / "shared", "multinode"
     job_id = f"handpose-multinode-{uuid.uuid4().hex[:8]}"
@@ -159,8 +157,8 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
     reason="2.5 min (the suite would pass 15 min on 2 cores): HANDPOSE_TEST_DDP_NODES=1 runs it",
 )
 def test_two_worker_trials_span_two_nodes(data_dir, tmp_path):
-    """Issue 14: data-parallel trials whose 2 Ray Train workers (0.9 CPU each) cannot share
-    a 1-CPU node, so every trial's process group spans both nodes."""
+    """Data-parallel trials whose 2 Ray Train workers (0.9 CPU each) cannot share a 1-CPU
+    node, so every trial's process group spans both nodes."""
     import yaml
 
     from sweeps.run.spec import SPEC_PATH

@@ -1,7 +1,6 @@
 """The report's hyperparameter importance and log axes (sweeps/reporting/study.py): importance
-with a bootstrap interval from a journal study, too few finished trials, a study from before
-the journal (optuna.db), no study, and the log keys from the sweep spec when there is no
-study."""
+with a bootstrap interval from the sweep's study, too few finished trials, no study, and the
+log keys from the sweep spec when there is no study."""
 
 from __future__ import annotations
 
@@ -37,14 +36,14 @@ def test_importance_bootstrap_interval(tmp_path):
     assert again.rows == imp.rows  # seeded: the same report twice
 
 
-def test_importance_too_few_and_old_sqlite_study(tmp_path):
-    sweep = tmp_path / "old"
-    sweep.mkdir()  # a sweep from before the journal: optuna.db
-    optuna.create_study(study_name="old", storage=f"sqlite:///{sweep}/optuna.db").add_trials(
+def test_importance_too_few_and_no_study(tmp_path):
+    sweep = tmp_path / "few"
+    sweep.mkdir()
+    optuna.create_study(study_name="few", storage=journal(sweep)).add_trials(
         fake_trials(3 * (MIN_FINISHED - 1))
     )
     study, where = open_study(sweep)
-    assert study is not None and "optuna.db" in where
+    assert study is not None and "optuna.journal" in where
     imp = param_importance(study, where)
     assert imp.rows == [] and imp.note.startswith(
         f"too few finished trials ({MIN_FINISHED - 1}) for importance"

@@ -66,7 +66,7 @@ def test_trial_reports_ungated_validations_without_checkpoint(clock, tmp_path, m
     )
     reported = []
     base = {"GENERAL": {"total_step": 40}}
-    monkeypatch.setattr(trainable, "trial_config", lambda base, config: _cfg(base))
+    monkeypatch.setattr(trainable, "load_config", lambda base, **_: _cfg(base))
     trial = {"name": "t", "experiment": "e", "id": "i"}
     run_dir = tmp_path / "run"
     trainable._run_trial(
@@ -83,5 +83,4 @@ def test_trial_reports_ungated_validations_without_checkpoint(clock, tmp_path, m
 
 
 def _cfg(base: dict) -> SimpleNamespace:
-    g = SimpleNamespace(total_step=base["GENERAL"]["total_step"], run_name=None)
-    return SimpleNamespace(GENERAL=g, AIM=SimpleNamespace(experiment=None))
+    return SimpleNamespace(GENERAL=SimpleNamespace(total_step=base["GENERAL"]["total_step"]))

@@ -1,4 +1,4 @@
-"""Issue 14, fault tolerance of a data-parallel trial: one of the 2 Ray Train workers
+"""Fault tolerance of a data-parallel trial: one of the 2 Ray Train workers
 (gloo, CPU) of a sweep trial is SIGKILLed mid-run; Ray Train restarts the worker group
 from the trial's latest reported checkpoint and the trial finishes with every validation
 step once, in order, and validates with the single-process fingerprint (one local Ray

@@ -102,7 +102,8 @@ def _count_reads(monkeypatch, s) -> list[int]:
 
 
 def test_the_study_state_is_read_once_per_trial_not_per_result(tmp_path, monkeypatch):
-    """Issue 15: the journal was read on every result (O(results)); once per trial now."""
+    """The searcher reads a trial's state from the study once per trial, not on every
+    result (each read replays the journal: O(results))."""
     s = _searcher(tmp_path)
     for tid in "ab":
         s.suggest(tid)

@@ -9,9 +9,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from handpose.config import load_config
 from handpose.errors import ConfigError
 from handpose.model import build_model
-from sweeps.run.spec import SPEC_PATH, load_spec, trial_config, trial_overrides, tune_space
+from sweeps.run.spec import SPEC_PATH, load_spec, trial_overrides, tune_space
 
 from .conftest import REPO, data_overrides
 
@@ -161,7 +162,7 @@ def test_the_default_preset_from_another_folder_opens_the_shipped_weights(tmp_pa
     trial_dir = tmp_path / "trial"
     trial_dir.mkdir()
     monkeypatch.chdir(trial_dir)
-    build_model(trial_config(OmegaConf.to_container(cfg, resolve=True), {}))
+    build_model(load_config(OmegaConf.to_container(cfg, resolve=True)))
 
 
 @pytest.mark.parametrize("key", ["MODEL.backbone.checkpoint", "MODEL.handec.checkpoint"])

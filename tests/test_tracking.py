@@ -1,7 +1,7 @@
-"""Aim tracking: runs open an existing repo without initialising it again. Aim's init opens
-the repo index read-write, so two sweep trials initialising one repo at once failed on its
-lock (RocksIOError, seen in a benchmark sweep); the sweep driver now inits it once. Runs
-wait for Aim's run table (one SQLite file) longer than SQLite's default 5 s."""
+"""Aim tracking: runs open an existing repo without initialising it again (Aim's init opens
+the repo index read-write, so two trials initialising one repo at once fail on its lock,
+RocksIOError; the sweep driver inits it once, before the trials). Runs wait for Aim's run
+table (one SQLite file) longer than SQLite's default 5 s."""
 
 from __future__ import annotations
 

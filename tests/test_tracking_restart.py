@@ -114,11 +114,17 @@ def test_an_error_closing_the_aim_run_reaches_the_caller(aim_cfg, tmp_path, monk
 
 
 def test_a_sweep_trial_reports_its_aim_run(data_dir, tmp_path, monkeypatch):
+    import handpose.config
+    import handpose.train
     from sweeps.run import trainable
 
     node = SimpleNamespace(get_node_id=lambda: "node")  # no Ray here: the trial's node id
     monkeypatch.setattr(trainable.ray, "get_runtime_context", lambda: node)
     cfg = load_config("stage1-tiny", tiny_overrides(data_dir, tmp_path, steps=2))
+    validations = []  # the trial's config is validated once, where it is built
+    for module in (handpose.config, handpose.train):
+        real = module.validate
+        monkeypatch.setattr(module, "validate", lambda c, v=real: validations.append(1) or v(c))
     init_aim_repo(cfg.AIM.server_url)
     run_dir = tmp_path / "handpose_trial_x"
     reports: list[dict] = []
@@ -131,6 +137,7 @@ def test_a_sweep_trial_reports_its_aim_run(data_dir, tmp_path, monkeypatch):
         None,
         0.0,
     )
+    assert len(validations) == 1
     run_hash = (run_dir / AIM_HASH_FILE).read_text().strip()
     assert reports and [r["aim_hash"] for r in reports] == [run_hash] * len(reports)
     assert "aim_hash" not in (run_dir / "metrics.jsonl").read_text()  # the hook's, not a metric

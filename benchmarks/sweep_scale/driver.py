@@ -59,15 +59,13 @@ def scripted_trial(
     from omegaconf import OmegaConf
     from ray import tune
 
-    from handpose.config import val_step
+    from handpose.config import load_config, val_step
     from handpose.tracking import Tracker
-    from sweeps.run.spec import trial_config
     from sweeps.run.trainable import CheckpointGate
 
-    cfg = trial_config(base, config)
     ctx = tune.get_context()
-    cfg.GENERAL.run_name = ctx.get_trial_name()
-    cfg.AIM.experiment = ctx.get_experiment_name()
+    names = {"GENERAL.run_name": ctx.get_trial_name(), "AIM.experiment": ctx.get_experiment_name()}
+    cfg = load_config(base, params={**config, **names}, origin="the sweep's base config")
     run_dir = (
         Path(runs_dir) / ctx.get_trial_name() if runs_dir else Path(ctx.get_trial_dir()) / "run"
     )

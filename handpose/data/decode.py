@@ -29,8 +29,8 @@ MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-# Shards written before the ``hand_model`` tag existed: their source says which model
-# their theta/betas belong to (our synthetic generator poses our kinematic hand).
+# Shards without the optional ``hand_model`` tag: their source says which model their
+# theta/betas belong to (our synthetic generator poses our kinematic hand).
 UNTAGGED_SOURCE_MODEL = {"synthetic": "kinematic"}
 
 

@@ -38,36 +38,34 @@ def overview(data: ReportData) -> str:
         s = data.sweep.summary
         items["sweep"] = data.sweep.dir
         items.update({k: s.get(k) for k in ("preset", "metric", "mode", "total_step", "val_seed")})
-        best, base = s.get("best") or {}, s.get("baseline") or {}
+        best, base = s.get("best") or {}, s["baseline"] or {}
         items["best trial"] = (
             f"{best['trial_id']}: {fmt(best.get('mpjpe'))} mm at step {best.get('step')}"
             if best
             else None
         )
-        if "baseline" in s:  # absent: a sweep from before baselines
-            items["baseline"] = (
-                f"{base['trial_id']} (the base config's own values): "
-                f"{fmt(base.get('mpjpe'))} mm at step {base.get('last_step')}"
-                f", {str(base.get('status')).lower()}"
-                if base
-                else "none (no trial evaluated the base config's own values)"
-            )
-        versus = s.get("best_vs_baseline") or {}
+        items["baseline"] = (
+            f"{base['trial_id']} (the base config's own values): "
+            f"{fmt(base.get('mpjpe'))} mm at step {base.get('last_step')}"
+            f", {str(base.get('status')).lower()}"
+            if base
+            else "none (no trial evaluated the base config's own values)"
+        )
+        versus = s["best_vs_baseline"] or {}
         if versus.get("sentence"):
             warn += note(versus["sentence"], "note" if versus.get("beyond_noise") else "warn")
-        sentinels = s.get("sentinels")
-        if sentinels is not None:
-            items["sentinels"] = (
-                (
-                    f"{len(sentinels)} trials ran the full budget whatever ASHA "
-                    "said: "
-                    + ", ".join(sentinels[:12])
-                    + (f" and {len(sentinels) - 12} more" if len(sentinels) > 12 else "")
-                )
-                if sentinels
-                else "none"
+        sentinels = s["sentinels"]
+        items["sentinels"] = (
+            (
+                f"{len(sentinels)} trials ran the full budget whatever ASHA "
+                "said: "
+                + ", ".join(sentinels[:12])
+                + (f" and {len(sentinels) - 12} more" if len(sentinels) > 12 else "")
             )
-        items["ASHA rungs (steps)"] = s.get("rungs")
+            if sentinels
+            else "none"
+        )
+        items["ASHA rungs (steps)"] = s["rungs"]
     runs = [e for e in data.entries if e.kind == "run"]
     if runs:
         items["run folders"] = ", ".join(str(e.run_dir) for e in runs)
@@ -125,12 +123,9 @@ def rest_note(data: ReportData, keep: list[int], csv_name: str) -> str:
 
 def fidelity_section(r: Report) -> str:
     """The summary's rung-vs-final rank correlation, its message, and the scatter."""
-    fid = r.data.sweep.summary.get("fidelity") if r.data.sweep is not None else None
-    if not fid:
-        return note(
-            "no fidelity check in summary.json (a sweep folder from before the "
-            "check, or run folders only)"
-        )
+    if r.data.sweep is None:
+        return note("no fidelity check: run folders only, no sweep")
+    fid = r.data.sweep.summary["fidelity"]
     rows = [
         {"rung step": x.get("step"), "spearman rho": x.get("spearman"), "n": x.get("n")}
         for x in fid.get("per_rung") or []

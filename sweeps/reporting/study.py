@@ -2,9 +2,8 @@
 interval, and which searched keys are searched on a log scale.
 
 The study is ``<sweep>/optuna.journal`` (``sweeps.run.study_file.STUDY_FILE``, an Optuna
-``JournalStorage`` file); an older sweep's ``optuna.db`` (SQLite) is read too. The study's
-name is the sweep folder's name. Nothing here raises on a missing or broken study: the
-report says why there is no importance instead.
+``JournalStorage`` file), named after the sweep folder. Nothing here raises on a missing or
+broken study: the report says why there is no importance instead.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from handpose.errors import first_line
+from sweeps.run.state import STATE_FILE, read_state
 from sweeps.run.study_file import STUDY_FILE, study_storage
 
-OLD_STUDY_FILE = "optuna.db"  # SQLite study of sweeps made before the journal
 MIN_FINISHED = 8  # fewer complete trials: no importance bars, a sentence instead
 RESAMPLES = 200  # bootstrap resamples at most ...
 RESAMPLE_TRIALS = 40_000  # ... and at most this many resampled trials in all (cost cap)
@@ -69,26 +68,20 @@ class _ShallowTrial(FrozenTrial):
 
 
 def open_study(sweep_dir: Path) -> tuple[optuna.Study | None, str]:
-    """The sweep's Optuna study (journal, else the older SQLite file) and, when there is
-    none, why not (never raises)."""
+    """The sweep's Optuna study and, when there is none, why not (never raises)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    journal, db = sweep_dir / STUDY_FILE, sweep_dir / OLD_STUDY_FILE
-    where = journal if journal.is_file() else db if db.is_file() else None
-    if where is None:
+    journal = sweep_dir / STUDY_FILE
+    if not journal.is_file():
         return None, f"no Optuna study ({STUDY_FILE}) in {sweep_dir}"
     try:
-        if where == journal:
-            storage: Any = study_storage(sweep_dir)
-        else:
-            storage = f"sqlite:///{db.resolve()}"
+        storage = study_storage(sweep_dir)
         names = optuna.get_all_study_names(storage)
         name = sweep_dir.name if sweep_dir.name in names else names[0] if len(names) == 1 else None
         if name is None:
-            return None, f"{where}: {len(names)} studies, none named {sweep_dir.name}"
-        return optuna.load_study(study_name=name, storage=storage), f"study '{name}' ({where})"
+            return None, f"{journal}: {len(names)} studies, none named {sweep_dir.name}"
+        return optuna.load_study(study_name=name, storage=storage), f"study '{name}' ({journal})"
     except Exception as e:  # noqa: BLE001 - a torn journal, a read-only folder: say so, go on
-        first = first_line(e)
-        return None, f"{where}: unreadable ({type(e).__name__}: {first})"
+        return None, f"{journal}: unreadable ({type(e).__name__}: {first_line(e)})"
 
 
 def _ped_anova(trials: list[FrozenTrial]) -> dict[str, float]:
@@ -168,22 +161,20 @@ def param_importance(study: optuna.Study | None, why_not: str, seed: int = 0) ->
 
 def log_keys(study: optuna.Study | None, sweep_dir: Path | None) -> set[str] | None:
     """The searched keys on a log scale (``log: true``): from the study's distributions,
-    else from the sweep spec named in ``sweep_state.yaml``; None when neither is readable
-    (the plots then use linear axes)."""
+    else from the sweep spec named in the sweep's state (``sweep_state.yaml``); None when
+    neither is readable (the plots then use linear axes)."""
     if study is not None:
         dists: dict[str, Any] = {}
         for t in study.get_trials(deepcopy=False):
             dists.update(t.distributions)
         if dists:
             return {k for k, d in dists.items() if getattr(d, "log", False)}
-    if sweep_dir is None or not (sweep_dir / "sweep_state.yaml").is_file():
+    if sweep_dir is None or not (sweep_dir / STATE_FILE).is_file():
         return None
     try:
-        from omegaconf import OmegaConf
+        from sweeps.run.spec import read_spec_file  # imports torch: only when needed
 
-        from sweeps.run.spec import read_spec_file
-
-        state = OmegaConf.load(sweep_dir / "sweep_state.yaml")
+        state = read_state(sweep_dir)
         space = read_spec_file(state.spec).presets[state.preset].space
         return {k for k, p in space.items() if p.log}
     except Exception:  # noqa: BLE001 - a moved or edited spec: linear axes, no error

@@ -14,21 +14,20 @@ interval). Writes ``SWEEP_DIR/confirm.json``; Ray Tune's state and the run folde
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from handpose.config import apply_overrides, from_container, validate
+from handpose.config import load_config
 from handpose.errors import UserError
 from sweeps.results.fidelity import BETTER, NOISE, paired_stats
 from sweeps.results.trials import best_pool, finite
-from sweeps.run.spec import SweepSpec, apply_params, load_spec
+from sweeps.run.state import SweepRun, open_sweep
 
 FIRST_SEED = 1000  # training seeds FIRST_SEED, FIRST_SEED + 1, ...
 BASELINE = "baseline"
@@ -44,22 +43,17 @@ class Candidate:
     sweep_mpjpe: float | None = None
 
 
-def read_finished_sweep(sweep_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``summary.json`` and ``sweep_state.yaml`` of a finished sweep (UserError if missing)."""
-    files = [sweep_dir / "summary.json", sweep_dir / "sweep_state.yaml"]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise UserError(f"not a finished sweep folder: missing {missing[0]}")
-    summary = json.loads(files[0].read_text())
-    state = OmegaConf.to_container(OmegaConf.load(files[1]), resolve=True)
-    if not Path(state["spec"]).is_file():
-        raise UserError(f"{files[1]}: the sweep spec {state['spec']} does not exist any more")
-    return summary, state
+def read_summary(sweep_dir: Path) -> dict[str, Any]:
+    """``summary.json`` of a finished sweep (UserError if missing)."""
+    path = sweep_dir / "summary.json"
+    if not path.is_file():
+        raise UserError(f"not a finished sweep folder: missing {path}")
+    return json.loads(path.read_text())
 
 
 def resolved(base_cfg: DictConfig, overrides: dict[str, Any]) -> dict[str, Any]:
     """The full training config of ``overrides`` on ``base_cfg``, validated, as a dict."""
-    return OmegaConf.to_container(validate(apply_params(base_cfg, overrides)), resolve=True)
+    return OmegaConf.to_container(load_config(base_cfg, params=overrides), resolve=True)
 
 
 def select_candidates(
@@ -85,7 +79,7 @@ def select_candidates(
 
 def confirm_trial(
     config: dict[str, Any],
-    base: dict[str, Any],
+    base: Mapping[str, Any],
     runs_dir: str | None,
     checkpoint_interval_s: float,
     candidates: dict[str, dict[str, Any]],
@@ -102,37 +96,21 @@ def confirm_trial(
     )
 
 
-def _fit(
-    spec: SweepSpec,
-    base: dict[str, Any],
-    candidates: list[Candidate],
-    seeds: list[int],
-    sweep_dir: Path,
-):
+def _fit(run: SweepRun, candidates: list[Candidate], seeds: list[int]):
     """Train every (candidate, seed) pair with Ray Tune (plain grid, no scheduler/searcher)."""
     from ray import tune
 
     from sweeps.run.tuning import make_trainable, make_tuner, progress_reporter
 
-    confirm_dir = sweep_dir / "confirm"
-    trainable = make_trainable(
-        spec,
-        base,
-        str(sweep_dir),
-        confirm_dir,
-        fn=confirm_trial,
-        candidates={c.name: c.overrides for c in candidates},
-    )
+    trainable = make_trainable(run, candidates={c.name: c.overrides for c in candidates})
     tuner = make_tuner(
+        run,
         trainable,
-        spec,
-        name="confirm",
-        storage=str(sweep_dir),
-        param_space={
+        {
             "config": tune.grid_search([c.name for c in candidates]),
             "GENERAL.seed": tune.grid_search(seeds),
         },
-        reporter=progress_reporter(spec, {"config": "config", "GENERAL.seed": "seed"}),
+        reporter=progress_reporter(run.spec, {"config": "config", "GENERAL.seed": "seed"}),
     )
     return tuner.fit()
 
@@ -277,11 +255,9 @@ def run_confirmation(
             "and may not be overridden"
         )
     sweep_dir = Path(sweep_dir).resolve()
-    summary, state = read_finished_sweep(sweep_dir)
-    sweep_cfg = validate(from_container(state["base"], str(sweep_dir / "sweep_state.yaml")))
-    spec, _ = load_spec(state["preset"], state["spec"], base_cfg=sweep_cfg)
-    base_cfg = validate(apply_overrides(copy.deepcopy(sweep_cfg), list(extra_overrides)))
-    base_cfg.GENERAL.resume_path = None
+    summary = read_summary(sweep_dir)
+    state, spec, sweep_cfg = open_sweep(sweep_dir)
+    base_cfg = load_config(sweep_cfg, extra_overrides, {"GENERAL.resume_path": None})
     baseline = spec.points_to_evaluate[0] if spec.points_to_evaluate else {}
     candidates, same_as_baseline, winner = select_candidates(summary, base_cfg, baseline, top_k)
     seed_list = [FIRST_SEED + i for i in range(seeds)]
@@ -300,9 +276,15 @@ def run_confirmation(
 
     started = connect_ray(address)
     try:
-        results = _fit(
-            spec, OmegaConf.to_container(base_cfg, resolve=True), candidates, seed_list, sweep_dir
+        run = SweepRun(
+            spec=spec,
+            base_cfg=base_cfg,
+            storage=str(sweep_dir),
+            sweep_dir=sweep_dir / "confirm",
+            num_samples=1,
+            trainable_fn=confirm_trial,
         )
+        results = _fit(run, candidates, seed_list)
     finally:
         if started:
             import ray
@@ -322,7 +304,7 @@ def run_confirmation(
         "baseline": {
             "overrides": baseline,
             "same_as_trials": same_as_baseline,
-            "source": f"{state['spec']}: presets.{spec.preset}.points_to_evaluate[0]"
+            "source": f"{state.spec}: presets.{spec.preset}.points_to_evaluate[0]"
             if baseline
             else "the sweep's base config",
         },

@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from handpose.config import load_config
 from handpose.data.shards import is_url
 from handpose.errors import first_line
 from handpose.tracking import load_metrics
@@ -30,7 +31,7 @@ from sweeps.results.trials import (
     finite,
 )
 from sweeps.run.rungs import SCHEDULER_FILE, load_record, rungs
-from sweeps.run.spec import SweepSpec, apply_params, trial_overrides
+from sweeps.run.spec import SweepSpec, trial_overrides
 
 
 def error_reason(err: BaseException) -> str:
@@ -182,9 +183,8 @@ def write_outputs(
     }
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if best is not None:
-        cfg = apply_params(base_cfg, best["overrides"])
-        cfg.GENERAL.resume_path = None
-        cfg.GENERAL.run_name = f"best-{best['trial_id']}"
+        fresh = {"GENERAL.resume_path": None, "GENERAL.run_name": f"best-{best['trial_id']}"}
+        cfg = load_config(base_cfg, params={**best["overrides"], **fresh})
         (sweep_dir / "best_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     keys = list(spec.space)
     with open(sweep_dir / "leaderboard.csv", "w", newline="") as f:

@@ -6,9 +6,10 @@ thread, so the folder's copy can be a snapshot behind (seconds; longer with many
 the state growing with them), or torn if the kill came while it was written. Meanwhile
 Tune deletes a trial's older checkpoints as new ones arrive (``keep_checkpoints``): the
 saved state can then name a checkpoint that is gone, and Tune fails that trial on restore
-("does not exist on storage anymore"), every retry alike. Seen once in the 100-trial
-kill/resume of ``benchmarks/sweep_scale.py`` (docs/benchmarks.md, section 7). A torn copy
-(seen at 1000 trials: empty) is replaced by Tune's own staging copy when that one is whole.
+("does not exist on storage anymore"), every retry alike (the kill/resume of
+``benchmarks/sweep_scale.py``, docs/benchmarks.md section 7, measures it). A torn copy (an
+empty file, with a large state) is replaced by Tune's own staging copy when that one is
+whole.
 """
 
 from __future__ import annotations

@@ -77,11 +77,6 @@ def read_journal(path: str | Path) -> tuple[list[dict[str, Any]], int]:
     left out; any other bad line is an error."""
     with open(path, "rb") as f:
         data = f.read()
-    if data.startswith(b"\x80"):  # pickle protocol 2+: the whole-state file of old sweeps
-        raise ValueError(
-            f"{path}: the whole-state pickle of a sweep from before the scheduler journal;"
-            " resume it with that code, or move the file away to resume with empty rungs"
-        )
     records, good_bytes = [], 0
     lines = data.split(b"\n")
     for n, line in enumerate(lines[:-1], 1):  # lines[-1]: after the last newline

@@ -1,13 +1,12 @@
 """The sweep spec (``configs/sweep/*.yaml``): typed presets, validated, resolved to a space.
 
-The YAML is read into the dataclasses below (``handpose.config.from_container``'s rules:
-typed defaults, struct mode, unknown keys rejected), so every default lives here once.
+The YAML is read into the dataclasses below (typed defaults, struct mode, unknown keys
+rejected, as for training configs), so every default lives here once.
 Everything runs before Ray starts, so bad input fails fast with a one-line error.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from handpose.config import CONFIG_DIR, from_container, load_config, set_value, validate
+from handpose.config import CONFIG_DIR, load_config
 from handpose.errors import ConfigError, UserError, first_line
 
 SPEC_PATH = CONFIG_DIR / "sweep" / "dropout_warmup.yaml"
@@ -222,7 +221,7 @@ def absolutize(cfg: DictConfig) -> None:
     model checkpoints (``MODEL.backbone.checkpoint``, ``MODEL.handec.checkpoint``) go
     through the loaders' own :func:`resolve_checkpoint_path` (a relative path missing from
     the working folder is looked up in the repository root), so a trial opens exactly the
-    file this process resolved."""
+    file this process resolved. Only path strings change: the config stays as validated."""
 
     from handpose.data.shards import is_url  # these import torch: only when needed
     from handpose.model.dinov2_io import resolve_checkpoint_path
@@ -299,9 +298,9 @@ def _resolve_param(key: str, d: ParamCfg, total: int, cfg: DictConfig) -> dict[s
 
 
 def _check_value(cfg: DictConfig, key: str, value: Any) -> None:
-    """Apply ``key=value`` to a copy of the base config and validate (catches dropout >= 1)."""
+    """Build the base config with ``key=value`` (validated: catches dropout >= 1)."""
     try:
-        validate(apply_params(cfg, {key: value}))
+        load_config(cfg, params={key: value})
     except ConfigError as e:
         raise ConfigError(f"search space {key}: value {value!r} is invalid: {e}") from None
 
@@ -362,7 +361,7 @@ def check_model(cfg: DictConfig, space: dict[str, dict[str, Any]]) -> None:
             ) from None
 
     def build(params: dict[str, Any]) -> None:
-        trial = validate(apply_params(cfg, {**params, "MODEL.backbone.checkpoint": None}))
+        trial = load_config(cfg, params={**params, "MODEL.backbone.checkpoint": None})
         with torch.device("meta"), warnings.catch_warnings():
             # loading into meta tensors checks names and shapes, copies nothing
             warnings.filterwarnings("ignore", ".*copying from a non-meta parameter")
@@ -378,19 +377,6 @@ def check_model(cfg: DictConfig, space: dict[str, dict[str, Any]]) -> None:
                 raise ConfigError(
                     f"search space {key}: value {value!r} does not build the model: {first_line(e)}"
                 ) from None
-
-
-def apply_params(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
-    """A copy of ``cfg`` with the searched values set as typed values (not re-parsed text)."""
-    out = copy.deepcopy(cfg)
-    for key, value in params.items():
-        set_value(out, key, value)
-    return out
-
-
-def trial_config(base: dict[str, Any], params: dict[str, Any]) -> DictConfig:
-    """A trial's validated training config: the sweep's base config + searched values."""
-    return validate(apply_params(from_container(base, "sweep base config"), params))
 
 
 def tune_space(spec: SweepSpec) -> dict[str, Any]:

@@ -23,9 +23,11 @@ Optuna PRUNED with a penalty so TPE avoids the region).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,9 @@ import ray
 import torch
 from ray import tune
 
-from handpose.train import NonFiniteLossError, train
-from sweeps.run.spec import trial_config
+from handpose.config import load_config
+from handpose.train import NonFiniteLossError, ValidationHook, train
+from sweeps.run.spec import ResourcesCfg
 
 # Reported at every validation (besides Tune's own fields).
 REPORTED = (
@@ -74,25 +77,11 @@ class CheckpointGate:
         return False
 
 
-def _run_trial(
-    config: dict[str, Any],
-    base: dict[str, Any],
-    run_dir: Path,
-    trial: dict,
-    report_fn: Callable,
-    checkpoint: Any,
-    checkpoint_interval_s: float,
-) -> None:
-    """Train the trial's config (resuming from ``checkpoint`` if any), handing every
-    validation to ``report_fn(metrics, checkpoint | None)``, with its checkpoint when
-    ``CheckpointGate(checkpoint_interval_s)`` says so; the run folder's checkpoint is
-    deleted once reported. A diverged loss is reported as ``diverged`` and ends the trial."""
-    cfg = trial_config(base, config)
-    cfg.GENERAL.run_name = trial["name"]
-    cfg.AIM.experiment = trial["experiment"]
-    node_id = ray.get_runtime_context().get_node_id()
-    last = {"step": 0}
-    gate = CheckpointGate(checkpoint_interval_s, cfg.GENERAL.total_step)
+def _reporting_hook(
+    report_fn: Callable, gate: CheckpointGate, run_dir: Path, node_id: str, last: dict[str, int]
+) -> ValidationHook:
+    """``train``'s hook in a trial: the metrics to ``report_fn`` (with the checkpoint when
+    ``gate`` says so), the run folder's checkpoint deleted, the step kept in ``last``."""
 
     def report(metrics: dict[str, Any], ckpt_dir: Path | None) -> None:
         out = {k: metrics[k] for k in REPORTED if k in metrics}
@@ -104,16 +93,39 @@ def _run_trial(
             shutil.rmtree(ckpt_dir, ignore_errors=True)  # Ray holds its copy (or an older one)
         last["step"] = int(metrics["step"])
 
+    return report
+
+
+def _run_trial(
+    searched: dict[str, Any],
+    base: Mapping[str, Any],
+    run_dir: Path,
+    trial: dict,
+    report_fn: Callable,
+    checkpoint: Any,
+    checkpoint_interval_s: float,
+) -> None:
+    """Train the trial's config (resuming from ``checkpoint`` if any), handing every
+    validation to ``report_fn(metrics, checkpoint | None)``, with its checkpoint when
+    ``CheckpointGate(checkpoint_interval_s)`` says so; the run folder's checkpoint is
+    deleted once reported. A diverged loss is reported as ``diverged`` and ends the trial.
+    The trial's config (``base`` with the ``searched`` values) is built and
+    validated here, once."""
+    node_id = ray.get_runtime_context().get_node_id()
+    last = {"step": 0}
+    params = {**searched, "GENERAL.run_name": trial["name"], "AIM.experiment": trial["experiment"]}
     aim_extra = {
-        "sweep": {"name": trial["experiment"], "trial_id": trial["id"], "searched": dict(config)}
+        "sweep": {"name": trial["experiment"], "trial_id": trial["id"], "searched": dict(searched)}
     }
+    resumed = checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext()
     try:
-        if checkpoint is None:
-            train(cfg, hook=report, run_dir=run_dir, aim_extra=aim_extra)
-            return
-        with checkpoint.as_directory() as ckpt_dir:
-            cfg.GENERAL.resume_path = str(ckpt_dir)
-            train(cfg, hook=report, run_dir=run_dir, aim_extra=aim_extra)
+        with resumed as ckpt_dir:
+            if ckpt_dir is not None:
+                params["GENERAL.resume_path"] = str(ckpt_dir)
+            cfg = load_config(base, params=params, origin="the sweep's base config")
+            gate = CheckpointGate(checkpoint_interval_s, cfg.GENERAL.total_step)
+            hook = _reporting_hook(report_fn, gate, run_dir, node_id, last)
+            train(cfg, hook=hook, run_dir=run_dir, aim_extra=aim_extra)
     except NonFiniteLossError as e:
         step = int(getattr(e, "step", last["step"] + 1))
         report_fn(
@@ -145,14 +157,15 @@ def _run_dir(runs_dir: str | None, trial: dict[str, str]) -> Path:
 
 def handpose_trial(
     config: dict[str, Any],
-    base: dict[str, Any],
+    base: Mapping[str, Any],
     runs_dir: str | None,
     checkpoint_interval_s: float = 0.0,
 ) -> None:
     """One sweep trial. ``config``: searched values keyed by config key; ``base``: the
-    sweep's resolved base config (a small dict; paths already absolute); ``runs_dir``: the
-    shared folder for the trial's run folder (None: Tune's trial folder on this node);
-    ``checkpoint_interval_s``: the least wall time between checkpoints handed to Tune."""
+    sweep's base config (validated, paths absolute; a plain dict of one works too);
+    ``runs_dir``: the shared folder for the trial's run folder (None: Tune's trial folder on
+    this node); ``checkpoint_interval_s``: the least wall time between checkpoints handed to
+    Tune."""
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
     torch.set_num_threads(max(1, cpus))
     trial = _trial_info()
@@ -188,7 +201,7 @@ def _ddp_worker(loop: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=name)
 
     _run_trial(
-        loop["config"],
+        loop["searched"],
         loop["base"],
         Path(loop["run_dir"]),
         loop["trial"],
@@ -198,45 +211,52 @@ def _ddp_worker(loop: dict[str, Any]) -> None:
     )
 
 
+@dataclass(frozen=True)
+class WorkerGroup:
+    """The Ray Train worker group of a data-parallel trial: ``resources.workers`` workers of
+    ``resources.cpu`` CPUs and ``resources.gpu`` GPUs each, restarted up to ``max_failures``
+    times, its checkpoints in ``train_dir/<trial>``."""
+
+    resources: ResourcesCfg
+    max_failures: int
+    train_dir: str
+
+
 def ddp_trial(
     config: dict[str, Any],
-    base: dict[str, Any],
+    base: Mapping[str, Any],
     runs_dir: str | None,
-    workers: int,
-    cpu: float,
-    gpu: float,
-    max_failures: int,
-    train_dir: str,
-    checkpoint_interval_s: float = 0.0,
+    checkpoint_interval_s: float,
+    group: WorkerGroup,
 ) -> None:
-    """A data-parallel sweep trial: a ``TorchTrainer`` of ``workers`` workers (``cpu`` CPUs
-    and ``gpu`` GPUs each) training the trial's config; rank 0 reports to Tune. Ray Train
-    keeps the trial's checkpoint in ``train_dir/<trial>``: a retried trial (or a
-    ``--resume``) continues from it."""
+    """A data-parallel sweep trial: a ``TorchTrainer`` of the ``group``'s workers training
+    the trial's config; rank 0 reports to Tune. Ray Train keeps the trial's checkpoint in
+    ``group.train_dir/<trial>``: a retried trial (or a ``--resume``) continues from it."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial = _trial_info()
+    r = group.resources
     loop = {
-        "config": dict(config),
+        "searched": dict(config),
         "base": base,
         "trial": trial,
-        "cpu": cpu,
+        "cpu": r.cpu,
         "run_dir": str(_run_dir(runs_dir, trial)),
         "checkpoint_interval_s": checkpoint_interval_s,
     }
-    resources = {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
+    resources = {"CPU": r.cpu, **({"GPU": r.gpu} if r.gpu else {})}
     TorchTrainer(
         _ddp_worker,
         train_loop_config=loop,
         scaling_config=ScalingConfig(
-            num_workers=workers, use_gpu=gpu > 0, resources_per_worker=resources
+            num_workers=r.workers, use_gpu=r.gpu > 0, resources_per_worker=resources
         ),
         run_config=RunConfig(
             name=trial["name"],
-            storage_path=train_dir,
-            failure_config=FailureConfig(max_failures=max_failures),
+            storage_path=group.train_dir,
+            failure_config=FailureConfig(max_failures=group.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             callbacks=[TuneReportCallback()],
         ),

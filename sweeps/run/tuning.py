@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our trial table (CLIReporter), not Ray's
@@ -21,6 +20,7 @@ from ray import tune  # noqa: E402
 from handpose.data.shards import is_url  # noqa: E402
 from handpose.errors import UserError, first_line  # noqa: E402
 from sweeps.run.spec import SweepSpec  # noqa: E402
+from sweeps.run.state import SweepRun  # noqa: E402
 
 
 def connect_ray(
@@ -55,43 +55,37 @@ def with_resources(trainable: Callable, spec: SweepSpec) -> Any:
     return tune.with_resources(trainable, {k: v for k, v in (("cpu", r.cpu), ("gpu", r.gpu)) if v})
 
 
-def make_trainable(
-    spec: SweepSpec,
-    base: dict[str, Any],
-    storage: str,
-    sweep_dir: Path,
-    fn: Callable | None = None,
-    **extra: Any,
-) -> Any:
-    """The trial function (default ``sweeps.run.trainable.handpose_trial``, or ``ddp_trial``
-    when ``resources.workers`` > 1) with the base config attached (via the object store)
-    and the spec's resources. With local/NFS storage each trial's run folder is
-    ``<sweep>/runs/<trial>`` (shared by all nodes); with s3:// it stays in Tune's trial
-    folder."""
-    runs_dir = None if is_url(storage) else str(sweep_dir / "runs")
-    r = spec.resources
-    if fn is None and r.workers > 1:
-        from sweeps.run.trainable import ddp_trial
+def make_trainable(run: SweepRun, **extra: Any) -> Any:
+    """The trial function (``run.trainable_fn``, else ``sweeps.run.trainable.handpose_trial``,
+    or ``ddp_trial`` when ``resources.workers`` > 1) with the validated base config attached
+    (via the object store), ``extra`` keyword arguments and the spec's resources. With local/NFS
+    storage each trial's run folder is ``<sweep>/runs/<trial>`` (shared by all nodes); with
+    s3:// it stays in Tune's trial folder."""
+    spec = run.spec
+    runs_dir = None if is_url(run.storage) else str(run.sweep_dir / "runs")
+    fn = run.trainable_fn
+    if fn is None and spec.resources.workers > 1:
+        from sweeps.run.trainable import WorkerGroup, ddp_trial
 
         # The trial itself (0.01 CPU) only waits on its Ray Train workers, which take the CPUs and
         # GPUs; concurrency is bounded by max_concurrent and by what the cluster has.
         trainable = tune.with_parameters(
             ddp_trial,
-            base=base,
+            base=run.base_cfg,
             runs_dir=runs_dir,
-            workers=r.workers,
-            cpu=r.cpu,
-            gpu=r.gpu,
-            max_failures=spec.max_failures,
-            train_dir=f"{storage}/{sweep_dir.name}/train",
             checkpoint_interval_s=spec.checkpoint_interval_s,
+            group=WorkerGroup(
+                resources=spec.resources,
+                max_failures=spec.max_failures,
+                train_dir=f"{run.storage}/{run.name}/train",
+            ),
         )
         return tune.with_resources(trainable, {"cpu": 0.01})
     if fn is None:
         from sweeps.run.trainable import handpose_trial as fn
     trainable = tune.with_parameters(
         fn,
-        base=base,
+        base=run.base_cfg,
         runs_dir=runs_dir,
         checkpoint_interval_s=spec.checkpoint_interval_s,
         **extra,
@@ -120,36 +114,27 @@ def progress_reporter(
 
 
 def make_tuner(
+    run: SweepRun,
     trainable: Any,
-    spec: SweepSpec,
-    *,
-    name: str,
-    storage: str,
     param_space: dict[str, Any],
-    num_samples: int = 1,
-    search_alg: Any = None,
-    scheduler: Any = None,
     reporter: Any = None,
-    max_concurrent: int = 0,
-    reuse_actors: bool = False,
+    **tune_config: Any,
 ) -> tune.Tuner:
-    """A ``Tuner`` with the spec's metric, failure policy and checkpoint policy: Tune keeps
-    the latest ``keep_checkpoints`` per trial (the summary prunes them to the latest)."""
+    """The Tuner of ``run.num_samples`` samples of ``param_space`` in Tune's experiment
+    ``run.name`` under ``run.storage``, with the spec's metric, failure policy and checkpoint
+    policy: Tune keeps the latest ``keep_checkpoints`` per trial (the summary prunes them to
+    the latest). ``tune_config``: more of Tune's ``TuneConfig`` (``search_alg``,
+    ``scheduler``, ``max_concurrent_trials``, ``reuse_actors``)."""
+    spec = run.spec
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            metric=spec.metric,
-            mode=spec.mode,
-            search_alg=search_alg,
-            scheduler=scheduler,
-            num_samples=num_samples,
-            max_concurrent_trials=max_concurrent,
-            reuse_actors=reuse_actors,
+            metric=spec.metric, mode=spec.mode, num_samples=run.num_samples, **tune_config
         ),
         run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage,
+            name=run.name,
+            storage_path=run.storage,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
             progress_reporter=reporter,
