@@ -15,15 +15,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from handpose import metrics as M
 from handpose.checkpoint import load_checkpoint
 from handpose.config import load_config
 from handpose.data import DecodeCfg, Subset, ValStream, build_val_stream, ensure_dataset
 from handpose.errors import run_cli
 from handpose.losses import compute_losses
+from handpose.metrics import mpjpe, mpjpe_rel, pa_mpjpe, rte
 from handpose.model import build_model
 
-METRICS = {"mpjpe": M.mpjpe, "mpjpe_rel": M.mpjpe_rel, "pa_mpjpe": M.pa_mpjpe, "rte": M.rte}
+METRICS = {"mpjpe": mpjpe, "mpjpe_rel": mpjpe_rel, "pa_mpjpe": pa_mpjpe, "rte": rte}
 
 
 @torch.no_grad()
