@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import yaml
 
-from .conftest import REPO
+from tests.helpers import REPO
 
 DOCKER = REPO / "docker"
 

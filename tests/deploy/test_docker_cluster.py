@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import ray
 
-from .docker_helpers import check_pool, docker_yaml, no_literal_token
+from tests.deploy.docker_helpers import check_pool, docker_yaml, no_literal_token
 
 RAY_PORTS = ("6379", "8265", "10001")
 

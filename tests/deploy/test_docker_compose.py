@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import ray
 
-from .docker_helpers import DOCKER, docker_yaml, no_literal_token, trial_demand
+from tests.deploy.docker_helpers import DOCKER, docker_yaml, no_literal_token, trial_demand
 
 
 def test_compose_matches_the_compose_spec():

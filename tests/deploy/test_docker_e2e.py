@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from sweeps.run.spec import load_spec
-
-from .docker_helpers import DOCKER, docker_yaml
+from tests.deploy.docker_helpers import DOCKER, docker_yaml
 
 sys.path.insert(0, str(DOCKER / "e2e"))
 import scenarios  # noqa: E402  (docker/e2e is a folder of scripts, not a package)

@@ -18,8 +18,8 @@ import ray
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from .conftest import REPO
-from .docker_helpers import DOCKER
+from tests.deploy.docker_helpers import DOCKER
+from tests.helpers import REPO
 
 # --- Dockerfile -------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import ray
 import yaml
 
-from .docker_helpers import DOCKER, check_pool, no_literal_token
+from tests.deploy.docker_helpers import DOCKER, check_pool, no_literal_token
 
 SUBMISSION_ID = "handpose-sweep-x7k2p"  # what the operator makes: <RayJob name>-<5 random>
 

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, SMALL_MODEL, data_overrides
-from .ray_cluster import (
+from tests.deploy.ray_cluster import (
     RAY,
     Node,
     client_env,
@@ -30,6 +29,7 @@ from .ray_cluster import (
     node_port_args,
     stop_nodes,
 )
+from tests.helpers import REPO, SMALL_MODEL, data_overrides
 
 SWEEP = REPO / "sweeps" / "dropout_warmup.py"
 HEALTHCHECK = REPO / "docker" / "healthcheck.py"

@@ -11,8 +11,7 @@ from omegaconf.errors import ConfigAttributeError
 
 from handpose.config import load_config, parse_override
 from handpose.errors import ConfigError
-
-from .conftest import REPO
+from tests.helpers import REPO
 
 
 def test_recipes_load_with_their_values():

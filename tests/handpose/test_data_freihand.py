@@ -14,8 +14,7 @@ from PIL import Image
 from handpose.config import load_config
 from handpose.data import build_val_stream
 from handpose.data.freihand import convert
-
-from .conftest import REPO
+from tests.helpers import REPO
 
 
 def _freihand(root, n=3, which="training", versions=4):

@@ -15,8 +15,7 @@ from handpose.config import load_config
 from handpose.data import build_train_stream, build_val_stream, ensure_dataset, expand_sources
 from handpose.data.streams import fingerprint
 from handpose.errors import DataError
-
-from .conftest import REPO, data_overrides
+from tests.helpers import REPO, data_overrides
 
 
 def _cfg(data_dir, *extra):

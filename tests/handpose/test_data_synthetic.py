@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,7 @@ from handpose.data.difficulty import DEFAULT, FINGER_RGB
 from handpose.data.render import project
 from handpose.data.synthetic import generate
 from handpose.model.kinematics import HandKinematics
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
 
 
 def _digest(folder) -> dict[str, str]:

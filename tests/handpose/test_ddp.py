@@ -20,8 +20,7 @@ from handpose.config import load_config
 from handpose.data import build_val_stream
 from handpose.model import build_model, param_groups
 from handpose.train import mean_over_ranks, train_step
-
-from .conftest import REPO, tiny_overrides
+from tests.helpers import REPO, tiny_overrides
 
 BATCH = 32
 

@@ -10,8 +10,7 @@ from handpose.config import load_config
 from handpose.errors import UserError
 from handpose.model import build_model
 from handpose.model.decoder_io import load_decoder_checkpoint
-
-from .conftest import SMALL_MODEL
+from tests.helpers import SMALL_MODEL
 
 SMALL = ["MODEL.img_size=56", *SMALL_MODEL]
 

@@ -15,8 +15,7 @@ from handpose.data import build_train_stream
 from handpose.model import build_model, param_groups
 from handpose.model.vit import ARCHS, VisionTransformer
 from handpose.train import dropout_at, to_device, train_step
-
-from .conftest import data_overrides
+from tests.helpers import data_overrides
 
 
 @pytest.mark.slow

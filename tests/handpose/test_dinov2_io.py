@@ -21,8 +21,7 @@ from handpose.errors import UserError
 from handpose.model import build_model
 from handpose.model.dinov2_io import REPO_ROOT, load_backbone_checkpoint, resolve_checkpoint_path
 from handpose.model.vit import VisionTransformer
-
-from .conftest import SMALL_MODEL
+from tests.helpers import SMALL_MODEL
 
 SMALL = {"patch_size": 14, "embed_dim": 64, "depth": 2, "num_heads": 2}
 

@@ -11,8 +11,7 @@ from handpose.losses import compute_losses
 from handpose.model import build_model
 from handpose.model.camera import project
 from handpose.model.kinematics import HandKinematics, axis_angle_to_matrix
-
-from .conftest import SMALL_MODEL
+from tests.helpers import SMALL_MODEL
 
 LOSS = {
     "lambda_theta": 3.0,

@@ -15,8 +15,7 @@ from handpose.model import PoseNet, build_model, param_groups
 from handpose.model.kinematics import axis_angle_to_matrix, matrix_to_axis_angle
 from handpose.model.posenet import REF_FOCAL_PER_PX
 from handpose.model.vit import ARCHS, sincos_2d
-
-from .conftest import SCRATCH
+from tests.helpers import SCRATCH
 
 TINY = ["MODEL.backbone.depth=1", "MODEL.handec.num_layer=2"]
 

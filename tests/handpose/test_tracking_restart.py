@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from handpose import tracking
 from handpose.config import load_config
 from handpose.tracking import AIM_HASH_FILE, Tracker, init_aim_repo
-from tests.conftest import REPO, tiny_overrides
+from tests.helpers import REPO, tiny_overrides
 
 # The earlier attempt: tracks two validations, then its process dies without closing
 # anything (its Aim run keeps its locks, as a killed trial's).

@@ -13,8 +13,7 @@ import yaml
 
 from handpose.config import load_config
 from handpose.train import NonFiniteLossError, dropout_at, train
-
-from .conftest import REPO, tiny_overrides
+from tests.helpers import REPO, tiny_overrides
 
 
 def _rows(run_dir, split):

@@ -26,8 +26,7 @@ from sweeps.results.confirm import (
 )
 from sweeps.results.fidelity import WORSE, t_critical_95
 from sweeps.run.spec import SPEC_PATH, load_spec
-
-from .conftest import REPO, tiny_overrides
+from tests.helpers import REPO, tiny_overrides
 
 
 @pytest.mark.parametrize(

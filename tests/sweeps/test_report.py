@@ -15,9 +15,8 @@ import pytest
 
 from handpose.errors import UserError
 from sweeps.reporting.page import main, write_report
-
-from .conftest import REPO
-from .report_helpers import (
+from tests.helpers import REPO
+from tests.sweeps.report_helpers import (
     BEST_VS_BASELINE,
     FIDELITY_MESSAGE,
     GAP,

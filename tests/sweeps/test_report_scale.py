@@ -13,8 +13,7 @@ import optuna
 
 from sweeps.reporting.page import write_report
 from sweeps.reporting.study import MIN_FINISHED
-
-from .report_helpers import (
+from tests.sweeps.report_helpers import (
     FINGERPRINT,
     SPACE,
     TOTAL,

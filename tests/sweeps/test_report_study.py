@@ -11,9 +11,8 @@ import optuna
 import yaml
 
 from sweeps.reporting.study import MIN_FINISHED, log_keys, open_study, param_importance
-
-from .conftest import REPO
-from .report_helpers import LOG_KEYS, SPACE, fake_trials, journal
+from tests.helpers import REPO
+from tests.sweeps.report_helpers import LOG_KEYS, SPACE, fake_trials, journal
 
 
 def test_importance_bootstrap_interval(tmp_path):

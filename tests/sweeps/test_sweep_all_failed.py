@@ -11,8 +11,7 @@ import pytest
 import ray
 
 from sweeps.dropout_warmup import main
-
-from .conftest import data_overrides
+from tests.helpers import data_overrides
 
 pytestmark = pytest.mark.slow  # Ray starts, each trial is tried 3 times: ~50 s on 2 cores
 

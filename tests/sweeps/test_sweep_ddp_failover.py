@@ -20,8 +20,7 @@ import yaml
 from handpose.config import load_config
 from handpose.data import build_val_stream
 from sweeps.run.spec import SPEC_PATH
-
-from .conftest import REPO, SMALL_MODEL, data_overrides, sweep_cmd, wait_for
+from tests.helpers import REPO, SMALL_MODEL, data_overrides, sweep_cmd, wait_for
 
 pytestmark = pytest.mark.slow
 

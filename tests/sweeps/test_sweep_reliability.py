@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from sweeps.run.spec import SPEC_PATH
-
-from .conftest import REPO, sweep_cmd, wait_for
+from tests.helpers import REPO, sweep_cmd, wait_for
 
 pytestmark = pytest.mark.slow
 

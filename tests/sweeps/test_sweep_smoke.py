@@ -14,8 +14,7 @@ from handpose.config import load_config
 from handpose.train import train
 from sweeps.dropout_warmup import main
 from sweeps.run.study_file import study_storage
-
-from .conftest import data_overrides
+from tests.helpers import data_overrides
 
 pytestmark = pytest.mark.slow
 

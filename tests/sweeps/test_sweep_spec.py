@@ -12,8 +12,7 @@ from omegaconf import OmegaConf
 from handpose.errors import ConfigError
 from handpose.model import build_model
 from sweeps.run.spec import SPEC_PATH, load_spec, trial_config, trial_overrides, tune_space
-
-from .conftest import REPO, data_overrides
+from tests.helpers import REPO, data_overrides
 
 
 def test_presets_load_and_recipe_is_a_start_point():
