@@ -59,7 +59,9 @@ def local_ray():
     """One local Ray (2 CPUs, no dashboard) for the tests that run Tune in this process,
     started by the first that asks and shut down at the end of the session.
     ``address="local"``: a Ray of its own, never one found on this machine. A sweep ``main``
-    called in-process uses it (``connect_ray``); the CLI in a subprocess starts its own."""
+    called in-process uses it (``connect_ray``); the CLI in a subprocess starts its own.
+    tests/deploy/test_multinode.py keeps its own Ray: a multi-node cluster of ``ray start``
+    processes with token authentication (tests/deploy/ray_cluster.py), not this process's."""
     import ray  # here, not at the top: collecting the tests needs no Ray
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -28,14 +28,6 @@ def _run(module, data_dir, tmp_path, *extra: str) -> dict:
     return result
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray for the Ray benchmarks (they use a Ray this process already has)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_data_pipeline(data_dir, tmp_path):
     result = _run(data_pipeline, data_dir, tmp_path)
     assert [r["workers"] for r in result["per_workers"]] == [0, 1]

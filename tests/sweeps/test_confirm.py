@@ -146,16 +146,6 @@ def test_report_pairs_by_seed_and_flags_missing_runs():
     assert row_b["verdict"].startswith("undetermined") and row_b["diff_ci95"] is None
 
 
-@pytest.fixture
-def local_ray():
-    # address="local": a new Ray of our own, even if another one runs on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 def _fake_sweep(sweep: Path, data_dir: Path) -> None:
     """A finished sweep's folder: its spec, state (tiny base config) and summary."""
     sweep.mkdir(parents=True)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import ray
 
 from sweeps.dropout_warmup import main
 from tests.helpers import data_overrides
@@ -23,20 +22,18 @@ def _failing_trial(
     raise RuntimeError("trial cannot start\nthis second line stays out of the summary")
 
 
-def test_a_sweep_whose_every_trial_fails_exits_1_naming_the_error(data_dir, tmp_path, capsys):
+def test_a_sweep_whose_every_trial_fails_exits_1_naming_the_error(
+    data_dir, tmp_path, capsys, local_ray
+):
     storage = tmp_path / "res"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        code = main(
-            [
-                *("--smoke", "--num-samples", "2", "--num-cpus", "2"),
-                *("--storage", str(storage), "--name", "failed"),
-                *data_overrides(data_dir),
-            ],
-            trainable_fn=_failing_trial,
-        )
-    finally:
-        ray.shutdown()
+    code = main(
+        [
+            *("--smoke", "--num-samples", "2", "--num-cpus", "2"),
+            *("--storage", str(storage), "--name", "failed"),
+            *data_overrides(data_dir),
+        ],
+        trainable_fn=_failing_trial,
+    )
     out = capsys.readouterr().out
     assert code == 1, out[-3000:]
     tail = out[out.rindex("no trial produced a result") :]

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import ray
 from omegaconf import OmegaConf
 from ray import tune
 
@@ -46,26 +45,24 @@ def _scripted_trial(config: dict[str, Any]) -> None:
     tracker.close()
 
 
-def test_retried_trial_curve_has_every_validation_with_keep_checkpoints_2(tmp_path, monkeypatch):
+def test_retried_trial_curve_has_every_validation_with_keep_checkpoints_2(
+    tmp_path, monkeypatch, local_ray
+):
     # Tune snapshots its state (and copies the trial's result.json to the sweep folder) only
     # when forced: with num_to_keep=2, after every second checkpoint of a trial (steps 20, 40)
-    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "100000")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        results = tune.Tuner(
-            tune.with_resources(_scripted_trial, {"cpu": 1}),
-            param_space={"runs": str(tmp_path / "runs")},
-            tune_config=tune.TuneConfig(metric="mpjpe", mode="min"),
-            run_config=tune.RunConfig(
-                name="curves",
-                storage_path=str(tmp_path / "res"),
-                failure_config=tune.FailureConfig(max_failures=1),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                verbose=0,
-            ),
-        ).fit()
-    finally:
-        ray.shutdown()
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "100000")  # read by the driver's Tune
+    results = tune.Tuner(
+        tune.with_resources(_scripted_trial, {"cpu": 1}),
+        param_space={"runs": str(tmp_path / "runs")},
+        tune_config=tune.TuneConfig(metric="mpjpe", mode="min"),
+        run_config=tune.RunConfig(
+            name="curves",
+            storage_path=str(tmp_path / "res"),
+            failure_config=tune.FailureConfig(max_failures=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=0,
+        ),
+    ).fit()
     (result,) = results
     assert result.error is None and result.metrics["step"] == TOTAL
     # the retry got back the sweep folder's result.json of step 20: Tune lost step 30

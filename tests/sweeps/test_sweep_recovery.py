@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import ray
 from ray import tune
 
 from handpose.errors import UserError
@@ -80,13 +79,6 @@ def _stale_state(tmp_path: Path) -> Path:
         (trial_dir / f"checkpoint_00000{i}").mkdir()
         (trial_dir / f"checkpoint_00000{i}" / "step").write_text(str(step))
     return trial_dir
-
-
-@pytest.fixture
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_resume_repairs_a_checkpoint_deleted_after_the_saved_state(tmp_path, local_ray):

@@ -30,13 +30,6 @@ def scripted(config):
         tune.report({"step": step, "mpjpe": value})
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _final_steps(scheduler, tmp_path) -> dict[int, int]:
     tuner = tune.Tuner(
         tune.with_resources(scripted, {"cpu": 1}),

@@ -8,7 +8,6 @@ import json
 
 import optuna
 import pytest
-import ray
 
 from handpose.config import load_config
 from handpose.train import train
@@ -20,15 +19,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smoke_sweep(data_dir, tmp_path_factory):
+def smoke_sweep(data_dir, tmp_path_factory, local_ray):
     storage = tmp_path_factory.mktemp("sweeps")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        code = main(
-            ["--smoke", "--storage", str(storage), "--name", "smoke", *data_overrides(data_dir)]
-        )
-    finally:
-        ray.shutdown()
+    code = main(
+        ["--smoke", "--storage", str(storage), "--name", "smoke", *data_overrides(data_dir)]
+    )
     return code, storage / "smoke"
 
 
