@@ -14,12 +14,14 @@ REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
+def shard_overrides(folder: Path) -> list[str]:
+    """Train and validation read the shards in ``folder`` (``train-*.tar``, ``val-*.tar``)."""
+    return [f"DATA.train.source=[{folder}/train-*.tar]", f"DATA.val.source=[{folder}/val-*.tar]"]
+
+
 def data_overrides(data_dir: Path) -> list[str]:
-    return [
-        f"DATA.synthetic.dir={data_dir}",
-        f"DATA.train.source=[{data_dir}/train-*.tar]",
-        f"DATA.val.source=[{data_dir}/val-*.tar]",
-    ]
+    """The test data set (the ``data_dir`` fixture) as the synthetic set and its shards."""
+    return [f"DATA.synthetic.dir={data_dir}", *shard_overrides(data_dir)]
 
 
 # a fresh model instead of the preset's pretrained weights (weights/: 4 + 2 layers)

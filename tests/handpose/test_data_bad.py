@@ -9,9 +9,9 @@ import tarfile
 
 import pytest
 
-from handpose.config import load_config
 from handpose.data import build_train_stream, build_val_stream
 from handpose.errors import DataError
+from tests.handpose.helpers import stream_config
 
 
 def _copy_with(src, dst, damage):
@@ -37,16 +37,7 @@ def _cut(src, where: str) -> bytes:
 
 
 def _cfg(folder, *extra):
-    return load_config(
-        "stage1-tiny",
-        [
-            f"DATA.train.source=[{folder}/train-*.tar]",
-            f"DATA.val.source=[{folder}/val-*.tar]",
-            "TRAIN.sample_per_device=16",
-            "DATA.val_batch_size=16",
-            *extra,
-        ],
-    )
+    return stream_config(folder, *extra, batch=16)
 
 
 @pytest.fixture()

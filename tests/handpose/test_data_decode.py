@@ -10,21 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
-from handpose.config import load_config
 from handpose.data.decode import MEAN, STD, DecodeCfg, decode
 from handpose.data.render import project
 from handpose.data.shards import RawSample
+from tests.handpose.helpers import tiny_config
 
 W, H = 160, 128  # not square: the centre crop drops columns
 
 
 def _cfg(*extra):
-    return DecodeCfg.from_config(
-        load_config(
-            "stage1-tiny",
-            ["TRAIN.augmentation.crop_jitter=0.15", "TRAIN.augmentation.scale_jitter=0.3", *extra],
-        )
-    )
+    jitter = ("TRAIN.augmentation.crop_jitter=0.15", "TRAIN.augmentation.scale_jitter=0.3")
+    return DecodeCfg.from_config(tiny_config(*jitter, *extra))
 
 
 def _marker(left: bool) -> tuple[RawSample, np.ndarray]:

@@ -15,20 +15,13 @@ from handpose.config import load_config
 from handpose.data import build_train_stream, build_val_stream, ensure_dataset, expand_sources
 from handpose.data.streams import fingerprint
 from handpose.errors import DataError
+from tests.handpose.helpers import stream_config
 from tests.helpers import REPO, data_overrides
 
 
 def _cfg(data_dir, *extra):
-    return load_config(
-        "stage1-tiny",
-        data_overrides(data_dir)
-        + [
-            "TRAIN.sample_per_device=8",
-            "DATA.val_batch_size=16",
-            "DATA.train.shuffle_buffer=32",
-            *extra,
-        ],
-    )
+    synthetic = f"DATA.synthetic.dir={data_dir}"
+    return stream_config(data_dir, synthetic, "DATA.train.shuffle_buffer=32", *extra)
 
 
 def _keys(stream) -> list[str]:
