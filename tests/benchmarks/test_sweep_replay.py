@@ -22,7 +22,7 @@ READY = ReadyStep(val_every=2, warmup=0, schedule="step", ramp=0, rate=0.0)  # a
 
 
 def test_toy_replay_runs_and_writes_its_json(tmp_path, monkeypatch):
-    # the machine's description imports torch (seconds); tests/test_benchmarks.py covers it
+    # the machine's description imports torch (seconds); test_benchmarks.py beside it covers it
     monkeypatch.setattr(sweep_replay, "machine_info", lambda: {})
     out = tmp_path / "replay.json"
     assert sweep_replay.main(["--toy", "--out", str(out)]) == 0

@@ -1,4 +1,4 @@
-"""Helpers of the deployment-file tests (tests/test_docker_*.py): the docker/ folder, its
+"""Helpers of the deployment-file tests (tests/deploy/test_docker_*.py): the docker/ folder, its
 YAML files, the GPU pool sizing against the sweep spec's presets, and the check that no Ray
 token is written into a file."""
 

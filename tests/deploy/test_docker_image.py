@@ -243,4 +243,4 @@ def test_healthcheck_fails_when_no_ray_node_answers():
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "no Ray node answers" in proc.stdout
-    # (it passing against live nodes is checked in tests/test_multinode.py)
+    # (it passing against live nodes is checked in tests/deploy/test_multinode.py)

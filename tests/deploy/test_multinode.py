@@ -1,5 +1,5 @@
 """The cluster path for real, with processes: a head and a worker node on localhost
-(`ray start`, token authentication on, tests/ray_cluster.py), the smoke sweep submitted with
+(`ray start`, token authentication on, tests/deploy/ray_cluster.py), the smoke sweep submitted with
 `ray job submit`, trials on both nodes, results in the shared storage path. Plus the
 secure-by-default settings of the image: a node with RAY_AUTH_MODE=token and no token
 refuses to start.

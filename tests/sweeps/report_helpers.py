@@ -1,4 +1,4 @@
-"""Helpers of the sweep report's tests (tests/test_report*.py): fake training run folders,
+"""Helpers of the sweep report's tests (tests/sweeps/test_report*.py): fake training run folders,
 a fake sweep folder with its Optuna study, scripted study trials, and the checks of the page
 and its CSVs."""
 
