@@ -33,7 +33,7 @@ OUT = REPO / "docker" / "constraints.txt"
 HEADER = """\
 # Exact versions of the project's runtime dependency closure (generated; do not edit).
 # Regenerate from an environment where the tests pass:  python docker/lock.py
-# tests/test_docker_image.py checks it against pyproject.toml and the installed closure.
+# tests/deploy/test_docker_image.py checks it against pyproject.toml and the installed closure.
 """
 
 

@@ -1,6 +1,8 @@
-"""Shared fixtures: a small synthetic data set (made once per session) and tiny configs.
+"""Fixtures of every test folder: a throwaway HOME, a small synthetic data set (made once
+per session) and one local Ray (started on first use, shut down at the end of the session).
 
-Tests load the real configs (configs/stage1-tiny.yaml) and shrink them with overrides.
+Tests load the real configs (configs/stage1-tiny.yaml) and shrink them with the overrides of
+tests/helpers.py.
 """
 
 from __future__ import annotations
@@ -8,15 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
+from tests.helpers import REPO
+
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
@@ -55,71 +54,19 @@ def data_dir(tmp_path_factory) -> Path:
     return out
 
 
-def data_overrides(data_dir: Path) -> list[str]:
-    return [
-        f"DATA.synthetic.dir={data_dir}",
-        f"DATA.train.source=[{data_dir}/train-*.tar]",
-        f"DATA.val.source=[{data_dir}/val-*.tar]",
-    ]
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray (2 CPUs, no dashboard) for the tests that run Tune in this process,
+    started by the first that asks and shut down at the end of the session.
+    ``address="local"``: a Ray of its own, never one found on this machine. A sweep ``main``
+    called in-process uses it (``connect_ray``); the CLI in a subprocess starts its own.
+    tests/deploy/test_multinode.py keeps its own Ray: a multi-node cluster of ``ray start``
+    processes with token authentication (tests/deploy/ray_cluster.py), not this process's."""
+    import ray  # here, not at the top: collecting the tests needs no Ray
 
-
-# a fresh model instead of the preset's pretrained weights (weights/: 4 + 2 layers)
-SCRATCH = ("MODEL.backbone.checkpoint=null", "MODEL.handec.checkpoint=null")
-# what the tests check is the pipeline, not the model: a 1-layer backbone and decoder from
-# scratch keep each step cheap (suite time)
-SMALL_MODEL = ("MODEL.backbone.depth=1", "MODEL.handec.num_layer=1", *SCRATCH)
-
-
-def tiny_overrides(data_dir: Path, out_dir: Path, steps: int = 8) -> list[str]:
-    """A run of ``steps`` steps with validation every ``steps // 2`` on the test data."""
-    return data_overrides(data_dir) + [
-        f"GENERAL.output_dir={out_dir}",
-        f"GENERAL.total_step={steps}",
-        f"GENERAL.checkpoint_step={steps // 2}",
-        f"GENERAL.log_step={steps // 2}",
-        "GENERAL.aim_log_step=2",
-        "GENERAL.dropout_warmup_step=2",
-        "TRAIN.warmup_step=2",
-        "TRAIN.sample_per_device=8",
-        "DATA.val.max_samples=32",
-        "DATA.train_eval_samples=16",
-        "DATA.val_batch_size=16",
-        *SMALL_MODEL,
-        f"AIM.server_url={out_dir}/aim",
-    ]
-
-
-def sweep_cmd(spec: Path, storage: Path, name: str, data_dir: Path, *extra: str) -> list[str]:
-    """``python sweeps/dropout_warmup.py --smoke`` of ``spec`` on 2 CPUs, the test data and
-    :data:`SMALL_MODEL`; ``extra``: more flags and KEY=VALUE overrides."""
-    return [
-        sys.executable,
-        "sweeps/dropout_warmup.py",
-        "--smoke",
-        "--spec",
-        str(spec),
-        "--storage",
-        str(storage),
-        "--name",
-        name,
-        "--num-cpus",
-        "2",
-        *extra,
-        *data_overrides(data_dir),
-        *SMALL_MODEL,
-    ]
-
-
-def wait_for(pred: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    """Poll ``pred`` every 0.2 s until it returns something truthy (returned); fail after
-    ``timeout_s`` seconds."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
 
 
 _EXIT_STATUS: list[int] = []

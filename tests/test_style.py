@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from .conftest import REPO
+from tests.helpers import REPO
 
 CODE = ("handpose", "sweeps", "benchmarks", "tests", "docker")
 

@@ -4,7 +4,7 @@ A trial's run stays open when Tune stops the trial (ASHA kills its actor before
 ``train``'s ``finally`` runs) or its worker dies, and runs written by trial processes
 reach the repo's index only when something indexes them: until then ``Repo.iter_runs()``
 lists nothing. Closing a run is what ``aim runs close`` does (``Repo._close_run``: Aim has
-no public call for it; ``tests/test_sweep_smoke.py`` checks the outcome through the SDK).
+no public call for it; ``tests/sweeps/test_sweep_smoke.py`` checks the outcome through the SDK).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@
   ``scheduler_state.jsonl``; its format and its reader: ``sweeps/run/rungs.py``) and
   replays it on first use.
 - **Ray's internals.** ASHA keeps its rungs in private attributes; every access to them is
-  in one class, ``_AshaPrivate``, which ``tests/test_sweep_scheduler.py`` checks against the
+  in one class, ``_AshaPrivate``, which ``tests/sweeps/test_sweep_scheduler.py`` checks against the
   installed Ray.
 """
 
@@ -35,7 +35,7 @@ from sweeps.run.rungs import ReadyStep, read_journal
 class _AshaPrivate:
     """The ``ASHAScheduler`` internals ``SweepASHA`` needs, in one place: Ray offers no public
     way to read a bracket's rungs, to put recorded values back into them after a restart, or
-    to read and restore its count of stops. ``tests/test_sweep_scheduler.py`` checks every
+    to read and restore its count of stops. ``tests/sweeps/test_sweep_scheduler.py`` checks every
     one against the installed Ray, so an upgrade that renames or removes one fails loudly.
 
     Read: ``AsyncHyperBandScheduler._brackets``, ``._trial_info`` (trial id -> bracket),

@@ -31,7 +31,7 @@ DIVERGED_PENALTY = 1.0e6  # mm: what Optuna is told for a trial whose loss becam
 
 class _Private:
     """The OptunaSearch internals we need, in one place (Ray offers no public hook to tell a
-    trial PRUNED or to map a Tune trial to its Optuna trial). ``tests/test_sweep_search.py``
+    trial PRUNED or to map a Tune trial to its Optuna trial). ``tests/sweeps/test_sweep_search.py``
     checks that they still exist, so a Ray upgrade that renames them fails loudly."""
 
     @staticmethod
