@@ -139,17 +139,14 @@ class Cluster:
             return None
 
 
-def api(path: str, token: str | None, method: str = "GET", body: dict | None = None):
-    """``(HTTP status, parsed JSON or text)`` of the dashboard's ``path`` with ``token``."""
-    req = urllib.request.Request(DASHBOARD + path, method=method)
+def api(path: str, token: str | None):
+    """``(HTTP status, parsed JSON or text)`` of a GET of the dashboard's ``path`` with
+    ``token`` (None: without one)."""
+    req = urllib.request.Request(DASHBOARD + path)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, data=data, timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=30) as r:
             text = r.read().decode()
             status = r.status
     except urllib.error.HTTPError as e:
