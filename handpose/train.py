@@ -179,13 +179,16 @@ def train(
     hook: ValidationHook | None = None,
     run_dir: Path | None = None,
     aim_extra: dict[str, Any] | None = None,
+    log_hook: Callable[[dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train one run; returns the last validation metrics (on every rank).
 
     Resumes exactly from ``GENERAL.resume_path`` (a checkpoint or run folder) if set.
     ``hook(metrics, checkpoint_dir)`` is called after every validation (see
-    :data:`ValidationHook`); ``aim_extra`` is stored on the Aim run (e.g. the sweep's
-    searched values). Data-parallel when ``torch.distributed`` is initialised.
+    :data:`ValidationHook`); ``log_hook(values)`` on every rank at every log step (``step``,
+    ``lr``, ``dropout_rate``, ``samples_per_s``, the mean losses); ``aim_extra`` is stored on
+    the Aim run (e.g. the sweep's searched values). Data-parallel when ``torch.distributed``
+    is initialised.
 
     ``cfg`` from :func:`handpose.config.load_config` is validated already; any other (made
     by hand) is validated here.
@@ -289,18 +292,16 @@ def train(
                 if not math.isfinite(avg["total"]):
                     raise NonFiniteLossError(f"non-finite loss at step {step}: {avg}")
                 lr = scheduler.get_last_lr()[-1]
-                run.tracker.track(
-                    step,
-                    "train",
-                    {**avg, "lr": lr, "dropout_rate": rate},
-                    to_jsonl=step % g.log_step == 0,
-                )
+                values = {**avg, "lr": lr, "dropout_rate": rate}
+                run.tracker.track(step, "train", values, to_jsonl=step % g.log_step == 0)
                 if step % g.log_step == 0:
-                    samples = count * cfg.TRAIN.sample_per_device * world_size
-                    LOG.info(
-                        format_train_line(step, g.total_step, lr, rate, avg)
-                        + f" {samples / (time.time() - t0):.1f} samples/s"
+                    values["samples_per_s"] = (
+                        count * cfg.TRAIN.sample_per_device * world_size / (time.time() - t0)
                     )
+                    line = format_train_line(step, g.total_step, lr, rate, avg)
+                    LOG.info(f"{line} {values['samples_per_s']:.1f} samples/s")
+                    if log_hook is not None:
+                        log_hook({"step": step, **values})
                     sums.clear()
                     count, t0 = 0, time.time()
 

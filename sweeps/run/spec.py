@@ -66,8 +66,7 @@ class PresetCfg:
     num_samples: int = 10
     max_concurrent: int = 2
     seed: int = 0
-    # TPE's random start-up trials; null: a quarter of num_samples (at least 2)
-    startup_trials: int | None = None
+    startup_trials: int | None = None  # TPE's random start-up trials; null: num_samples/4, >= 2
     resources: ResourcesCfg = field(default_factory=ResourcesCfg)
     max_failures: int = 2
     # Tune's checkpoints per trial while it runs; the latest is kept at the end. 1 makes Tune
@@ -79,6 +78,7 @@ class PresetCfg:
     # scripted trials validating seconds apart they cost most of the driver's CPU
     checkpoint_interval_s: float = 10.0
     keep_stopped_checkpoints: bool = False  # false: trials ASHA stopped lose theirs at the end
+    export_metrics: bool = True  # trial and sweep metrics on Ray's dashboard (docs/deploy.md)
     scheduler: SchedulerCfg = field(default_factory=SchedulerCfg)
     space: dict[str, ParamCfg] = field(default_factory=dict)
     # null: one point, the base config's own values of the searched keys (the baseline)

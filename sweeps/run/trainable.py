@@ -36,8 +36,9 @@ import torch
 from ray import tune
 
 from handpose.config import load_config
-from handpose.train import NonFiniteLossError, ValidationHook, train
+from handpose.train import NonFiniteLossError, ValidationHook, train, world
 from sweeps.run.spec import ResourcesCfg
+from sweeps.run.telemetry import TrialMetrics
 
 # Reported at every validation (besides Tune's own fields).
 REPORTED = (
@@ -78,12 +79,20 @@ class CheckpointGate:
 
 
 def _reporting_hook(
-    report_fn: Callable, gate: CheckpointGate, run_dir: Path, node_id: str, last: dict[str, int]
+    report_fn: Callable,
+    gate: CheckpointGate,
+    run_dir: Path,
+    node_id: str,
+    last: dict[str, int],
+    exporter: TrialMetrics | None,
 ) -> ValidationHook:
     """``train``'s hook in a trial: the metrics to ``report_fn`` (with the checkpoint when
-    ``gate`` says so), the run folder's checkpoint deleted, the step kept in ``last``."""
+    ``gate`` says so) and to the ``exporter`` (the Ray dashboard's), the run folder's
+    checkpoint deleted, the step kept in ``last``."""
 
     def report(metrics: dict[str, Any], ckpt_dir: Path | None) -> None:
+        if exporter is not None:
+            exporter.validation(metrics)
         out = {k: metrics[k] for k in REPORTED if k in metrics}
         out.update({k: v for k, v in metrics.items() if k.startswith("train_")})
         out.update(node_id=node_id, run_dir=str(run_dir))
@@ -104,19 +113,24 @@ def _run_trial(
     report_fn: Callable,
     checkpoint: Any,
     checkpoint_interval_s: float,
+    export_metrics: bool = False,
 ) -> None:
     """Train the trial's config (resuming from ``checkpoint`` if any), handing every
     validation to ``report_fn(metrics, checkpoint | None)``, with its checkpoint when
     ``CheckpointGate(checkpoint_interval_s)`` says so; the run folder's checkpoint is
     deleted once reported. A diverged loss is reported as ``diverged`` and ends the trial.
     The trial's config (``base`` with the ``searched`` values) is built and
-    validated here, once."""
+    validated here, once. With ``export_metrics`` rank 0 exports the trial's metrics
+    (``sweeps/run/telemetry.py``)."""
     node_id = ray.get_runtime_context().get_node_id()
     last = {"step": 0}
     params = {**searched, "GENERAL.run_name": trial["name"], "AIM.experiment": trial["experiment"]}
     aim_extra = {
         "sweep": {"name": trial["experiment"], "trial_id": trial["id"], "searched": dict(searched)}
     }
+    exporter = None
+    if export_metrics and world()[0] == 0:
+        exporter = TrialMetrics(trial["experiment"], trial["id"])
     resumed = checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext()
     try:
         with resumed as ckpt_dir:
@@ -124,8 +138,9 @@ def _run_trial(
                 params["GENERAL.resume_path"] = str(ckpt_dir)
             cfg = load_config(base, params=params, origin="the sweep's base config")
             gate = CheckpointGate(checkpoint_interval_s, cfg.GENERAL.total_step)
-            hook = _reporting_hook(report_fn, gate, run_dir, node_id, last)
-            train(cfg, hook=hook, run_dir=run_dir, aim_extra=aim_extra)
+            hook = _reporting_hook(report_fn, gate, run_dir, node_id, last, exporter)
+            logs = {"log_hook": exporter.log_step} if exporter is not None else {}
+            train(cfg, hook=hook, run_dir=run_dir, aim_extra=aim_extra, **logs)
     except NonFiniteLossError as e:
         step = int(getattr(e, "step", last["step"] + 1))
         report_fn(
@@ -139,6 +154,9 @@ def _run_trial(
             },
             None,
         )
+    finally:
+        if exporter is not None:
+            exporter.close()
 
 
 def _trial_info() -> dict[str, str]:
@@ -160,12 +178,13 @@ def handpose_trial(
     base: Mapping[str, Any],
     runs_dir: str | None,
     checkpoint_interval_s: float = 0.0,
+    export_metrics: bool = False,
 ) -> None:
     """One sweep trial. ``config``: searched values keyed by config key; ``base``: the
     sweep's base config (validated, paths absolute; a plain dict of one works too);
     ``runs_dir``: the shared folder for the trial's run folder (None: Tune's trial folder on
     this node); ``checkpoint_interval_s``: the least wall time between checkpoints handed to
-    Tune."""
+    Tune; ``export_metrics``: the trial's metrics to Ray's metrics agent."""
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
     torch.set_num_threads(max(1, cpus))
     trial = _trial_info()
@@ -181,6 +200,7 @@ def handpose_trial(
         report_fn,
         tune.get_checkpoint(),
         checkpoint_interval_s,
+        export_metrics,
     )
 
 
@@ -208,6 +228,7 @@ def _ddp_worker(loop: dict[str, Any]) -> None:
         report_fn,
         ray.train.get_checkpoint(),
         loop["checkpoint_interval_s"],
+        loop["export_metrics"],
     )
 
 
@@ -228,6 +249,7 @@ def ddp_trial(
     runs_dir: str | None,
     checkpoint_interval_s: float,
     group: WorkerGroup,
+    export_metrics: bool = False,
 ) -> None:
     """A data-parallel sweep trial: a ``TorchTrainer`` of the ``group``'s workers training
     the trial's config; rank 0 reports to Tune. Ray Train keeps the trial's checkpoint in
@@ -245,6 +267,7 @@ def ddp_trial(
         "cpu": r.cpu,
         "run_dir": str(_run_dir(runs_dir, trial)),
         "checkpoint_interval_s": checkpoint_interval_s,
+        "export_metrics": export_metrics,
     }
     resources = {"CPU": r.cpu, **({"GPU": r.gpu} if r.gpu else {})}
     TorchTrainer(

@@ -64,6 +64,7 @@ def make_trainable(run: SweepRun, **extra: Any) -> Any:
     spec = run.spec
     runs_dir = None if is_url(run.storage) else str(run.sweep_dir / "runs")
     fn = run.trainable_fn
+    export = {"export_metrics": spec.settings.export_metrics} if fn is None else {}
     if fn is None and spec.resources.workers > 1:
         from sweeps.run.trainable import WorkerGroup, ddp_trial
 
@@ -79,6 +80,7 @@ def make_trainable(run: SweepRun, **extra: Any) -> Any:
                 max_failures=spec.max_failures,
                 train_dir=f"{run.storage}/{run.name}/train",
             ),
+            **export,
         )
         return tune.with_resources(trainable, {"cpu": 0.01})
     if fn is None:
@@ -88,6 +90,7 @@ def make_trainable(run: SweepRun, **extra: Any) -> Any:
         base=run.base_cfg,
         runs_dir=runs_dir,
         checkpoint_interval_s=spec.checkpoint_interval_s,
+        **export,
         **extra,
     )
     return with_resources(trainable, spec)
@@ -111,6 +114,17 @@ def progress_reporter(
         sort_by_metric=True,
         max_progress_rows=20,
     )
+
+
+def sweep_callbacks(run: SweepRun) -> list[Any]:
+    """The driver's metrics for the Ray dashboard (``sweeps/run/telemetry.py``) unless the
+    spec's ``export_metrics`` is off; the rung decisions come from the scheduler's journal."""
+    if not run.spec.settings.export_metrics:
+        return []
+    from sweeps.run.rungs import SCHEDULER_FILE
+    from sweeps.run.telemetry import SweepMetrics
+
+    return [SweepMetrics(run.name, run.sweep_dir / SCHEDULER_FILE)]
 
 
 def make_tuner(
@@ -137,6 +151,7 @@ def make_tuner(
             storage_path=run.storage,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
+            callbacks=sweep_callbacks(run),
             progress_reporter=reporter,
             verbose=1,
         ),
