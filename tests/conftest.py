@@ -64,7 +64,14 @@ def local_ray():
     processes with token authentication (tests/deploy/ray_cluster.py), not this process's."""
     import ray  # here, not at the top: collecting the tests needs no Ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        # application metrics reach the node's endpoint within 1 s, not 10 (test_telemetry)
+        _system_config={"metrics_report_interval_ms": 1000},
+    )
     yield
     ray.shutdown()
 
