@@ -33,15 +33,20 @@ def test_compose_matches_the_compose_spec():
 
 
 def _ray_services(compose: dict) -> dict[str, dict]:
-    return {n: s for n, s in compose["services"].items() if s["command"].startswith("ray ")}
+    return {n: s for n, s in compose["services"].items() if s.get("command", "").startswith("ray ")}
+
+
+MONITORING = {"prometheus", "grafana"}  # tests/deploy/test_prometheus_compose.py
 
 
 def test_compose_runs_a_head_two_workers_and_an_aim_server():
     compose = docker_yaml("compose.yaml")
-    services, ray_nodes = compose["services"], _ray_services(compose)
-    assert set(ray_nodes) == {"head", "worker-1", "worker-2"} and set(services) == {
+    ray_nodes = _ray_services(compose)
+    services = {n: s for n, s in compose["services"].items() if n not in MONITORING}
+    assert set(ray_nodes) == {"head", "worker-1", "worker-2"} and set(compose["services"]) == {
         *ray_nodes,
         "aim",
+        *MONITORING,
     }
     images = {s["image"] for s in services.values()}
     assert images == {f"handpose-sweep:{ray.__version__}-cpu"}
@@ -88,12 +93,14 @@ def test_compose_is_secure():
     compose = docker_yaml("compose.yaml")
     ray_nodes = _ray_services(compose)
     for name, svc in compose["services"].items():
-        env = svc["environment"]
+        env = svc.get("environment", {})
         if name in ray_nodes:
             assert env["RAY_AUTH_MODE"] == "token", name
             assert env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?"), name  # the shell's
-        else:  # the Aim server needs no Ray token, and publishes nothing (no authentication)
+        elif name not in MONITORING:  # the Aim server: no Ray token, no port (no authentication)
             assert "RAY_AUTH_TOKEN" not in env and not svc.get("ports"), name
+        else:
+            assert "RAY_AUTH_TOKEN" not in env, name
         for port in svc.get("ports", []):
             host = str(port).rsplit(":", 2)
             assert len(host) == 3 and host[0] == "127.0.0.1", f"{name} publishes {port}"
