@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.ray_cluster import free_ports
@@ -106,7 +107,7 @@ class MetricsWatch:
     """Samples named ``ray_handpose_*`` scraped from the targets of ``sd_file``."""
 
     sd_file: Path
-    period_s: float = 0.3
+    period_s: float = 0.5
     scrapes: list[list[Sample]] = field(default_factory=list)
     names: set[str] = field(default_factory=set)  # every name seen, Ray's own included
     errors: list[str] = field(default_factory=list)
@@ -143,13 +144,13 @@ class MetricsWatch:
 
 
 @contextlib.contextmanager
-def watch_metrics(sd_file: Path, tmp: Path) -> Iterator[MetricsWatch]:
-    """Scrape ``sd_file``'s targets in a thread while the block runs; with Debian's
-    Prometheus present, also run one (1 s scrapes, data in ``tmp``) on the same file, ready
+def watch_metrics(sd_file: Path, tmp: Path, prometheus: bool = True) -> Iterator[MetricsWatch]:
+    """Scrape ``sd_file``'s targets in a thread while the block runs; with ``prometheus`` and
+    Debian's Prometheus present, also run one (1 s scrapes, data in ``tmp``) on the same file, ready
     before the block starts and stopped after it (query it inside)."""
     watch = MetricsWatch(sd_file)
     with contextlib.ExitStack() as stack:
-        if Path(PROMETHEUS).is_file():
+        if prometheus and Path(PROMETHEUS).is_file():
             (port,) = free_ports(1)
             config = tmp / "prometheus.yml"
             config.write_text(
@@ -179,6 +180,21 @@ def watch_metrics(sd_file: Path, tmp: Path) -> Iterator[MetricsWatch]:
         yield watch
 
 
+def local_ray_sd_file(driver_pid: int) -> Path | None:
+    """The service-discovery file of the local Ray a driver process started (in its session
+    folder, which the raylet's command line names), or None while it has none."""
+    for p in psutil.Process(driver_pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            found = re.search(r"--raylet_socket_name=(\S+)/sockets/raylet", " ".join(p.cmdline()))
+            if found:
+                return Path(found.group(1)) / "prom_metrics_service_discovery.json"
+    return None
+
+
+def trial_metric_names(scrape_: list[Sample]) -> set[str]:
+    return {s.name for s in scrape_ if "trial_id" in s.labels}
+
+
 def _stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -197,3 +213,47 @@ def _wait_until_ready(url: str, timeout_s: float = 60.0) -> None:
                     return
         time.sleep(0.3)
     raise RuntimeError(f"Prometheus at {url} not ready after {timeout_s} s")
+
+
+def _latest_by_trial(scrape_: list[Sample]) -> dict[str, dict[str, float]]:
+    """One scrape's trial gauges: trial id -> {metric name: value}; a metric exported twice
+    for a trial (by two ranks, say) fails."""
+    out: dict[str, dict[str, float]] = {}
+    for s in scrape_:
+        if "trial_id" in s.labels:
+            values = out.setdefault(s.labels["trial_id"], {})
+            assert s.name not in values, f"{s.name} of {s.labels['trial_id']} exported twice"
+            values[s.name] = s.value
+    return out
+
+
+def check_trial_values(scrapes: list[list[Sample]], run_dirs: dict[str, Path]) -> None:
+    """Every scraped value (``scrapes``: a ``MetricsWatch``'s) of a trial is what its run
+    folder holds at the same step: the validation metrics as ``metrics.jsonl`` and the
+    console print them (2 decimals), the log step's lr, dropout rate and loss as
+    ``metrics.jsonl`` holds them, samples/s as ``log.txt`` prints it; every trial
+    (``run_dirs``: trial id -> run folder) was seen with a validation."""
+    validated = set()
+    for scrape_ in scrapes:
+        for tid, v in _latest_by_trial(scrape_).items():
+            run = run_dirs[tid]
+            rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+            val = {r["step"]: r for r in rows if r["split"] == "val"}
+            train = {r["step"]: r for r in rows if r["split"] == "train"}
+            if "ray_handpose_trial_val_step" in v:
+                row = val[int(v["ray_handpose_trial_val_step"])]
+                for key in ("mpjpe", "pa_mpjpe", "mpjpe_rel", "rte"):
+                    name = f"ray_handpose_trial_{key}_mm"
+                    assert f"{v[name]:.2f}" == f"{row[key]:.2f}", (tid, name, v[name], row)
+                validated.add(tid)
+            if "ray_handpose_trial_step" in v:
+                step = int(v["ray_handpose_trial_step"])
+                row = train[step]
+                assert v["ray_handpose_trial_lr"] == row["lr"], (tid, v, row)
+                assert v["ray_handpose_trial_dropout_rate"] == row["dropout_rate"], (tid, v, row)
+                assert v["ray_handpose_trial_train_loss"] == row["total"], (tid, v, row)
+                printed = re.search(
+                    rf"^{step}/\d+ lr=.* ([\d.]+) samples/s$", (run / "log.txt").read_text(), re.M
+                )
+                assert f"{v['ray_handpose_trial_samples_per_s']:.1f}" == printed.group(1)
+    assert validated == set(run_dirs), f"seen validated: {validated}, trials: {set(run_dirs)}"

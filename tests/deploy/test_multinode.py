@@ -16,10 +16,18 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from tests.deploy.prometheus_helpers import (
+    PROMETHEUS,
+    SWEEP_DASHBOARD,
+    check_trial_values,
+    unknown_metrics,
+    watch_metrics,
+)
 from tests.deploy.ray_cluster import (
     RAY,
     Node,
@@ -81,11 +89,14 @@ def test_a_node_without_its_token_refuses_to_start(tmp_path, token_source):
     assert "AuthenticationError" in text, text[-2000:]
 
 
-def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
+def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path, monkeypatch):
+    """Also the sweep's metrics (tests/deploy/prometheus_helpers.py): scraped from both nodes
+    while it runs and matched to the run folders, and Prometheus's view of them."""
+    monkeypatch.setenv("RAY_metrics_report_interval_ms", "1000")  # the nodes export each 1 s
     shared, name = tmp_path / "shared", "multinode"
     job_id = f"handpose-multinode-{uuid.uuid4().hex[:8]}"
     runtime_env = {"excludes": ["/data", "/outputs", "/results", ".git", "**/__pycache__"]}
-    with local_cluster(tmp_path, workers=1, cpus_per_node=1) as cluster:
+    with local_cluster(tmp_path, workers=1, cpus_per_node=1) as cluster, ExitStack() as stack:
         node_ids = cluster.alive_node_ids()
         assert len(node_ids) == 2
         # the job API and the CLI refuse a client without the token
@@ -111,6 +122,8 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
             assert hc.returncode == 0, f"{node.name}: {hc.stdout}"
 
         started = time.monotonic()
+        sd_file = cluster.temp_dir / "prom_metrics_service_discovery.json"
+        watch = stack.enter_context(watch_metrics(sd_file, tmp_path))
         proc = cluster.ray(
             "job",
             "submit",
@@ -136,6 +149,10 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
         assert proc.returncode == 0, f"ray job submit failed after {took:.0f} s:\n{logs}"
         status, body = cluster.http(f"/api/jobs/{job_id}")
         assert status == 200 and json.loads(body)["status"] == "SUCCEEDED", body
+        mpjpe = f'ray_handpose_trial_mpjpe_mm{{sweep="{name}"}}'
+        query = f"count by (trial_id) (last_over_time({mpjpe}[1h]))"
+        series = watch.promql(query) if watch.prometheus_url else None
+        stack.close()
 
     sweep = shared / name  # everything on the shared storage path
     summary = json.loads((sweep / "summary.json").read_text())
@@ -150,6 +167,15 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
     runs = {p.parent.name for p in sweep.glob("runs/*/metrics.jsonl")}
     assert len(runs) == len(trials), sorted(p.name for p in (sweep / "runs").iterdir())
     assert all(Path(t["run_dir"]).is_relative_to(sweep) for t in trials if t.get("run_dir"))
+    # the trials' metrics at each step as their run folders hold them, from rank 0 once
+    check_trial_values(watch.scrapes, {t["trial_id"]: Path(t["run_dir"]) for t in trials})
+    assert unknown_metrics(SWEEP_DASHBOARD, watch.names) == {}  # each panel's metric exported
+    # Prometheus scraped the nodes through Ray's service-discovery file: one series per trial
+    if series is None:
+        pytest.skip(f"all passed but the Prometheus part: no {PROMETHEUS} (Debian's prometheus)")
+    assert {s["metric"]["trial_id"]: s["value"][1] for s in series} == {
+        t["trial_id"]: "1" for t in trials
+    }
 
 
 @pytest.mark.skipif(
