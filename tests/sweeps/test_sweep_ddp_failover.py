@@ -20,12 +20,20 @@ import yaml
 from handpose.config import load_config
 from handpose.data import build_val_stream
 from sweeps.run.spec import SPEC_PATH
+from sweeps.run.telemetry import LOG_STEP_METRICS, VALIDATION_METRICS
+from tests.deploy.prometheus_helpers import (
+    check_trial_values,
+    local_ray_sd_file,
+    trial_metric_names,
+    watch_metrics,
+)
 from tests.helpers import REPO, SMALL_MODEL, data_overrides, sweep_cmd, wait_for
 
 pytestmark = pytest.mark.slow
 
 TOTAL_STEP, VAL_STEP = 30, 10
 VAL_STEPS = list(range(VAL_STEP, TOTAL_STEP + 1, VAL_STEP))
+TRIAL_METRICS = {f"ray_{name}" for name, _, _ in LOG_STEP_METRICS + VALIDATION_METRICS}
 
 
 def _train_workers(driver: psutil.Process) -> list[psutil.Process]:
@@ -68,7 +76,12 @@ def test_killed_worker_of_a_two_worker_trial_resumes_from_checkpoint(data_dir, t
     out_file = tmp_path / "sweep.out"  # a file, not a pipe: nothing blocks the driver
     with open(out_file, "wb") as out:
         proc = subprocess.Popen(
-            cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "RAY_metrics_report_interval_ms": "1000"},  # metrics each 1 s
         )
     sweep = storage / name
     try:
@@ -85,6 +98,14 @@ def test_killed_worker_of_a_two_worker_trial_resumes_from_checkpoint(data_dir, t
             return logs[0] if any(int(s) > VAL_STEP for s in steps) else None
 
         log = wait_for(rank0_past_a_registered_checkpoint, 150, "a step past the checkpoint")
+        # the trial's metrics as its node exports them, before the kill: from rank 0 only
+        sd_file = wait_for(lambda: local_ray_sd_file(proc.pid), 30, "the local Ray's session")
+        with watch_metrics(sd_file, tmp_path, prometheus=False) as watch:
+            wait_for(
+                lambda: any(trial_metric_names(s) == TRIAL_METRICS for s in watch.scrapes),
+                30,
+                "every trial metric scraped",
+            )
         rank0 = int(re.search(r"\| pid (\d+) \|", log.read_text()).group(1))
         workers = wait_for(
             lambda: (w := _train_workers(psutil.Process(proc.pid))) and len(w) == 2 and w,
@@ -135,3 +156,5 @@ def test_killed_worker_of_a_two_worker_trial_resumes_from_checkpoint(data_dir, t
     assert not list(sweep.glob("runs/*/checkpoints/checkpoint-*"))
     kept = [p.name for p in sweep.glob("train/*/checkpoint*") if p.is_dir()]
     assert kept == [f"checkpoint-{TOTAL_STEP:07d}"], kept
+    # each metric once (not once per rank), with the values of the run folder at its step
+    check_trial_values(watch.scrapes, {trial["trial_id"]: log.parent})
