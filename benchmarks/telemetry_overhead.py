@@ -9,8 +9,10 @@ gauge set goes to a real core worker), ``--repeats`` times with the export on an
 alternating which goes first, same config and seed. Each run's step time is its training
 wall time per step from its console lines (``log.txt``, the windows between validations:
 ``window_stats``); the export's cost is the ratio of the medians, on / off. The log step is
-the sweep preset's (every log step sets five gauges, every validation five more, and a
-thread sets them all again each second).
+10 (every log step sets five gauges, every validation five more, and a thread sets them all
+again each second). On a loaded machine the runs' spread hides a 1% cost: the script also
+times one gauge set (``--sets`` of them, on the same Ray) and gives the share of a step
+that the sets of one step cost at that price (``implied_share``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,22 @@ def run_once(cfg: Any, run_dir: Path, export: bool) -> dict[str, float | None]:
     return {"wall_s": wall, "step_s": batch / rate if rate else None}
 
 
+def gauge_set_s(sets: int) -> float:
+    """Seconds per ``Publisher`` gauge set (a trial's tags), over ``sets`` sets."""
+    from sweeps.run.telemetry import LOG, LOG_STEP_METRICS, TRIAL_TAGS, Publisher
+
+    name, _, description = LOG_STEP_METRICS[0]
+    publisher = Publisher({name: (description, TRIAL_TAGS)}, LOG, refresh_s=3600)
+    tags = {"sweep": "bench", "trial_id": "abc_00000"}
+    publisher.publish([(name, 0.0, tags)])  # the gauge is made here, not timed
+    t0 = time.perf_counter()
+    for i in range(sets):
+        publisher.publish([(name, float(i), tags)])
+    took = time.perf_counter() - t0
+    publisher.close()
+    return took / sets
+
+
 def main(argv: list[str] | None = None) -> int:
     import ray
 
@@ -64,12 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (a trial's CPUs)")
     p.add_argument("--train-samples", type=int, default=1000, help="synthetic train set")
     p.add_argument("--val-samples", type=int, default=64, help="synthetic val set")
+    p.add_argument("--sets", type=int, default=20000, help="gauge sets timed on their own")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the tiny recipe")
     args = p.parse_args(argv)
     extra = ["GENERAL.log_step=10", "GENERAL.checkpoint_step=40", "AIM.enabled=false"]
     extra += ["DATA.val.max_samples=64", "DATA.train_eval_samples=32", *args.overrides]
     if args.toy:
         args.steps, args.repeats, args.train_samples, args.val_samples = 12, 1, 64, 32
+        args.sets = 100
         extra = [*TOY_OVERRIDES, "GENERAL.log_step=2", "GENERAL.checkpoint_step=6"]
         extra += ["AIM.enabled=false", *args.overrides]
     if min(args.steps, args.repeats, args.threads) < 1:
@@ -91,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.repeats):
                 for arm in ("off", "on") if r % 2 == 0 else ("on", "off"):
                     runs[arm].append(run_once(cfg, tmp / f"{arm}{r}", arm == "on"))
+            set_s = gauge_set_s(args.sets)
     finally:
         if started_ray:
             ray.shutdown()
@@ -109,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["step_ratio"] = ratio(result["on_step_s"], result["off_step_s"])
     result["wall_ratio"] = ratio(result["on_wall_s"], result["off_wall_s"])
+    # one step's sets: the log step's 5 gauges every log_step steps, and 10 gauges each second
+    step_s = result["off_step_s"]
+    per_step = 5 / cfg.GENERAL.log_step + (10 * step_s if step_s else 0.0)
+    result.update(gauge_set_us=1e6 * set_s, sets_per_step=per_step)
+    result["implied_share"] = per_step * set_s / step_s if step_s else None
     print(
         format_table(
             ["export", *[f"step_ms_{i}" for i in range(args.repeats)], "median_step_ms", "wall_s"],
@@ -126,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nstep time with the export on / off: {result['step_ratio'] or float('nan'):.4f} "
         f"(wall {result['wall_ratio'] or float('nan'):.4f}), medians of {args.repeats} runs "
-        f"of {args.steps} steps, {args.threads} torch thread(s)"
+        f"of {args.steps} steps, {args.threads} torch thread(s); one gauge set "
+        f"{result['gauge_set_us']:.1f} us, {per_step:.2f} sets a step: "
+        f"{100 * (result['implied_share'] or float('nan')):.4f}% of a step"
     )
     write_results(args.out, NAME, args, machine, {"setup": {"overrides": extra}, **result})
     return 0

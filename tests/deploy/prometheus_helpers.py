@@ -257,3 +257,30 @@ def check_trial_values(scrapes: list[list[Sample]], run_dirs: dict[str, Path]) -
                 )
                 assert f"{v['ray_handpose_trial_samples_per_s']:.1f}" == printed.group(1)
     assert validated == set(run_dirs), f"seen validated: {validated}, trials: {set(run_dirs)}"
+
+
+def check_sweep_values(scrapes: list[list[Sample]], sweep: Path, summary: dict) -> None:
+    """The driver's last scraped values: trials by status as ``summary.json`` counts them,
+    the best final MPJPE as its best (2 decimals), the rung decisions as the journal's."""
+    last: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for scrape_ in scrapes:
+        for s in scrape_:
+            if s.name.startswith("ray_handpose_sweep_"):
+                tags = {k: v for k, v in s.labels.items() if k in ("status", "rung", "decision")}
+                last[(s.name, tuple(sorted(tags.items())))] = s.value
+    named = {"COMPLETED": "completed", "STOPPED_EARLY": "stopped_early", "ERROR": "errored"}
+    want: dict[tuple[tuple[str, str], ...], float] = {}
+    for t in summary["trials"]:
+        key = (("status", named[t["status"]]),)
+        want[key] = want.get(key, 0) + 1
+    got = {k[1]: v for k, v in last.items() if k[0] == "ray_handpose_sweep_trials" and v}
+    assert got == want, (got, want)
+    best = last[("ray_handpose_sweep_best_mpjpe_mm", ())]
+    assert f"{best:.2f}" == f"{summary['best']['mpjpe']:.2f}", (best, summary["best"])
+    journal = (sweep / "scheduler_state.jsonl").read_text().splitlines()
+    counted: dict[tuple[tuple[str, str], ...], float] = {}
+    for r in (r for r in map(json.loads, journal) if "rung" in r):
+        key = (("decision", "stop" if r.get("stop") else "continue"), ("rung", f"{r['rung']:g}"))
+        counted[key] = counted.get(key, 0) + 1
+    got = {k[1]: v for k, v in last.items() if k[0] == "ray_handpose_sweep_rung_decisions"}
+    assert got == counted, (got, counted)

@@ -24,6 +24,7 @@ import pytest
 from tests.deploy.prometheus_helpers import (
     PROMETHEUS,
     SWEEP_DASHBOARD,
+    check_sweep_values,
     check_trial_values,
     unknown_metrics,
     watch_metrics,
@@ -169,6 +170,7 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path, monkeypatch):
     assert all(Path(t["run_dir"]).is_relative_to(sweep) for t in trials if t.get("run_dir"))
     # the trials' metrics at each step as their run folders hold them, from rank 0 once
     check_trial_values(watch.scrapes, {t["trial_id"]: Path(t["run_dir"]) for t in trials})
+    check_sweep_values(watch.scrapes, sweep, summary)  # the driver's: statuses, best, rungs
     assert unknown_metrics(SWEEP_DASHBOARD, watch.names) == {}  # each panel's metric exported
     # Prometheus scraped the nodes through Ray's service-discovery file: one series per trial
     if series is None:
