@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     extra = ["GENERAL.log_step=10", "GENERAL.checkpoint_step=40", "AIM.enabled=false"]
     extra += ["DATA.val.max_samples=64", "DATA.train_eval_samples=32", *args.overrides]
     if args.toy:
-        args.steps, args.repeats, args.train_samples, args.val_samples = 12, 1, 64, 32
+        args.steps, args.repeats, args.train_samples, args.val_samples = 8, 1, 64, 32
         args.sets = 100
-        extra = [*TOY_OVERRIDES, "GENERAL.log_step=2", "GENERAL.checkpoint_step=6"]
+        extra = [*TOY_OVERRIDES, "GENERAL.log_step=2", "GENERAL.checkpoint_step=4"]
         extra += ["AIM.enabled=false", *args.overrides]
     if min(args.steps, args.repeats, args.threads) < 1:
         raise UserError("--steps, --repeats and --threads must be >= 1")
