@@ -123,7 +123,9 @@ def fidelity_message(trials: list[dict[str, Any]], per_rung: list[dict[str, Any]
         return "no rung before the full budget: nothing was stopped early"
     ran = f"{len(full)} trials ran the full budget" + (f": {_who_ran_out(full)}" if full else "")
     known = [r for r in per_rung if r["spearman"] is not None]
-    stopped = f"the {n_stopped} trials ASHA stopped: {stopped_trials(trials)}"
+    stopped = (
+        f"the {n_stopped} trial{'s' * (n_stopped != 1)} ASHA stopped: {stopped_trials(trials)}"
+    )
     if not known:
         return f"{ran}; too few to tell how well early MPJPE predicts final MPJPE (needs 3)" + (
             f", so nothing checked {stopped}; {REMEDY}" if n_stopped else ""
