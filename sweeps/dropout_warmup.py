@@ -244,20 +244,28 @@ def build_tuner(run: SweepRun):
         ready_step=ready if s.schedule_aware else None,
         sentinels=pick_sentinels(run.num_samples, s.sentinel_fraction, s.min_sentinels, spec.seed),
         state_path=run.sweep_dir / SCHEDULER_FILE,
+        val_every=ready.val_every,
         time_attr="step",
         max_t=g.total_step,
         grace_period=s.grace_period,
         reduction_factor=s.reduction_factor,
         stop_last_trials=False,
     )  # a trial at max_t ends by itself: its workers exit cleanly
+    steps = rungs(s.grace_period, s.reduction_factor, g.total_step, ready.val_every)
+    steps = [step for step in steps if step < g.total_step]
+    moved = (
+        ""
+        if s.grace_period % ready.val_every == 0
+        else (f"; grace_period {s.grace_period} moved to the first validation after it")
+    )
+    print(f"ASHA compares MPJPE at steps {steps} (validation every {ready.val_every}{moved})")
     searcher = make_searcher(spec, run.sweep_dir, g.total_step, run.num_samples)
-    milestones = rungs(s.grace_period, s.reduction_factor, g.total_step)
     return make_tuner(
         run,
         make_trainable(run),
         tune_space(spec),
         reporter=progress_reporter(spec),
-        callbacks=[TrialEvents(spec.space, spec.metric, milestones, scheduler)],
+        callbacks=[TrialEvents(spec.space, spec.metric, steps, scheduler)],
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent),
         scheduler=scheduler,
     )

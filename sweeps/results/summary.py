@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from handpose.config import load_config
+from handpose.config import load_config, val_step
 from handpose.data.shards import is_url
 from handpose.errors import error_reason
 from handpose.tracking import load_metrics
@@ -147,7 +147,9 @@ def write_outputs(
     baseline = next((t for t in trials if t["baseline"]), None)
     total = base_cfg.GENERAL.total_step
     prints = sorted({t["val_fingerprint"] for t in trials if t["val_fingerprint"]})
-    steps = rungs(spec.scheduler.grace_period, spec.scheduler.reduction_factor, total)
+    steps = rungs(
+        spec.scheduler.grace_period, spec.scheduler.reduction_factor, total, val_step(base_cfg)
+    )
     summary = {
         "metric": spec.metric,
         "mode": spec.mode,
