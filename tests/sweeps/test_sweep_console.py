@@ -59,7 +59,7 @@ def test_one_line_per_trial_event(capsys):
     weak.result(cb, step=20, mpjpe=70.0)
     base.result(cb, step=60, mpjpe=50.19)
     cb.on_trial_complete(0, [], base)
-    weak.result(cb, step=30, mpjpe=71.5)  # ASHA compares it at rung 20, with step 30's value
+    weak.result(cb, step=30, mpjpe=71.5)  # ready at step 30: rung 20 compares step 30's value
     asha.stopped.add(weak.trial_id)
     cb.on_trial_complete(0, [], weak)
     cb.on_trial_start(0, [], boom)
