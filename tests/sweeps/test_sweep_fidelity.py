@@ -24,6 +24,7 @@ def _trial(tid, curve, status="COMPLETED"):
         "status": status,
         "curve": [[s, v] for s, v in curve],
         "mpjpe": curve[-1][1],
+        "last_step": curve[-1][0],
     }
 
 
@@ -39,7 +40,7 @@ def test_fidelity_flags_a_rung_that_ranks_trials_unlike_the_end():
     good = [_trial(f"t{i}", [(100, 50 + i), (200, 40 + i)]) for i in range(4)]
     f = rung_fidelity(good, [100, 200], 200)
     assert f["per_rung"] == [{"step": 100, "n": 4, "spearman": pytest.approx(1.0)}]
-    assert not f["low"] and "ranks trials like final" in f["message"]
+    assert not f["low"] and "ranked them like their final MPJPE" in f["message"]
     flipped = [_trial(f"t{i}", [(100, 50 - i), (200, 40 + i)]) for i in range(4)]
     stopped = _trial("s", [(100, 10.0)], status="STOPPED_EARLY")  # not full budget: unused
     f = rung_fidelity(flipped + [stopped], [100, 200], 200)
