@@ -111,6 +111,6 @@ def check_placement(r: ResourcesCfg, nodes: list[Bundle], grows: str | None) -> 
     if grows:
         return f"warning: {asked}; trials wait until the autoscaler adds nodes ({grows})"
     raise UserError(
-        f"{asked}, a fixed cluster: no trial could ever start; choose a preset that fits "
-        "(--preset cpu) or join a cluster with such nodes (--address)"
+        f"{asked}; the cluster is fixed (no autoscaler), so no trial could ever start: choose "
+        "a preset that fits (--preset cpu) or join a cluster with such nodes (--address)"
     )

@@ -36,7 +36,7 @@ def test_the_gpu_preset_is_an_error_on_a_fixed_cluster_without_gpus(local_ray):
     msg = str(e.value)
     assert "\n" not in msg
     assert f"each trial asks for {GPU_ASKS}" in msg, msg
-    assert "(1 node, 2 CPUs, 0 GPUs)" in msg and "fixed cluster" in msg, msg
+    assert "(1 node, 2 CPUs, 0 GPUs)" in msg and "the cluster is fixed" in msg, msg
 
 
 def test_the_gpu_preset_is_a_warning_on_a_cluster_that_can_grow(local_ray):
