@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from handpose.config import load_config, val_step
 from handpose.data.shards import is_url
-from handpose.errors import first_line
+from handpose.errors import error_reason
 from handpose.tracking import load_metrics
 from sweeps.results.aim_runs import close_and_index
 from sweeps.results.fidelity import best_vs_baseline, rung_fidelity, validation_noise
@@ -32,13 +32,6 @@ from sweeps.results.trials import (
 )
 from sweeps.run.rungs import SCHEDULER_FILE, load_record, rungs
 from sweeps.run.spec import SweepSpec, trial_overrides
-
-
-def error_reason(err: BaseException) -> str:
-    """The original exception behind Ray's wrappers, as one line."""
-    while getattr(err, "cause", None) is not None:
-        err = err.cause
-    return f"{type(err).__name__}: {first_line(err)}"[:500]
 
 
 def scheduler_record(sweep_dir: Path) -> dict[str, Any]:
