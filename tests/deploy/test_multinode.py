@@ -20,7 +20,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import yaml
 
+from sweeps.run.spec import SPEC_PATH
 from tests.deploy.prometheus_helpers import (
     PROMETHEUS,
     SWEEP_DASHBOARD,
@@ -95,6 +97,11 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path, monkeypatch):
     while it runs and matched to the run folders, and Prometheus's view of them."""
     monkeypatch.setenv("RAY_metrics_report_interval_ms", "1000")  # the nodes export each 1 s
     shared, name = tmp_path / "shared", "multinode"
+    # the smoke preset, two trials at a time: one on each 1-CPU node
+    raw = yaml.safe_load(SPEC_PATH.read_text())
+    raw["presets"]["smoke"]["max_concurrent"] = 2
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw))
     job_id = f"handpose-multinode-{uuid.uuid4().hex[:8]}"
     runtime_env = {"excludes": ["/data", "/outputs", "/results", ".git", "**/__pycache__"]}
     with local_cluster(tmp_path, workers=1, cpus_per_node=1) as cluster, ExitStack() as stack:
@@ -136,6 +143,8 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path, monkeypatch):
             "python",
             "sweeps/dropout_warmup.py",
             "--smoke",
+            "--spec",
+            str(spec),
             "--storage",
             str(shared),
             "--name",
