@@ -110,7 +110,6 @@ class MetricsWatch:
     period_s: float = 0.5
     scrapes: list[list[Sample]] = field(default_factory=list)
     names: set[str] = field(default_factory=set)  # every name seen, Ray's own included
-    errors: list[str] = field(default_factory=list)
     prometheus_url: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -125,8 +124,7 @@ class MetricsWatch:
             for target in self.targets():
                 try:
                     samples = scrape(f"http://{target}/metrics")
-                except OSError as e:  # a target that is not up yet or went away
-                    self.errors.append(f"{target}: {e}")
+                except OSError:  # a target that is not up yet, or gone
                     continue
                 self.names.update(s.name for s in samples)
                 ours = [s for s in samples if s.name.startswith(PREFIX)]
