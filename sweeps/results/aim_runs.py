@@ -1,29 +1,49 @@
-"""The sweep's Aim runs after the trials: closed and indexed, so Aim's SDK and UI see them.
+"""The sweep's Aim runs after the trials: closed and indexed, so Aim's SDK and UI see them, and
+the runs of superseded trials deleted.
 
 A trial's run stays open when Tune stops the trial (ASHA kills its actor before
 ``train``'s ``finally`` runs) or its worker dies, and runs written by trial processes
 reach the repo's index only when something indexes them: until then ``Repo.iter_runs()``
 lists nothing. Closing a run is what ``aim runs close`` does (``Repo._close_run``: Aim has
 no public call for it; ``tests/sweeps/test_sweep_smoke.py`` checks the outcome through the SDK).
+
+An Aim server (``aim://``) indexes no run, and closes a dead client's runs only when it
+stops hearing from it (5 minutes): the server's own ``_close_run`` and an index written
+through it (``finalize``, what ``RepoIndexManager.index`` does) do both from the driver.
 """
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from handpose.data.shards import is_url
+
+_TRIAL_ID = re.compile(r"_([0-9a-f]{8})(?:_|$)")
+
+
+def trial_id(name: str) -> str | None:
+    """The Tune trial id in a run, train or Tune trial folder's name (``<trainable>_<id>``,
+    ``<trainable>_<id>_<n>_<tag>_<date>``): the first 8 hex digits between underscores, what
+    Tune's search generator makes; None when there is none."""
+    m = _TRIAL_ID.search(name)
+    return m.group(1) if m else None
 
 
 def close_and_index(repo_path: str, trial_ids: set[str]) -> int:
-    """Close the still-open runs of the trials ``trial_ids`` in the local repo at
-    ``repo_path`` (an ``aim://`` server does this itself) and index those the index lacks;
-    returns how many runs were closed or indexed.
+    """Close the still-open runs of the trials ``trial_ids`` in the repo at ``repo_path``
+    (a local path or an ``aim://`` server) and index those the index lacks; returns how many
+    runs were closed or indexed.
 
-    A run is named after its Tune trial, ``<trainable>_<trial id>``: the names come from
-    the repo's run table in one query, not by opening every run. Runs their trial closed
-    are not closed again (``_close_run`` also compacts two RocksDB containers per run):
-    a run is still open while it holds its run lock (what Aim checks before copying a run).
+    A local run is named after its Tune trial, ``<trainable>_<trial id>``: the names come
+    from the repo's run table in one query, not by opening every run. Runs their trial
+    closed are not closed again (``_close_run`` also compacts two RocksDB containers per
+    run): a run is still open while it holds its run lock (what Aim checks before copying a
+    run). On a server, every run's own ``sweep`` attribute says its trial (one request per
+    run: the server's run table is not reachable) and each of the trials' runs is indexed.
     """
     if is_url(repo_path):
-        return 0
+        return _close_and_index_on_server(repo_path, trial_ids)
     from aim import Repo
     from aim.sdk.index_manager import RepoIndexManager
     from aim.sdk.lock_manager import LockManager
@@ -47,4 +67,59 @@ def close_and_index(repo_path: str, trial_ids: set[str]) -> int:
             index.index(run_hash)
             n += 1
     del index_tree
+    return n
+
+
+def _own_meta(repo: Any, run_hash: str) -> tuple[dict[str, Any], float | None]:
+    """The run's ``sweep`` attribute (``{}`` if none) and ``end_time``, from the run's own
+    meta container (read afresh: a server caches a container while a reader holds it);
+    ``({}, None)`` when it cannot be read (deleted meanwhile, torn by a kill)."""
+    try:
+        tree = repo.request_tree("meta", run_hash, read_only=True)
+        tree = tree.subtree(("meta", "chunks", run_hash))
+        sweep = tree.subtree("attrs").get("sweep")
+        return (sweep if isinstance(sweep, dict) else {}), tree.get("end_time")
+    except Exception:  # noqa: BLE001 - Aim raises RocksDB's or its transport's errors
+        return {}, None
+
+
+def _close_and_index_on_server(url: str, trial_ids: set[str]) -> int:
+    from aim import Repo
+
+    repo = Repo.from_path(url)
+    index = repo._get_index_tree("meta", 0)
+    n = 0
+    for run_hash in repo.list_all_runs():
+        sweep, end_time = _own_meta(repo, run_hash)
+        if sweep.get("trial_id") not in trial_ids:
+            continue
+        if end_time is None:  # the server's `aim runs close` (locks released, end_time set)
+            repo._remote_repo_proxy._close_run(run_hash)
+        repo.request_tree("meta", run_hash, read_only=True).finalize(index=index)
+        n += 1
+    return n
+
+
+def delete_superseded_runs(repo_path: str, sweep: str, known: set[str]) -> int:
+    """Delete the Aim runs of the sweep ``sweep`` whose trial id is not in ``known`` (a
+    trial the restored Tune never knew: ``sweeps/results/leftovers.py``); returns how many.
+
+    A run is the sweep's when its experiment (the run table's, else its own ``sweep``
+    attribute's name) is ``sweep``: other sweeps sharing the repo or server are not touched,
+    nor runs that say neither (no row and no attribute: nothing ties them to a trial)."""
+    from aim import Repo
+
+    repo = Repo.from_path(repo_path)
+    rows = {} if is_url(repo_path) else {r.hash: r for r in repo.structured_db.runs()}
+    n = 0
+    for run_hash in repo.list_all_runs():
+        row = rows.get(run_hash)
+        if row is not None:
+            ours = row.experiment == sweep
+            tid = trial_id(row.name or "")
+        else:
+            attr, _ = _own_meta(repo, run_hash)
+            ours, tid = attr.get("name") == sweep, attr.get("trial_id")
+        if ours and tid is not None and tid not in known and repo.delete_run(run_hash):
+            n += 1
     return n

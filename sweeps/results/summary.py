@@ -20,8 +20,8 @@ from handpose.config import load_config
 from handpose.data.shards import is_url
 from handpose.errors import first_line
 from handpose.tracking import load_metrics
-from sweeps.results.aim_runs import close_and_index
 from sweeps.results.fidelity import best_vs_baseline, rung_fidelity, validation_noise
+from sweeps.results.leftovers import tidy_sweep
 from sweeps.results.trials import (
     COMPLETED,
     ERROR,
@@ -148,6 +148,7 @@ def write_outputs(
     base_cfg: DictConfig,
     trials: list[dict[str, Any]],
     num_samples: int,
+    superseded: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     pool = best_pool(trials)
     best = pool[0] if pool else None
@@ -180,6 +181,7 @@ def write_outputs(
         "rungs": steps,
         "fidelity": rung_fidelity(trials, steps, total),
         "trials": trials,
+        "superseded": superseded,  # what tidy_sweep set aside, deleted or counted
     }
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if best is not None:
@@ -310,10 +312,9 @@ def finish(
     trial reported an MPJPE, one line that says so with the first trial's error. 0 when
     every trial finished and at least one reported, else 1."""
     trials = collect_trials(results, spec, base_cfg.GENERAL.total_step, scheduler_record(sweep_dir))
+    superseded = tidy_sweep(sweep_dir, base_cfg, trials)  # and the Aim runs closed, indexed
     prune_checkpoints(trials, spec.keep_stopped_checkpoints)
-    summary = write_outputs(sweep_dir, spec, base_cfg, trials, num_samples)
-    if base_cfg.AIM.enabled:
-        close_and_index(base_cfg.AIM.server_url, {t["trial_id"] for t in trials})
+    summary = write_outputs(sweep_dir, spec, base_cfg, trials, num_samples, superseded)
     reported = any(t["mpjpe"] is not None for t in trials)
     if reported:
         print_results(summary, sweep_dir, base_cfg)
