@@ -107,19 +107,24 @@ def delete_superseded_runs(repo_path: str, sweep: str, known: set[str]) -> int:
     A run is the sweep's when its experiment (the run table's, else its own ``sweep``
     attribute's name) is ``sweep``: other sweeps sharing the repo or server are not touched,
     nor runs that say neither (no row and no attribute: nothing ties them to a trial)."""
+    from pathlib import Path
+
     from aim import Repo
 
     repo = Repo.from_path(repo_path)
-    rows = {} if is_url(repo_path) else {r.hash: r for r in repo.structured_db.runs()}
+    remote = is_url(repo_path)
+    rows = {} if remote else {r.hash: r for r in repo.structured_db.runs()}
     n = 0
-    for run_hash in repo.list_all_runs():
+    for run_hash in repo.list_all_runs():  # cached by Aim for 0.5 s: a deleted run can be in
         row = rows.get(run_hash)
         if row is not None:
             ours = row.experiment == sweep
             tid = trial_id(row.name or "")
-        else:
+        elif remote or (Path(repo.path) / "meta" / "chunks" / run_hash / "CURRENT").is_file():
             attr, _ = _own_meta(repo, run_hash)
             ours, tid = attr.get("name") == sweep, attr.get("trial_id")
+        else:
+            continue
         if ours and tid is not None and tid not in known and repo.delete_run(run_hash):
             n += 1
     return n
