@@ -30,6 +30,7 @@ from sweeps.results.trials import (
     best_pool,
     finite,
 )
+from sweeps.run.curve_copy import checkpoint_val_lines
 from sweeps.run.rungs import SCHEDULER_FILE, load_record, rungs
 from sweeps.run.spec import SweepSpec, trial_overrides
 
@@ -46,10 +47,11 @@ def scheduler_record(sweep_dir: Path) -> dict[str, Any]:
     return load_record(sweep_dir / SCHEDULER_FILE)
 
 
-def trial_curve(df, metric: str, run_dir: str | None) -> list[list[Any]]:
+def trial_curve(df, metric: str, run_dir: str | None, checkpoint: Any = None) -> list[list[Any]]:
     """``[[step, value], ...]`` of ``metric`` at every validation, by step: Tune's results
     (``df``; a later row of a step wins, e.g. a trial restarted from scratch), then the
-    run's own ``metrics.jsonl`` val lines where the driver can read the run folder.
+    run's own ``metrics.jsonl`` val lines where the driver can read the run folder, else
+    the copy in the trial's latest ``checkpoint`` (``s3://`` storage, ``run/curve_copy.py``).
 
     Tune's results alone can miss validations: a trial retried after a failure gets its
     ``result.json`` back from the sweep folder's copy, which is only as fresh as Tune's
@@ -58,9 +60,8 @@ def trial_curve(df, metric: str, run_dir: str | None) -> list[list[Any]]:
     points: dict[int, float | None] = {}
     if df is not None and "step" in df and metric in df:
         points.update((int(s), finite(v)) for s, v in zip(df["step"], df[metric], strict=True))
-    if run_dir:
-        _, val = load_metrics(Path(run_dir))
-        points.update((r["step"], finite(r.get(metric))) for r in val if metric in r)
+    val = (load_metrics(Path(run_dir))[1] if run_dir else []) or checkpoint_val_lines(checkpoint)
+    points.update((r["step"], finite(r.get(metric))) for r in val if metric in r)
     return [[s, points[s]] for s in sorted(points)]
 
 
@@ -73,7 +74,7 @@ def collect_trials(
         m = r.metrics or {}
         trial_id = m.get("trial_id") or Path(r.path).name
         params = {k: r.config[k] for k in spec.space if k in r.config}
-        curve = trial_curve(r.metrics_dataframe, spec.metric, m.get("run_dir"))
+        curve = trial_curve(r.metrics_dataframe, spec.metric, m.get("run_dir"), r.checkpoint)
         last_step = int(m.get("step", 0) or 0)
         error = error_reason(r.error) if r.error is not None else m.get("error")
         if error is not None:
