@@ -52,9 +52,11 @@ def close_and_index(repo_path: str, trial_ids: set[str]) -> int:
     index = RepoIndexManager.get_index_manager(repo)
     names = {r.hash: r.name or "" for r in repo.structured_db.runs()}
     locks = LockManager(repo.path)
-    index_db = repo.request_tree("meta", read_only=True)
     # held open for the loop: Aim's container pool is weak, so each `index` call would
-    # otherwise reopen the index's RocksDB (most of its time per run)
+    # otherwise reopen the index's RocksDB (most of its time per run). It also answers which
+    # runs the index lacks: a read-only view of the index, kept in the repo's pool (for as
+    # long as anything holds it: in a process that also talked to an Aim server, for good),
+    # would show later readers the index as it was before this call
     index_tree = repo._get_index_tree("meta", 0)
     n = 0
     for run_hash in repo.list_all_runs():
@@ -63,7 +65,7 @@ def close_and_index(repo_path: str, trial_ids: set[str]) -> int:
         closing = locks.get_run_lock_info(run_hash).locked
         if closing:
             repo._close_run(run_hash)  # `aim runs close`: releases the dead writer's locks
-        if closing or index._is_run_index_outdated(run_hash, index_db):
+        if closing or index._is_run_index_outdated(run_hash, index_tree):
             index.index(run_hash)
             n += 1
     del index_tree

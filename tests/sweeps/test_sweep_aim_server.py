@@ -5,6 +5,7 @@ other sweeps' runs are untouched. A real ``aim server`` on a free port, in a tem
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -64,6 +65,7 @@ def aim_server(tmp_path: Path) -> Iterator[str]:
         wait_for(lambda: _accepts(port), 60, f"the Aim server on port {port}")
         yield f"aim://127.0.0.1:{port}"
     finally:
+        gc.collect()  # the test's remote Aim objects are released while the server answers
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
         log.close()
