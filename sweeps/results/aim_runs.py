@@ -15,6 +15,7 @@ through it (``finalize``, what ``RepoIndexManager.index`` does) do both from the
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from handpose.data.shards import is_url
@@ -72,17 +73,20 @@ def close_and_index(repo_path: str, trial_ids: set[str]) -> int:
     return n
 
 
-def _own_meta(repo: Any, run_hash: str) -> tuple[dict[str, Any], float | None]:
-    """The run's ``sweep`` attribute (``{}`` if none) and ``end_time``, from the run's own
-    meta container (read afresh: a server caches a container while a reader holds it);
-    ``({}, None)`` when it cannot be read (deleted meanwhile, torn by a kill)."""
+def _own_meta(repo: Any, run_hash: str) -> tuple[dict[str, Any], float | None, bool]:
+    """The run's ``sweep`` attribute (``{}`` if none), ``end_time`` and whether it has its
+    ``hparams`` (what ``Tracker`` sets first after opening it), from the run's own meta
+    container (read afresh: a server caches a container while a reader holds it);
+    ``({}, None, False)`` when it cannot be read (deleted meanwhile, torn by a kill)."""
     try:
         tree = repo.request_tree("meta", run_hash, read_only=True)
         tree = tree.subtree(("meta", "chunks", run_hash))
-        sweep = tree.subtree("attrs").get("sweep")
-        return (sweep if isinstance(sweep, dict) else {}), tree.get("end_time")
+        attrs = tree.subtree("attrs")
+        sweep = attrs.get("sweep")
+        has_hparams = attrs.get("hparams") is not None
+        return (sweep if isinstance(sweep, dict) else {}), tree.get("end_time"), has_hparams
     except Exception:  # noqa: BLE001 - Aim raises RocksDB's or its transport's errors
-        return {}, None
+        return {}, None, False
 
 
 def _close_and_index_on_server(url: str, trial_ids: set[str]) -> int:
@@ -92,7 +96,7 @@ def _close_and_index_on_server(url: str, trial_ids: set[str]) -> int:
     index = repo._get_index_tree("meta", 0)
     n = 0
     for run_hash in repo.list_all_runs():
-        sweep, end_time = _own_meta(repo, run_hash)
+        sweep, end_time, _ = _own_meta(repo, run_hash)
         if sweep.get("trial_id") not in trial_ids:
             continue
         if end_time is None:  # the server's `aim runs close` (locks released, end_time set)
@@ -102,29 +106,33 @@ def _close_and_index_on_server(url: str, trial_ids: set[str]) -> int:
     return n
 
 
-def delete_superseded_runs(repo_path: str, sweep: str, known: set[str]) -> int:
-    """Delete the Aim runs of the sweep ``sweep`` whose trial id is not in ``known`` (a
+def delete_superseded_runs(repo_path: str, sweep_dir: Path, known: set[str]) -> int:
+    """Delete the Aim runs of the sweep in ``sweep_dir`` whose trial id is not in ``known`` (a
     trial the restored Tune never knew: ``sweeps/results/leftovers.py``); returns how many.
 
     A run is the sweep's when its experiment (the run table's, else its own ``sweep``
-    attribute's name) is ``sweep``: other sweeps sharing the repo or server are not touched,
-    nor runs that say neither (no row and no attribute: nothing ties them to a trial)."""
-    from pathlib import Path
-
+    attribute's name) is the sweep's name: other sweeps sharing the repo or server are not
+    touched. In the sweep's own repo (the default, ``<sweep_dir>/.aim``), a run that never
+    got past Aim's constructor (no row in the run table, or Aim's default name ``Run:
+    <hash>``, and no ``hparams``) is a trial process killed as it opened its run: deleted
+    too. Elsewhere such a run says nothing that ties it to this sweep, and stays."""
     from aim import Repo
 
     repo = Repo.from_path(repo_path)
     remote = is_url(repo_path)
+    own_repo = not remote and Path(repo_path).resolve() == sweep_dir.resolve()
     rows = {} if remote else {r.hash: r for r in repo.structured_db.runs()}
     n = 0
     for run_hash in repo.list_all_runs():  # cached by Aim for 0.5 s: a deleted run can be in
         row = rows.get(run_hash)
-        if row is not None:
-            ours = row.experiment == sweep
+        if row is not None and not (row.name or "").startswith("Run: "):
+            ours = row.experiment == sweep_dir.name
             tid = trial_id(row.name or "")
         elif remote or (Path(repo.path) / "meta" / "chunks" / run_hash / "CURRENT").is_file():
-            attr, _ = _own_meta(repo, run_hash)
-            ours, tid = attr.get("name") == sweep, attr.get("trial_id")
+            attr, _, has_hparams = _own_meta(repo, run_hash)
+            ours, tid = attr.get("name") == sweep_dir.name, attr.get("trial_id")
+            if own_repo and not attr and not has_hparams:  # killed at birth
+                ours, tid = True, run_hash
         else:
             continue
         if ours and tid is not None and tid not in known and repo.delete_run(run_hash):

@@ -91,7 +91,7 @@ def tidy_sweep(sweep_dir: Path, base_cfg: DictConfig, trials: list[dict[str, Any
         url = base_cfg.AIM.server_url
         close_and_index(url, {t["trial_id"] for t in trials})
         # last: a server reading a deleted run's meta would make its folder again
-        counts["aim_runs_deleted"] = delete_superseded_runs(url, sweep_dir.name, known)
+        counts["aim_runs_deleted"] = delete_superseded_runs(url, sweep_dir, known)
     if counts["folders_set_aside"] or counts["aim_runs_deleted"]:
         print(
             f"superseded trials (started before a driver crash, run again by --resume): "

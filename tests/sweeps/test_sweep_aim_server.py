@@ -78,7 +78,7 @@ def test_killed_and_superseded_trials_runs_on_an_aim_server(aim_server):
     sweep_trials = {"aaaaaaaa", "bbbbbbbb"}
 
     assert close_and_index(aim_server, sweep_trials) == 2
-    assert delete_superseded_runs(aim_server, "sw", sweep_trials) == 1
+    assert delete_superseded_runs(aim_server, Path("sw"), sweep_trials) == 1
 
     repo = Repo.from_path(aim_server)
     # cccccccc's deleted, the other sweep's kept (Aim caches the list for 0.5 s)

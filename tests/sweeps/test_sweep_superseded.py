@@ -20,7 +20,9 @@ from sweeps.run.study_file import study_storage
 
 KNOWN, NEVER_REPORTED, GONE = "aaaaaaaa", "dddddddd", "bbbbbbbb"
 # Trial runs of this sweep ("sw": KNOWN closed, GONE left open by the killed driver's
-# workers) and a run of another sweep whose trial id is not this sweep's either.
+# workers), a run of another sweep whose trial id is not this sweep's either, a run whose
+# process was killed as Aim made it (Aim's default name, nothing set) and the winner's
+# training run.
 WRITER = """
 import os, sys
 from aim import Run
@@ -32,6 +34,12 @@ for exp, trial, close in (("sw", "aaaaaaaa", 1), ("sw", "bbbbbbbb", 0), ("other"
     run.track(50.0, name="mpjpe", step=10, context={"subset": "val"})
     if close:
         run.close()
+born = Run(repo=sys.argv[1], system_tracking_interval=None, capture_terminal_logs=False)
+best = Run(repo=sys.argv[1], experiment="sw-best", system_tracking_interval=None,
+           capture_terminal_logs=False)  # best_config.yaml trained in the sweep's repo
+best.name = "best-aaaaaaaa"
+best["hparams"] = {"GENERAL": {"total_step": 60}}
+best.close()
 os._exit(0)
 """
 
@@ -98,7 +106,7 @@ def test_resume_leftovers_are_set_aside_deleted_and_tagged(tmp_path):
     assert counts == {
         "folders_set_aside": 3,
         "checkpoint_bytes_deleted": 1100,
-        "aim_runs_deleted": 1,
+        "aim_runs_deleted": 2,
         "study_trials_tagged": 1,
     }
     aside = sweep / SUPERSEDED_DIR
@@ -116,7 +124,8 @@ def test_resume_leftovers_are_set_aside_deleted_and_tagged(tmp_path):
     runs = {r.name: r for r in repo.iter_runs()}
     assert sorted(runs) == [f"handpose_trial_{KNOWN}"]  # closed and indexed; GONE's deleted
     names = sorted(r.name for r in repo.structured_db.runs())
-    assert names == [f"handpose_trial_{KNOWN}", "handpose_trial_cccccccc"]  # another sweep's
+    # another sweep's run and the winner's training run stay
+    assert names == ["best-aaaaaaaa", f"handpose_trial_{KNOWN}", "handpose_trial_cccccccc"]
     study = _Private.study(restored)
     (fail,) = study.get_trials(states=(TrialState.FAIL,))
     assert "driver crashed" in fail.user_attrs[SUPERSEDED_ATTR]
