@@ -47,6 +47,14 @@ def first_line(e: BaseException, limit: int | None = None) -> str:
     return text if limit is None else text[:limit]
 
 
+def error_reason(err: BaseException) -> str:
+    """The original exception behind wrappers that keep it as ``cause`` (Ray's
+    ``RayTaskError``), as one line: its type and first line."""
+    while getattr(err, "cause", None) is not None:
+        err = err.cause
+    return f"{type(err).__name__}: {first_line(err)}"[:500]
+
+
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run ``main``; a :class:`UserError` becomes ``error: <msg>`` on stderr and exit 2."""
     try:

@@ -1,4 +1,5 @@
-"""Metric sinks of one run: console + ``log.txt``, ``metrics.jsonl`` and Aim."""
+"""Metric sinks of one run: console + ``log.txt``, ``metrics.jsonl`` and Aim, and the
+windows of train losses they average over."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ AIM_HASH_FILE = "aim_hash.txt"
 # long instead
 AIM_DB_WAIT_S = 120.0
 _AIM_DBS: dict[str, Any] = {}  # Aim keeps its DB objects weakly: these are the ones we set up
+# keys of a metrics dict that are not metrics, so Aim never gets them: the step (Aim's own
+# step axis) and the validation's sample count (both kept in metrics.jsonl)
+NOT_METRICS = frozenset({"step", "num_samples"})
 
 
 def setup_logging(run_dir: Path | None) -> None:
@@ -118,13 +122,27 @@ class Tracker:
     def aim_hash(self) -> str | None:
         return self.aim_run.hash if self.aim_run is not None else None
 
-    def track(self, step: int, split: str, metrics: dict[str, Any], to_jsonl: bool) -> None:
+    def track(
+        self,
+        step: int,
+        split: str,
+        metrics: dict[str, Any],
+        to_jsonl: bool,
+        to_aim: bool = True,
+    ) -> None:
+        """``metrics`` of ``split`` (``train``/``val``) at ``step``: one ``metrics.jsonl`` line
+        (``to_jsonl``) and, ``to_aim``, each finite number but :data:`NOT_METRICS` to Aim
+        under the context ``subset=split``."""
         if to_jsonl and self.jsonl is not None:
             self.jsonl.write(json.dumps({"step": step, "split": split, **metrics}) + "\n")
             self.jsonl.flush()
-        if self.aim_run is not None:
+        if to_aim and self.aim_run is not None:
             for name, value in metrics.items():
-                if isinstance(value, (int, float)) and math.isfinite(value):
+                if (
+                    name not in NOT_METRICS
+                    and isinstance(value, (int, float))
+                    and math.isfinite(value)
+                ):
                     self.aim_run.track(value, name=name, step=step, context={"subset": split})
 
     def close(self, timeout_s: float | None = None) -> None:
@@ -156,6 +174,27 @@ class Tracker:
             )
         elif failed:
             raise failed[0]
+
+
+class LossWindow:
+    """The train losses of the steps since the last :meth:`take`, summed where they are
+    (device tensors: no sync per step). Each sink averages over its own interval: Aim over
+    ``GENERAL.aim_log_step`` steps, ``metrics.jsonl`` and the console over
+    ``GENERAL.log_step`` (``handpose.train``)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Any] = {}
+        self.count = 0
+
+    def add(self, losses: dict[str, Any]) -> None:
+        self.sums = {k: self.sums.get(k, 0) + v.detach().float() for k, v in losses.items()}
+        self.count += 1
+
+    def take(self) -> dict[str, Any]:
+        """Each loss's mean over the window's steps (tensors); the window starts afresh."""
+        means = {k: v / self.count for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ import math
 import os
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from handpose.evaluate import evaluate_stream, train_eval_stream
 from handpose.losses import compute_losses
 from handpose.model import PoseNet, build_model, param_groups
 from handpose.schedules import get_lr_scale, get_progressive_dropout
-from handpose.tracking import LOG, Tracker, format_train_line, setup_logging
+from handpose.tracking import LOG, LossWindow, Tracker, format_train_line, setup_logging
 
 # hook(metrics, checkpoint_dir): called on every rank after every validation, with the same
 # metrics (with the run's Aim run hash, ``aim_hash``, when Aim is on); checkpoint_dir is the
@@ -151,6 +150,14 @@ def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, float]:
         dist.all_reduce(stacked)
         stacked /= world()[1]
     return dict(zip(values, stacked.tolist(), strict=True))
+
+
+def window_means(window: LossWindow, step: int) -> dict[str, float]:
+    """Mean losses of ``window`` over its steps and the ranks; a NaN/inf total raises."""
+    avg = mean_over_ranks(window.take())
+    if not math.isfinite(avg["total"]):
+        raise NonFiniteLossError(f"non-finite loss at step {step}: {avg}")
+    return avg
 
 
 @dataclass(kw_only=True)
@@ -268,8 +275,8 @@ def train(
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params"
     )
 
-    sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
-    count, metrics, t0 = 0, {}, time.time()
+    aim_window, log_window = LossWindow(), LossWindow()  # every aim_log_step, log_step steps
+    metrics, t0 = {}, time.time()
     try:
         while run.step < g.total_step:
             rate = dropout_at(cfg, run.step)
@@ -279,30 +286,23 @@ def train(
             losses = train_step(cfg, forward, optimizer, batch, device)
             scheduler.step()
             run.step += 1
-            step = run.step
-            for k, v in losses.items():
-                sums[k] += v.detach().float()
-            count += 1
+            step, lr = run.step, scheduler.get_last_lr()[-1]
+            aim_window.add(losses)
+            log_window.add(losses)
 
-            if step % g.aim_log_step == 0 or step % g.log_step == 0:
-                avg = mean_over_ranks({k: v / count for k, v in sums.items()})
-                if not math.isfinite(avg["total"]):
-                    raise NonFiniteLossError(f"non-finite loss at step {step}: {avg}")
-                lr = scheduler.get_last_lr()[-1]
-                run.tracker.track(
-                    step,
-                    "train",
-                    {**avg, "lr": lr, "dropout_rate": rate},
-                    to_jsonl=step % g.log_step == 0,
+            if step % g.aim_log_step == 0:
+                avg = {**window_means(aim_window, step), "lr": lr, "dropout_rate": rate}
+                run.tracker.track(step, "train", avg, to_jsonl=False)
+            if step % g.log_step == 0:
+                samples = log_window.count * cfg.TRAIN.sample_per_device * world_size
+                avg = window_means(log_window, step)
+                row = {**avg, "lr": lr, "dropout_rate": rate}
+                run.tracker.track(step, "train", row, to_jsonl=True, to_aim=False)
+                LOG.info(
+                    format_train_line(step, g.total_step, lr, rate, avg)
+                    + f" {samples / (time.time() - t0):.1f} samples/s"
                 )
-                if step % g.log_step == 0:
-                    samples = count * cfg.TRAIN.sample_per_device * world_size
-                    LOG.info(
-                        format_train_line(step, g.total_step, lr, rate, avg)
-                        + f" {samples / (time.time() - t0):.1f} samples/s"
-                    )
-                    sums.clear()
-                    count, t0 = 0, time.time()
+                t0 = time.time()
 
             if step % val_step(cfg) == 0 or step == g.total_step:
                 metrics = validate_and_checkpoint(run, rate, losses, hook)
@@ -333,13 +333,14 @@ def validate_and_checkpoint(
                 train_eval = evaluate_stream(run.model, run.gap_stream, run.device, cfg.LOSS)
                 metrics["train_mpjpe"] = train_eval["mpjpe"]
                 metrics["gap_mpjpe"] = metrics["mpjpe"] - train_eval["mpjpe"]
+        run.tracker.track(step, "val", metrics, to_jsonl=False)  # Aim: the measured values
         metrics.update(
             step=step,
             dropout_rate=rate,
             bad_samples=run.train_stream.bad_samples,
             **{f"train_{k}": v for k, v in train_losses.items()},
         )
-        run.tracker.track(step, "val", metrics, to_jsonl=True)
+        run.tracker.track(step, "val", metrics, to_jsonl=True, to_aim=False)
         if run.tracker.aim_hash is not None:  # for the hook (a sweep reports it), not the sinks
             metrics["aim_hash"] = run.tracker.aim_hash
         LOG.info(

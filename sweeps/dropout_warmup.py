@@ -25,7 +25,7 @@ from handpose.data.shards import is_url
 from handpose.errors import UserError, run_cli
 from handpose.tracking import init_aim_repo
 from sweeps.run.recovery import load_tune_state, restore_missing_checkpoints
-from sweeps.run.spec import SPEC_PATH, load_spec
+from sweeps.run.spec import SPEC_PATH, SweepSpec, load_spec
 from sweeps.run.state import STATE_FILE, SweepRun, SweepState, open_sweep, write_state
 
 DEFAULT_STORAGE = "results"
@@ -74,14 +74,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def pick_preset(args: argparse.Namespace) -> str:
-    if args.preset:
-        return args.preset
-    if args.smoke:
-        return "smoke"
+def visible_gpus() -> int:
+    """How many GPUs this process sees."""
     import torch
 
-    return "gpu" if torch.cuda.is_available() else "cpu"
+    return torch.cuda.device_count()
+
+
+def pick_preset(args: argparse.Namespace, gpus: int) -> tuple[str, str]:
+    """The preset and how it was chosen: ``--preset``, ``--smoke``, else ``gpu`` when this
+    machine sees GPUs (``gpus``) and ``cpu`` when not (``the default``)."""
+    if args.preset:
+        return args.preset, "--preset"
+    if args.smoke:
+        return "smoke", "--smoke"
+    return ("gpu" if gpus else "cpu"), "the default"
+
+
+def open_cluster(args: argparse.Namespace, spec: SweepSpec, chosen: str, plan: str) -> None:
+    """Connect to Ray (``connect_ray``) and print the preset line: the preset, how it was
+    chosen, the GPUs this machine sees, the cluster's nodes and whether it can grow, and
+    ``plan``. A trial that the cluster's nodes cannot hold is a warning on a cluster that
+    can grow and a one-line error (exit 2) on a fixed one (``check_placement``); so is
+    remote storage on a multi-node cluster. Before the sweep folder is made."""
+    from sweeps.run.placement import autoscaler, check_placement, describe_cluster, node_resources
+    from sweeps.run.tuning import connect_ray
+
+    connect_ray(args.address, args.num_cpus)
+    nodes, grows = node_resources(), autoscaler()
+    gpus = visible_gpus()
+    seen = f"{gpus} GPU{'s' * (gpus != 1)}" if gpus else "no GPU"
+    print(
+        f"preset: {spec.preset} ({chosen}; {seen} visible here; cluster: "
+        f"{describe_cluster(nodes)}, {f'autoscaling: {grows}' if grows else 'fixed size'}), "
+        f"{plan}"
+    )
+    warning = check_placement(spec.resources, nodes, grows)
+    if warning:
+        print(warning)
+    if is_url(args.storage) and len(nodes) > 1:
+        raise UserError(
+            f"--storage {args.storage}: remote storage is not supported on a multi-node "
+            "cluster yet (the study, the scheduler state and the Aim repo live on "
+            "the driver's disk); use a shared file system path"
+        )
 
 
 def local_folder(storage: str, name: str) -> Path:
@@ -127,13 +163,12 @@ def main(argv: list[str] | None = None, trainable_fn: Callable[..., None] | None
                 "KEY=VALUE, --preset and --num-samples are ignored"
             )
         state, spec, base_cfg = open_sweep(sweep_dir)
-        num_samples = state.num_samples
+        num_samples, chosen = state.num_samples, "--resume"
     else:
         # absolute paths, the model checkpoints resolved as the trials resolve them and
         # opened: a missing file is a one-line error (exit 2) before Ray starts
-        spec, base_cfg = load_spec(
-            pick_preset(args), args.spec, extra_overrides=tuple(args.overrides)
-        )
+        preset, chosen = pick_preset(args, visible_gpus())
+        spec, base_cfg = load_spec(preset, args.spec, extra_overrides=tuple(args.overrides))
         num_samples = args.num_samples or spec.num_samples
     name = args.name or f"dropout_warmup-{spec.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = local_folder(storage, name)
@@ -145,14 +180,14 @@ def main(argv: list[str] | None = None, trainable_fn: Callable[..., None] | None
     if base_cfg.AIM.enabled and not base_cfg.AIM.server_url:
         # one Aim repo per sweep (a path: the config stays as validated)
         base_cfg.AIM.server_url = str(sweep_dir)
-    print(
-        f"preset: {spec.preset} ({'GPUs visible' if spec.preset == 'gpu' else 'CPU'}), "
-        f"{num_samples} trials x {base_cfg.GENERAL.total_step} steps max, "
-        f"base config {spec.base_config}, val_seed {base_cfg.GENERAL.val_seed}"
-    )
     ensure_dataset(base_cfg)  # before Ray: missing data is a user error, and made only once
     for split in ("train", "val"):
         expand_sources(base_cfg.DATA[split].source, f"DATA.{split}.source")
+    plan = (
+        f"{num_samples} trials x {base_cfg.GENERAL.total_step} steps max, "
+        f"base config {spec.base_config}, val_seed {base_cfg.GENERAL.val_seed}"
+    )
+    open_cluster(args, spec, chosen, plan)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if base_cfg.AIM.enabled:  # once, here: trials that init it together collide on its lock
         init_aim_repo(base_cfg.AIM.server_url)
@@ -187,10 +222,11 @@ def main(argv: list[str] | None = None, trainable_fn: Callable[..., None] | None
 
 def build_tuner(run: SweepRun):
     """The sweep's Tuner: prune-aware Optuna TPE (the baseline first) + schedule-aware ASHA
-    with sentinels, on the sweep trainable."""
+    with sentinels, on the sweep trainable; a line per trial event, the table every 2 min."""
     from ray.tune.search import ConcurrencyLimiter
 
-    from sweeps.run.rungs import SCHEDULER_FILE, ReadyStep, pick_sentinels
+    from sweeps.run.console import TrialEvents
+    from sweeps.run.rungs import SCHEDULER_FILE, ReadyStep, pick_sentinels, rungs
     from sweeps.run.scheduler import SweepASHA
     from sweeps.run.search import make_searcher
     from sweeps.run.spec import tune_space
@@ -208,39 +244,41 @@ def build_tuner(run: SweepRun):
         ready_step=ready if s.schedule_aware else None,
         sentinels=pick_sentinels(run.num_samples, s.sentinel_fraction, s.min_sentinels, spec.seed),
         state_path=run.sweep_dir / SCHEDULER_FILE,
+        val_every=ready.val_every,
         time_attr="step",
         max_t=g.total_step,
         grace_period=s.grace_period,
         reduction_factor=s.reduction_factor,
         stop_last_trials=False,
     )  # a trial at max_t ends by itself: its workers exit cleanly
+    steps = rungs(s.grace_period, s.reduction_factor, g.total_step, ready.val_every)
+    steps = [step for step in steps if step < g.total_step]
+    moved = (
+        ""
+        if s.grace_period % ready.val_every == 0
+        else (f"; grace_period {s.grace_period} moved to the first validation after it")
+    )
+    print(f"ASHA compares MPJPE at steps {steps} (validation every {ready.val_every}{moved})")
     searcher = make_searcher(spec, run.sweep_dir, g.total_step, run.num_samples)
     return make_tuner(
         run,
         make_trainable(run),
         tune_space(spec),
         reporter=progress_reporter(spec),
+        callbacks=[TrialEvents(spec.space, spec.metric, steps, scheduler)],
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent),
         scheduler=scheduler,
     )
 
 
 def run_sweep(args: argparse.Namespace, run: SweepRun) -> int:
-    """Connect to Ray, fit the sweep's Tuner (restored with ``--resume``), write the sweep's
-    results and, with ``--confirm``, confirm its best configurations."""
-    import ray
+    """Fit the sweep's Tuner (restored with ``--resume``) on the connected Ray, write the
+    sweep's results and, with ``--confirm``, confirm its best configurations."""
     from ray import tune
 
     from sweeps.results.summary import finish
-    from sweeps.run.tuning import connect_ray, make_trainable
+    from sweeps.run.tuning import make_trainable
 
-    connect_ray(args.address, args.num_cpus)
-    if is_url(run.storage) and len([n for n in ray.nodes() if n["Alive"]]) > 1:
-        raise UserError(
-            f"--storage {run.storage}: remote storage is not supported on a multi-node "
-            "cluster yet (the study, the scheduler state and the Aim repo live on "
-            "the driver's disk); use a shared file system path"
-        )
     if args.resume:
         tuner = tune.Tuner.restore(
             f"{run.storage}/{run.name}",

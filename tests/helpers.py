@@ -4,6 +4,7 @@ conftest.py; a folder's own helpers live in that folder."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -71,13 +72,22 @@ def sweep_cmd(spec: Path, storage: Path, name: str, data_dir: Path, *extra: str)
     ]
 
 
-def wait_for(pred: Callable[[], T | None], timeout_s: float, what: str) -> T:
+def wait_for(
+    pred: Callable[[], T | None],
+    timeout_s: float,
+    what: str,
+    proc: subprocess.Popen | None = None,
+) -> T:
     """Poll ``pred`` every 0.2 s until it returns something truthy (returned); fail after
-    ``timeout_s`` seconds."""
+    ``timeout_s`` seconds, or as soon as ``proc`` (the process expected to bring it about)
+    has exited, with the end of its output when it was piped."""
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         got = pred()
         if got:
             return got
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read()[-3000:] if proc.stdout else ""
+            raise AssertionError(f"exit {proc.returncode} before {what}:\n{out}")
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -155,7 +155,11 @@ def measure(
     rho = {
         step: spearman([at_rung(c.points, step) for c in pool], finals)
         for step in sorted(
-            {r for s in settings for r in rungs(s.grace, s.reduction_factor, total_step)}
+            {
+                r
+                for s in settings
+                for r in rungs(s.grace, s.reduction_factor, total_step, ready.val_every)
+            }
         )
         if step < total_step
     }

@@ -126,6 +126,7 @@ def replay(
             ready_step=ready if setting.aware else None,
             sentinels=sentinels,
             state_path=Path(tmp) / "scheduler_state.jsonl",
+            val_every=ready.val_every,
             metric="mpjpe",
             mode="min",
             time_attr="step",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sweeps.reporting.axes import entry_colors
 from sweeps.reporting.data import (
     ReportData,
     best_so_far,
@@ -20,14 +21,12 @@ from sweeps.reporting.data import (
 from sweeps.reporting.html import clean, write_csv
 from sweeps.reporting.plots import (
     plot_best_so_far,
-    plot_dropout_schedule,
     plot_fidelity,
-    plot_gap,
     plot_importance,
-    plot_losses,
     plot_mpjpe_curves,
     plot_params,
 )
+from sweeps.reporting.run_plots import plot_dropout_schedule, plot_gap, plot_losses
 from sweeps.reporting.study import Importance, log_keys, open_study, param_importance
 from sweeps.run.study_file import STUDY_FILE
 
@@ -52,7 +51,7 @@ class Report:
     board: list[dict[str, Any]]
     at_steps: list[dict[str, Any]]
     stats: list[dict[str, Any]]
-    progress: list[dict[str, float]]
+    progress: dict[str, Any]
     fidelity_points: list[dict[str, Any]]
     importance: Importance
     log_keys: set[str] | None
@@ -72,7 +71,8 @@ def compute(
     entries, best = data.entries, data.entries[:top]
     summary = data.sweep.summary if data.sweep is not None else {}
     total_step, rungs = summary.get("total_step"), summary.get("rungs") or []
-    progress = best_so_far(entries)
+    progress = best_so_far(entries, total_step)
+    colors = entry_colors(entries)
     study, why = (
         open_study(data.sweep.dir)
         if data.sweep is not None
@@ -85,16 +85,18 @@ def compute(
     log = log_keys(study, data.sweep.dir if data.sweep is not None else None)
     fidelity = fidelity_points(entries, rungs, total_step)
     figs = {
-        "curves": plot_mpjpe_curves(entries, total_step, out / "mpjpe_vs_step.png", lines, rungs),
+        "curves": plot_mpjpe_curves(
+            entries, total_step, out / "mpjpe_vs_step.png", colors, lines, rungs
+        ),
         "fidelity": plot_fidelity(
             fidelity, (summary.get("fidelity") or {}).get("per_rung") or [], out / "fidelity.png"
         ),
         "best-so-far": plot_best_so_far(progress, out / "best_so_far.png"),
-        "gap": plot_gap(best, out / "generalisation_gap.png"),
-        "dropout": plot_dropout_schedule(best, out / "dropout_schedule.png"),
-        "losses": plot_losses(best, out / "train_vs_val_loss.png"),
+        "gap": plot_gap(best, out / "generalisation_gap.png", colors),
+        "dropout": plot_dropout_schedule(best, total_step, out / "dropout_schedule.png", colors),
+        "losses": plot_losses(best, out / "train_vs_val_loss.png", colors),
         "params": plot_params(entries, data.param_keys, out / "params_vs_mpjpe.png", log),
-        "importance": plot_importance(importance.rows, out / "importance.png"),
+        "importance": plot_importance(importance.rows, out / "importance.png", importance.step),
     }
     steps = steps or shared_steps(entries)
     return Report(
@@ -145,6 +147,8 @@ def write_data(r: Report, out: Path) -> list[str]:
                     "importance": {
                         "rows": imp.rows,
                         "n_finished": imp.n_finished,
+                        "step": imp.step,
+                        "n_trials": imp.n_trials,
                         "resamples": imp.resamples,
                         "seconds": imp.seconds,
                         "note": imp.note,

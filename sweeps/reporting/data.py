@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from handpose.errors import UserError
+from handpose.schedules import dropout_target_step, get_progressive_dropout
 from handpose.tracking import load_metrics, read_jsonl
 from sweeps.results.fidelity import value_at
 from sweeps.results.trials import COMPLETED, UNFINISHED, finite
@@ -41,6 +42,7 @@ class Entry:
     timeline: list[dict[str, Any]] = field(default_factory=list)  # Ray result.json reports
     summary_curve: list[tuple[int, float]] = field(default_factory=list)
     error: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # flat config.yaml of its run folder
     baseline: bool = False  # the trial of the base config's own values (full budget)
     sentinel: bool = False  # ran the full budget whatever ASHA said (fidelity check)
 
@@ -146,6 +148,7 @@ def load_sweep_entries(sweep_dir: Path) -> tuple[Sweep, list[Entry]]:
                 train=train,
                 val=val,
                 timeline=timeline,
+                config=flat_config(run_dir) if run_dir else {},
                 error=t.get("error"),
                 baseline=bool(t.get("baseline")),
                 sentinel=bool(t.get("sentinel")),
@@ -175,6 +178,7 @@ def load_run(run_dir: Path) -> tuple[Entry, dict[str, Any]]:
         run_dir=run_dir,
         train=train,
         val=val,
+        config=config,
     )
     return entry, config
 
@@ -304,31 +308,62 @@ def trial_stats(entries: list[Entry], window: int) -> list[dict[str, Any]]:
     return rows
 
 
-def best_so_far(entries: list[Entry]) -> list[dict[str, float]]:
-    """The sweep's lowest reported MPJPE (mm) after each Ray report, in time order, with the
-    wall time since the sweep started (s) and the training steps all trials had run."""
+def best_so_far(entries: list[Entry], total_step: int | None) -> dict[str, Any]:
+    """The sweep's best MPJPE (mm) over time, by the rule of "best" everywhere else: the final
+    MPJPE of a trial that ran the full budget (``total_step``). One point each time such a
+    trial finished (its last Ray report), with the wall time since the sweep started (s) and
+    the training steps all trials had run by then; ``end_wall_s`` and ``end_total_steps``:
+    the sweep's last report. Empty points when no trial with Ray results ran the full
+    budget."""
     events = [
-        (r["timestamp"], e.id, r)
+        (r["timestamp"], e, r)
         for e in entries
         for r in e.timeline
-        if finite(r.get("timestamp")) is not None
-        and finite(r.get("mpjpe")) is not None
-        and isinstance(r.get("step"), int)
+        if finite(r.get("timestamp")) is not None and isinstance(r.get("step"), int)
     ]
-    if not events:
-        return []
+    out: dict[str, Any] = {"points": [], "end_wall_s": None, "end_total_steps": None}
+    if not events or total_step is None:
+        return out
     events.sort(key=lambda ev: ev[0])
     start = min(ev[0] - (finite(ev[2].get("time_total_s")) or 0.0) for ev in events)
     last_step: dict[str, int] = {}
-    total, best, out = 0, math.inf, []
-    for ts, trial, r in events:
-        total += max(0, r["step"] - last_step.get(trial, 0))
-        last_step[trial] = r["step"]
-        best = min(best, float(r["mpjpe"]))
-        out.append(
-            {"wall_s": ts - start, "total_steps": total, "best_mpjpe": best, "trial_id": trial}
-        )
+    total, best = 0, math.inf
+    for ts, e, r in events:
+        total += max(0, r["step"] - last_step.get(e.id, 0))
+        last_step[e.id] = r["step"]
+        final = finite(r.get("mpjpe"))
+        if e.status == COMPLETED and r["step"] >= total_step and final is not None:
+            best = min(best, final)
+            out["points"].append(
+                {
+                    "wall_s": ts - start,
+                    "total_steps": total,
+                    "best_mpjpe": best,
+                    "trial_id": e.id,
+                    "final_mpjpe": final,
+                }
+            )
+    out.update(end_wall_s=events[-1][0] - start, end_total_steps=total)
     return out
+
+
+def dropout_schedule(e: Entry, total_step: int | None) -> list[tuple[int, float]]:
+    """The entry's decoder dropout rate by step, exactly (``handpose.schedules``): a point at
+    step 0, at every step from the warmup to the target step, and at the last step; between
+    points the rate holds (draw as steps-post). From its searched values over its run's
+    ``config.yaml``; empty when neither gives the warmup step and the target rate."""
+    cfg = {**e.config, **{k: v for k, v in e.params.items() if v is not None}}
+    warmup, target = cfg.get("GENERAL.dropout_warmup_step"), cfg.get("MODEL.handec.dropout")
+    last = cfg.get("GENERAL.total_step") or total_step
+    if not isinstance(warmup, int) or not isinstance(target, (int, float)) or not last:
+        return []
+    schedule, ramp = (
+        cfg.get("GENERAL.dropout_schedule") or "step",
+        cfg.get("GENERAL.dropout_ramp_step") or 0,
+    )
+    end = dropout_target_step(warmup, schedule, ramp)
+    steps = sorted({0, *range(min(warmup, last), min(end, last) + 1), last})
+    return [(s, get_progressive_dropout(s, warmup, target, schedule, ramp)) for s in steps]
 
 
 def fidelity_points(

@@ -3,22 +3,17 @@ its path, or returns None when there is nothing to draw (the caller says why).""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib import ticker
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import ticker  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+from sweeps.reporting.axes import clip_offscale, grid, plt, robust_limits, save_figure
+from sweeps.reporting.data import Entry
+from sweeps.results.trials import COMPLETED
 
-from sweeps.reporting.data import Entry  # noqa: E402
-from sweeps.results.trials import COMPLETED  # noqa: E402
-
-DPI = 100
 STYLE = {  # status -> (line style, end marker)
     "COMPLETED": ("-", "o"),
     "STOPPED_EARLY": ("--", "x"),
@@ -26,18 +21,6 @@ STYLE = {  # status -> (line style, end marker)
     "UNFINISHED": ("-.", "|"),
 }
 OTHER_STYLE = ("-.", "s")  # e.g. UNKNOWN
-
-
-def _colors(n: int) -> list[Any]:
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
-    return [cmap(i % cmap.N) for i in range(n)]
-
-
-def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
 
 
 def _band(entries: list[Entry]) -> tuple[list[int], list[float], list[float]] | None:
@@ -60,12 +43,13 @@ def plot_mpjpe_curves(
     entries: list[Entry],
     total_step: int | None,
     path: Path,
+    colors: dict[str, Any],
     lines: int = 10,
     rungs: list[int] | None = None,
 ) -> Path | None:
     """Validation MPJPE vs step: the best ``lines`` entries (``entries`` come ranked) and the
-    baseline as lines, line style and end marker by status (ASHA-stopped trials end early
-    with an x); every other entry in one faint band (10-90% per step)."""
+    baseline as lines in their ``colors``, line style and end marker by status (ASHA-stopped
+    trials end early with an x); every other entry in one faint band (10-90% per step)."""
     with_curve = [e for e in entries if e.curve()]
     if not with_curve:
         return None
@@ -85,12 +69,14 @@ def plot_mpjpe_curves(
             lw=0,
             label=f"other {len(rest)}: {pct} per step",
         )
-    for e, color in zip(drawn, _colors(len(drawn)), strict=True):
+    for e in drawn:
         ls, marker = STYLE.get(e.status, OTHER_STYLE)
         steps, values = zip(*e.curve(), strict=True)
-        color = "black" if e.baseline else color
+        color = colors[e.id]
         label = e.id + (f" ({e.role})" if e.role else "")
-        ax.plot(steps, values, ls, color=color, lw=2.4 if e.baseline else 1.4, label=label)
+        ax.plot(
+            steps, values, ls, color=color, lw=2.4 if e.baseline else 1.4, label=label, gid=e.id
+        )
         ax.plot(steps[-1], values[-1], marker, color=color, ms=8, mew=2)
     for step in rungs or []:
         ax.axvline(step, color="tab:red", lw=0.6, ls=":", alpha=0.6)
@@ -115,7 +101,7 @@ def plot_mpjpe_curves(
     status_legend = ax.legend(handles=proxies, loc="upper right", fontsize=8, title="status")
     ax.add_artist(status_legend)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="trial / run")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _time_axis(seconds: list[float]) -> tuple[list[float], str]:
@@ -124,109 +110,30 @@ def _time_axis(seconds: list[float]) -> tuple[list[float], str]:
     return [s / scale for s in seconds], unit
 
 
-def plot_best_so_far(points: list[dict[str, float]], path: Path) -> Path | None:
-    """The sweep's best MPJPE so far vs wall time and vs training steps of all trials."""
+def plot_best_so_far(progress: dict[str, Any], path: Path) -> Path | None:
+    """The sweep's best final MPJPE of a full-budget trial so far, vs wall time and vs
+    training steps of all trials: a step at each full-budget trial's end, flat to the
+    sweep's end."""
+    points = progress["points"]
     if not points:
         return None
     fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    times, unit = _time_axis([p["wall_s"] for p in points])
     best = [p["best_mpjpe"] for p in points]
-    ax_t.step(times, best, where="post", color="tab:blue")
-    ax_t.plot(times, best, ".", color="tab:blue")
+    times, unit = _time_axis([p["wall_s"] for p in points] + [progress["end_wall_s"]])
+    steps = [p["total_steps"] for p in points] + [progress["end_total_steps"]]
+    for ax, xs, color in ((ax_t, times, "tab:blue"), (ax_s, steps, "tab:green")):
+        ax.step(xs, best + best[-1:], where="post", color=color)
+        ax.plot(xs[:-1], [p["final_mpjpe"] for p in points], ".", color=color, ms=8)
+        ax.grid(alpha=0.3)
     ax_t.set_xlabel(f"wall time since the sweep started ({unit})")
-    ax_t.set_ylabel("best validation MPJPE so far (mm)")
-    steps = [p["total_steps"] for p in points]
-    ax_s.step(steps, best, where="post", color="tab:green")
-    ax_s.plot(steps, best, ".", color="tab:green")
+    ax_t.set_ylabel("best final MPJPE so far (mm)")
     ax_s.set_xlabel("training steps run by all trials together")
-    for ax in (ax_t, ax_s):
-        ax.grid(alpha=0.3)
-    fig.suptitle("Best MPJPE so far")
-    return _save(fig, path)
-
-
-def _markers(series: list[tuple[int, float]]) -> dict[str, Any]:
-    """Dots on sparse series (so a one-point series shows), none on dense ones."""
-    return {"marker": ".", "ms": 5} if len(series) < 40 else {}
-
-
-def _grid(n: int, width: float = 4.2, height: float = 3.2) -> tuple[plt.Figure, list[Any]]:
-    cols = min(n, 3)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
-
-
-def plot_dropout_schedule(entries: list[Entry], path: Path) -> Path | None:
-    """The decoder dropout rate vs step of the given (top) entries, from the train lines."""
-    drawn = [(e, e.series("train", "dropout_rate")) for e in entries]
-    drawn = [(e, s) for e, s in drawn if s]
-    if not drawn:
-        return None
-    fig, ax = plt.subplots(figsize=(10, 4.2))
-    for (e, series), color in zip(drawn, _colors(len(drawn)), strict=True):
-        ax.plot(*zip(*series, strict=True), color=color, label=e.id, **_markers(series))
-    ax.set_xlabel("training step")
-    ax.set_ylabel("decoder dropout rate")
-    ax.set_title("Dropout schedule of the top entries")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    return _save(fig, path)
-
-
-def plot_losses(entries: list[Entry], path: Path) -> Path | None:
-    """Train vs validation total loss per (top) entry, one panel each."""
-    drawn = [(e, e.series("train", "total"), e.series("val", "val_total")) for e in entries]
-    drawn = [d for d in drawn if d[1] or d[2]]
-    if not drawn:
-        return None
-    fig, axes = _grid(len(drawn))
-    for ax, (e, train, val) in zip(axes, drawn, strict=True):
-        if train:
-            ax.plot(
-                *zip(*train, strict=True),
-                color="tab:blue",
-                lw=1.2,
-                label="train",
-                **_markers(train),
-            )
-        if val:
-            ax.plot(
-                *zip(*val, strict=True), "o-", color="tab:orange", lw=1.2, ms=3, label="validation"
-            )
-        values = [v for _, v in train + val]
-        if min(values) > 0 and max(values) / min(values) > 10:  # a long run's early drop
-            ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-            ax.yaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_title(f"{e.id} ({e.status.lower()})", fontsize=10)
-        ax.set_xlabel("training step")
-        ax.set_ylabel("total loss (weighted)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("Train vs validation loss")
-    return _save(fig, path)
-
-
-def plot_gap(entries: list[Entry], path: Path) -> Path | None:
-    """Generalisation gap (val minus train MPJPE, mm) vs step for the given entries."""
-    drawn = [(e, e.series("val", "gap_mpjpe")) for e in entries]
-    drawn = [(e, s) for e, s in drawn if s]
-    if not drawn:
-        return None
-    fig, ax = plt.subplots(figsize=(10, 4.2))
-    for (e, series), color in zip(drawn, _colors(len(drawn)), strict=True):
-        ax.plot(*zip(*series, strict=True), "o-", color=color, ms=3, label=e.id)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("val MPJPE - train MPJPE (mm)")
-    ax.set_title("Generalisation gap (train subset measured in eval mode)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    return _save(fig, path)
+    fig.suptitle(
+        "Best MPJPE so far: the final MPJPE of trials that ran the full budget (dots: "
+        "each such trial's final MPJPE when it finished)",
+        fontsize=10,
+    )
+    return save_figure(fig, path)
 
 
 def _log_x(ax: Any, values: list[float]) -> None:
@@ -249,7 +156,9 @@ def plot_params(
     scored = [e for e in entries if e.final["mpjpe"] is not None]
     if not keys or not scored:
         return None
-    fig, axes = _grid(len(keys), width=3.8, height=3.0)
+    fig, axes = grid(len(keys), width=3.8, height=3.0)
+    limits = robust_limits([e.final["mpjpe"] for e in scored])
+    clipped = 0
     for ax, key in zip(axes, keys, strict=True):
         points = [
             (e.params.get(key), e.final["mpjpe"], e)
@@ -275,20 +184,28 @@ def plot_params(
                 )
         for x, y, _ in (p for p in points if p[2].baseline):
             ax.plot(x, y, "*", color="black", ms=13, zorder=3)
+        clipped = max(clipped, clip_offscale(ax, [(x, y) for x, y, _ in points], limits))
         ax.set_title(key + (" (log)" if key in (log or ()) else ""), fontsize=9)
         ax.set_ylabel("final MPJPE (mm)")
         ax.grid(alpha=0.3)
     fig.suptitle(
         "Searched parameters vs final MPJPE (filled: full budget, hollow: stopped "
-        "early or unfinished, star: baseline)",
+        "early or unfinished, star: baseline)"
+        + (
+            f"\n{clipped} off-scale entr{'y' if clipped == 1 else 'ies'} clipped: red "
+            "triangles at the edge, labelled with the MPJPE"
+            if clipped
+            else ""
+        ),
         fontsize=10,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def plot_importance(rows: list[dict[str, Any]], path: Path) -> Path | None:
+def plot_importance(rows: list[dict[str, Any]], path: Path, step: int | None) -> Path | None:
     """Horizontal bars of hyperparameter importance (largest on top): the bootstrap median
-    with its 5-95% interval as whiskers."""
+    with its 5-95% interval as whiskers; for the final MPJPE (``step`` None) or the MPJPE
+    at ``step``."""
     if not rows:
         return None
     items = sorted(rows, key=lambda r: r["median"])
@@ -309,10 +226,13 @@ def plot_importance(rows: list[dict[str, Any]], path: Path) -> Path | None:
         error_kw={"ecolor": "black", "capsize": 3, "lw": 1},
     )
     ax.set_xlabel("importance (PED-ANOVA, fraction of total): bootstrap median, 5-95%")
-    ax.set_title("Hyperparameter importance for final MPJPE")
+    ax.set_title(
+        "Hyperparameter importance for "
+        + ("final MPJPE" if step is None else f"MPJPE at step {step} (not the final MPJPE)")
+    )
     ax.set_xlim(0, 1)
     ax.grid(alpha=0.3, axis="x")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_fidelity(
@@ -324,7 +244,9 @@ def plot_fidelity(
     panels = [r for r in per_rung if any(row.get(str(r["step"])) is not None for row in rows)]
     if not panels:
         return None
-    fig, axes = _grid(len(panels), width=3.8, height=3.4)
+    fig, axes = grid(len(panels), width=3.8, height=3.4)
+    y_limits = robust_limits([row["final"] for row in rows])
+    clipped = 0
     for ax, rung in zip(axes, panels, strict=True):
         key = str(rung["step"])
         pts = [(row[key], row["final"], row["role"]) for row in rows if row.get(key) is not None]
@@ -343,6 +265,9 @@ def plot_fidelity(
                     ms=11 if role == "baseline" else 5,
                     label=role or "ASHA kept",
                 )
+        xy = [(x, y) for x, y, _ in pts]
+        clipped += clip_offscale(ax, xy, y_limits)
+        clipped += clip_offscale(ax, xy, robust_limits([x for x, _ in xy]), axis="x")
         rho = rung.get("spearman")
         ax.set_title(
             f"step {rung['step']}: rho = "
@@ -354,5 +279,9 @@ def plot_fidelity(
         ax.set_ylabel("final MPJPE (mm)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Rung MPJPE vs final MPJPE (trials that ran the full budget)", fontsize=10)
-    return _save(fig, path)
+    fig.suptitle(
+        "Rung MPJPE vs final MPJPE (trials that ran the full budget)"
+        + (f"\n{clipped} off-scale values clipped: red triangles at the edge" if clipped else ""),
+        fontsize=10,
+    )
+    return save_figure(fig, path)

@@ -198,8 +198,13 @@ def sections(r: Report, files: list[str]) -> dict[str, str]:
         ),
         "best-so-far": image(
             figs["best-so-far"],
-            "no Ray results (result.json) with "
-            "timestamps: best-so-far needs a sweep's trial folders",
+            "no trial with Ray results (result.json, with timestamps) ran the full budget: "
+            "best-so-far needs a sweep's trial folders",
+        )
+        + note(
+            "best = the lowest final MPJPE of a trial that ran the full budget, as everywhere "
+            "else in the report: the curve steps down only when such a trial finishes "
+            "(earlier, lower MPJPE values of any trial do not count)"
         ),
         "stats": table([r.stats[i] for i in keep], marked=marked)
         + rest_note(r.data, keep, "trial_stats.csv")
@@ -209,15 +214,27 @@ def sections(r: Report, files: list[str]) -> dict[str, str]:
             "(mm), train measured in eval mode on a fixed train subset"
         )
         + image(figs["gap"], "no gap_mpjpe in metrics.jsonl (DATA.train_eval_samples=0?)"),
-        "dropout": image(figs["dropout"], "no dropout_rate in the train lines of metrics.jsonl")
-        + note(f"{top}; logged every GENERAL.log_step"),
-        "losses": image(figs["losses"], "no losses in metrics.jsonl")
+        "dropout": image(
+            figs["dropout"], "no dropout warmup step and target in the entries' values or config"
+        )
         + note(
-            f"{top}: train total loss (train mode, with dropout) every GENERAL.log_step "
-            "and validation total loss (eval mode) at every validation"
+            f"{top}: the rate in effect at every step, computed by handpose.schedules from "
+            "each entry's searched values and config (warmup step, target, schedule, ramp)"
+        ),
+        "losses": image(figs["losses"], "no per-term losses in metrics.jsonl")
+        + note(
+            f"{top}: one panel per loss term, unweighted (each in its own unit; the total a "
+            "trial minimised multiplies them by its own LOSS.lambda_*, so totals are not "
+            "comparable across trials): train (solid, train mode with dropout) every "
+            "GENERAL.log_step, validation (dashed, eval mode) at every validation"
         ),
         "params": image(
             figs["params"], "no searched parameters (run folders only) or no final MPJPE"
+        )
+        + note(
+            "y axis: the range of the entries' MPJPE without far outliers (beyond 3 "
+            "interquartile ranges); an off-scale entry is clipped, drawn as a red triangle "
+            "at the edge with its MPJPE"
         )
         + note(
             "log x axis: the keys searched with log: true"

@@ -23,7 +23,7 @@ from handpose.errors import first_line
 from sweeps.run.state import STATE_FILE, read_state
 from sweeps.run.study_file import STUDY_FILE, study_storage
 
-MIN_FINISHED = 8  # fewer complete trials: no importance bars, a sentence instead
+MIN_FINISHED = 8  # trials importance needs: full-budget ones, else ones at a shared step
 RESAMPLES = 200  # bootstrap resamples at most ...
 RESAMPLE_TRIALS = 40_000  # ... and at most this many resampled trials in all (cost cap)
 MIN_RESAMPLES = 50
@@ -37,6 +37,8 @@ class Importance:
 
     rows: list[dict[str, Any]] = field(default_factory=list)  # parameter, importance, ...
     n_finished: int = 0
+    step: int | None = None  # None: of the final MPJPE; else of the MPJPE at this step
+    n_trials: int = 0  # trials it rests on
     resamples: int = 0
     seconds: float = 0.0
     note: str = ""
@@ -51,11 +53,11 @@ class _ShallowTrial(FrozenTrial):
         return copy.copy(self)
 
     @classmethod
-    def of(cls, t: FrozenTrial) -> _ShallowTrial:
+    def of(cls, t: FrozenTrial, value: float) -> _ShallowTrial:
         return cls(
             number=0,
             state=TrialState.COMPLETE,
-            value=t.value,
+            value=value,
             datetime_start=t.datetime_start,
             datetime_complete=t.datetime_complete,
             params=t.params,
@@ -95,36 +97,51 @@ def _ped_anova(trials: list[FrozenTrial]) -> dict[str, float]:
         )
 
 
+def shared_step(trials: list[FrozenTrial], need: int) -> tuple[int, list[FrozenTrial]] | None:
+    """The latest step at which at least ``need`` trials (any state) reported an MPJPE, and
+    those trials; None when no step has that many."""
+    at: dict[int, list[FrozenTrial]] = {}
+    for t in trials:
+        for step, v in t.intermediate_values.items():
+            if v is not None and np.isfinite(v):
+                at.setdefault(step, []).append(t)
+    steps = [s for s, ts in at.items() if len(ts) >= need]
+    return (max(steps), at[max(steps)]) if steps else None
+
+
 def param_importance(study: optuna.Study | None, why_not: str, seed: int = 0) -> Importance:
-    """Importance of each searched key over the study's complete trials, with a bootstrap:
-    the complete trials resampled with replacement, PED-ANOVA on each resample. Resamples:
+    """Importance of each searched key, with a bootstrap: the trials resampled with
+    replacement, PED-ANOVA on each resample. On the final MPJPE of the study's complete
+    trials when at least ``MIN_FINISHED`` ran the full budget; else on the MPJPE at the
+    latest step that ``MIN_FINISHED`` trials reached (:func:`shared_step`; a small sweep
+    with ASHA rarely has 8 full-budget trials), and the note says so. Resamples:
     ``RESAMPLES``, fewer for big studies (at most ``RESAMPLE_TRIALS`` trials in all, at
     least ``MIN_RESAMPLES``): about 2 CPU-s for 393 complete of 1000 trials (docs/report.md)."""
     if study is None:
         return Importance(note=why_not)
     start = time.perf_counter()
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None
-    ]
-    n_pruned = states.count(TrialState.PRUNED)
-    if len(complete) < MIN_FINISHED:
-        return Importance(
-            n_finished=len(complete),
-            note=(
-                f"too few finished trials ({len(complete)}) for importance: it needs at least "
-                f"{MIN_FINISHED} trials that ran the full budget ({n_pruned} stopped early do "
-                "not count: their MPJPE is from an earlier step)"
-            ),
-        )
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     if study.direction != optuna.study.StudyDirection.MINIMIZE:
         return Importance(
             n_finished=len(complete),
             note="importance: the study maximizes; the report expects MPJPE (minimize)",
         )
-    slim = [_ShallowTrial.of(t) for t in complete]
+    step, used = None, [(t, t.value) for t in complete]
+    shared = shared_step(trials, MIN_FINISHED) if len(complete) < MIN_FINISHED else None
+    if shared is not None:
+        step, at = shared
+        used = [(t, t.intermediate_values[step]) for t in at]
+    if len(used) < MIN_FINISHED:
+        return Importance(
+            n_finished=len(complete),
+            note=(
+                f"too few trials for importance: {len(complete)} ran the full budget and no "
+                f"validation step was reached by {MIN_FINISHED}, the least it needs"
+            ),
+        )
+    slim = [_ShallowTrial.of(t, v) for t, v in used]
     full = _ped_anova(slim)
     n_boot = max(MIN_RESAMPLES, min(RESAMPLES, RESAMPLE_TRIALS // len(slim)))
     rng = np.random.default_rng(seed)
@@ -143,19 +160,28 @@ def param_importance(study: optuna.Study | None, why_not: str, seed: int = 0) ->
         for k, v, lo, m, hi in zip(full, full.values(), p5, med, p95, strict=True)
     ]
     rows.sort(key=lambda r: -r["median"])
-    seconds = time.perf_counter() - start
+    whiskers = (
+        f"bars: median over {n_boot} bootstrap resamples of those trials, whiskers: 5-95% of "
+        "the resamples; wide whiskers: the ranking is not settled"
+    )
+    if step is None:
+        note = (
+            f"PED-ANOVA (Optuna) on the final MPJPE of the {len(used)} trials that ran the full "
+            f"budget (sentinels, the baseline and the trials ASHA kept; {n_pruned} stopped "
+            f"early are not used); {whiskers}. ASHA chose the survivors, so the importance "
+            "describes the region they cover."
+        )
+    else:
+        note = (
+            f"PED-ANOVA (Optuna) on the MPJPE at step {step}, the latest validation step "
+            f"that {len(used)} trials reached: only {len(complete)} ran the full budget, fewer "
+            f"than the {MIN_FINISHED} importance needs. It says which knob matters for MPJPE "
+            f"at step {step}, not for the final MPJPE: how well early MPJPE ranks trials "
+            f"like the final one is the fidelity check's rho. It rests on {len(used)} trials; "
+            f"{whiskers}."
+        )
     return Importance(
-        rows,
-        len(complete),
-        n_boot,
-        seconds,
-        note=(
-            f"PED-ANOVA (Optuna) on the {len(complete)} trials that ran the full budget "
-            f"(sentinels, the baseline and the trials ASHA kept; {n_pruned} stopped early are not "
-            f"used); bars: median over {n_boot} bootstrap resamples of those trials, whiskers: "
-            "5-95% of the resamples. ASHA chose the survivors, so the importance describes the "
-            "region they cover; wide whiskers: the ranking is not settled."
-        ),
+        rows, len(complete), step, len(used), n_boot, time.perf_counter() - start, note
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from handpose.errors import UserError
-from sweeps.results.trials import COMPLETED
+from sweeps.results.trials import COMPLETED, STOPPED_EARLY
 
 LOW_RHO = 0.5  # below this, early stopping may have discarded winners
 NOISE_WINDOW = 3  # last validations of a trial whose spread is its validation noise
@@ -58,7 +58,8 @@ def rung_fidelity(
     trials: list[dict[str, Any]], rung_steps: list[int], total_step: int
 ) -> dict[str, Any]:
     """Spearman's rho between each rung's MPJPE and the final MPJPE, over the trials that
-    reached the full budget (sentinels, the baseline and ASHA's survivors)."""
+    reached the full budget (sentinels, the baseline and ASHA's survivors), and a message
+    that says what it means and what to do (:func:`fidelity_message`)."""
     full = [t for t in trials if t["status"] == COMPLETED and t["mpjpe"] is not None]
     per_rung = []
     for step in (s for s in rung_steps if s < total_step):
@@ -71,29 +72,76 @@ def rung_fidelity(
                 "spearman": spearman([a for a, _ in pairs], [b for _, b in pairs]),
             }
         )
-    known = [r for r in per_rung if r["spearman"] is not None]
-    low = any(r["spearman"] < LOW_RHO for r in known)
-    if not per_rung:
-        message = "no rung before the full budget: nothing was stopped early"
-    elif not known:
-        message = (
-            f"{len(full)} trials reached the full budget: too few to tell how well "
-            "early MPJPE predicts final MPJPE (needs 3)"
-        )
-    elif low:
-        worst = min(known, key=lambda r: r["spearman"])
-        message = (
-            f"early stopping may have discarded winners: at step {worst['step']} the "
-            f"rank correlation with final MPJPE is {worst['spearman']:.2f} "
-            f"(< {LOW_RHO}) over {worst['n']} full-budget trials"
-        )
-    else:
-        message = (
-            "rung MPJPE ranks trials like final MPJPE: rho "
-            + ", ".join(f"{r['spearman']:.2f} at step {r['step']}" for r in known)
-            + f" over {known[0]['n']} full-budget trials"
-        )
+    low = any(r["spearman"] is not None and r["spearman"] < LOW_RHO for r in per_rung)
+    message = fidelity_message(trials, per_rung)
     return {"n_full": len(full), "per_rung": per_rung, "low": low, "message": message}
+
+
+def _who_ran_out(full: list[dict[str, Any]]) -> str:
+    """Which full-budget trials these are: ``"the baseline and 2 sentinels, which ASHA never
+    stops, and 3 that ASHA kept"``."""
+    base = sum(bool(t.get("baseline")) for t in full)
+    sent = sum(bool(t.get("sentinel")) and not t.get("baseline") for t in full)
+    kept = len(full) - base - sent
+    never = " and ".join(
+        (["the baseline"] if base else [])
+        + ([f"{sent} sentinel{'s' * (sent != 1)}"] if sent else [])
+    )
+    return ", and ".join(
+        ([f"{never}, which ASHA never stops"] if never else [])
+        + ([f"{kept} that ASHA kept"] if kept else [])
+    )
+
+
+def stopped_trials(trials: list[dict[str, Any]], most: int = 5) -> str:
+    """The trials ASHA stopped, best last MPJPE first: ``"a1 (52.10 mm at step 100), ..."``,
+    at most ``most`` of them and ``"and N more"``."""
+    stopped = sorted(
+        (t for t in trials if t["status"] == STOPPED_EARLY and t["mpjpe"] is not None),
+        key=lambda t: t["mpjpe"],
+    )
+    named = ", ".join(
+        f"{t['trial_id']} ({t['mpjpe']:.2f} mm at step {t['last_step']})" for t in stopped[:most]
+    )
+    return named + (f" and {len(stopped) - most} more" if len(stopped) > most else "")
+
+
+REMEDY = (
+    "to check them, sweep again with a later first rung (scheduler.grace_period) "
+    "or more sentinels (scheduler.sentinel_fraction)"
+)
+
+
+def fidelity_message(trials: list[dict[str, Any]], per_rung: list[dict[str, Any]]) -> str:
+    """What the rung-vs-final correlation means and what to do: which trials ran the full
+    budget, how well each rung's MPJPE ranked them like their final MPJPE, and, when a rung
+    ranks them unlike the end (rho < ``LOW_RHO``) or too few ran out to tell, the trials
+    ASHA stopped (which early stopping may have discarded) and :data:`REMEDY`."""
+    full = [t for t in trials if t["status"] == COMPLETED and t["mpjpe"] is not None]
+    n_stopped = sum(t["status"] == STOPPED_EARLY for t in trials)
+    if not per_rung:
+        return "no rung before the full budget: nothing was stopped early"
+    ran = f"{len(full)} trials ran the full budget" + (f": {_who_ran_out(full)}" if full else "")
+    known = [r for r in per_rung if r["spearman"] is not None]
+    stopped = (
+        f"the {n_stopped} trial{'s' * (n_stopped != 1)} ASHA stopped: {stopped_trials(trials)}"
+    )
+    if not known:
+        return f"{ran}; too few to tell how well early MPJPE predicts final MPJPE (needs 3)" + (
+            f", so nothing checked {stopped}; {REMEDY}" if n_stopped else ""
+        )
+    worst = min(known, key=lambda r: r["spearman"])
+    if worst["spearman"] < LOW_RHO:
+        return (
+            f"{ran}; MPJPE at step {worst['step']} ranked them unlike their final MPJPE "
+            f"(Spearman rho {worst['spearman']:.2f} < {LOW_RHO} over {worst['n']}), so "
+            f"early stopping may have discarded winners among {stopped}; {REMEDY}"
+        )
+    return (
+        f"{ran}; MPJPE at the rungs ranked them like their final MPJPE (Spearman rho "
+        + ", ".join(f"{r['spearman']:.2f} at step {r['step']}" for r in known)
+        + f"), so ASHA's cuts of {n_stopped} trials look safe"
+    )
 
 
 def validation_noise(trials: list[dict[str, Any]]) -> float | None:
@@ -107,11 +155,21 @@ def validation_noise(trials: list[dict[str, Any]]) -> float | None:
     return statistics.median(stds) if stds else None
 
 
+NOISE_FACTOR = 2 * math.sqrt(2)  # two noisy finals: |diff| beyond this x noise is beyond noise
+
+
+def _digits(a: float, b: float) -> int:
+    """Decimals (2 to 4) at which ``a`` and ``b`` print differently, so a printed comparison
+    of the two never reads the wrong way round (4 when they agree even there)."""
+    return next((d for d in (2, 3) if round(a, d) != round(b, d)), 4)
+
+
 def best_vs_baseline(
     best: dict[str, Any] | None, baseline: dict[str, Any] | None, noise: float | None
 ) -> dict[str, Any] | None:
     """The best trial against the baseline: the difference (mm; < 0 = better) and whether it
-    is beyond the validation noise (|diff| > 2 sqrt(2) x noise: two noisy finals)."""
+    is beyond the validation noise, ``|diff| > 2 sqrt(2) x noise`` (two noisy finals). The
+    sentence states the rule with its numbers; without a noise estimate it judges nothing."""
     if best is None or baseline is None or baseline["mpjpe"] is None:
         return None
     diff = best["mpjpe"] - baseline["mpjpe"]
@@ -119,28 +177,48 @@ def best_vs_baseline(
         return {
             "diff_mm": 0.0,
             "noise_mm": noise,
+            "threshold_mm": None if noise is None else NOISE_FACTOR * noise,
             "beyond_noise": False,
             "sentence": "The best trial is the baseline (the base config's own values): "
             "the sweep found nothing better.",
         }
-    beyond = noise is not None and abs(diff) > 2 * math.sqrt(2) * noise
-    numbers = (
-        f"{diff:+.1f} mm against the baseline {baseline['trial_id']} "
-        f"({baseline['mpjpe']:.1f} mm); validation noise "
-        + (f"{noise:.1f} mm" if noise is not None else "unknown")
+    against = f"against the baseline {baseline['trial_id']} ({baseline['mpjpe']:.2f} mm)"
+    if noise is None:
+        return {
+            "diff_mm": diff,
+            "noise_mm": None,
+            "threshold_mm": None,
+            "beyond_noise": False,
+            "sentence": f"The best trial is {diff:+.2f} mm {against}; the validation noise is "
+            "unknown (no full-budget trial with 3 validations), so nothing says whether that "
+            "is beyond it. Re-train both with several seeds: --confirm K.",
+        }
+    threshold = NOISE_FACTOR * noise
+    beyond = abs(diff) > threshold
+    d = _digits(abs(diff), threshold)
+    rule = (
+        f"|diff| = {abs(diff):.{d}f} mm {'>' if beyond else '<='} 2*sqrt(2)*noise = "
+        f"2*sqrt(2)*{noise:.{d}f} mm = {threshold:.{d}f} mm"
     )
     if beyond:
         word = "better" if diff < 0 else "worse"
         sentence = (
             f"The best trial is {word} than the baseline beyond the validation noise: "
-            f"{numbers}. Seed noise is not measured by a sweep: --confirm does."
+            f"{diff:+.2f} mm {against}, {rule}. Seed noise is not measured by a sweep: "
+            "--confirm does."
         )
     else:
         sentence = (
-            f"The best trial is within the validation noise of the baseline: "
-            f"{numbers}. Re-train both with several seeds: --confirm K."
+            f"The best trial is within the validation noise of the baseline: {diff:+.2f} mm "
+            f"{against}, {rule}. Re-train both with several seeds: --confirm K."
         )
-    return {"diff_mm": diff, "noise_mm": noise, "beyond_noise": beyond, "sentence": sentence}
+    return {
+        "diff_mm": diff,
+        "noise_mm": noise,
+        "threshold_mm": threshold,
+        "beyond_noise": beyond,
+        "sentence": sentence,
+    }
 
 
 # Multi-seed confirmation (sweeps/results/confirm.py): a paired comparison with the baseline.

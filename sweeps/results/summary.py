@@ -16,9 +16,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from handpose.config import load_config
+from handpose.config import load_config, val_step
 from handpose.data.shards import is_url
-from handpose.errors import first_line
+from handpose.errors import error_reason
 from handpose.tracking import load_metrics
 from sweeps.results.fidelity import best_vs_baseline, rung_fidelity, validation_noise
 from sweeps.results.leftovers import tidy_sweep
@@ -33,13 +33,6 @@ from sweeps.results.trials import (
 from sweeps.run.curve_copy import checkpoint_val_lines
 from sweeps.run.rungs import SCHEDULER_FILE, load_record, rungs
 from sweeps.run.spec import SweepSpec, trial_overrides
-
-
-def error_reason(err: BaseException) -> str:
-    """The original exception behind Ray's wrappers, as one line."""
-    while getattr(err, "cause", None) is not None:
-        err = err.cause
-    return f"{type(err).__name__}: {first_line(err)}"[:500]
 
 
 def scheduler_record(sweep_dir: Path) -> dict[str, Any]:
@@ -143,6 +136,23 @@ def prune_checkpoints(trials: list[dict[str, Any]], keep_stopped: bool) -> None:
         )
 
 
+def best_experiment(sweep_dir: Path) -> str:
+    """The Aim experiment of ``best_config.yaml``: ``<sweep>-best``, not the sweep's own
+    (training the winner is not a trial of the sweep)."""
+    return f"{sweep_dir.name}-best"
+
+
+def best_aim_note(base_cfg: DictConfig, sweep_dir: Path) -> str:
+    """Where training ``best_config.yaml`` logs to Aim, for the console line that prints
+    the command."""
+    if not base_cfg.AIM.enabled:
+        return "Aim is off, as in the sweep"
+    return (
+        f"Aim: experiment {best_experiment(sweep_dir)} in {base_cfg.AIM.server_url}, "
+        f"apart from the sweep's experiment {sweep_dir.name}"
+    )
+
+
 def write_outputs(
     sweep_dir: Path,
     spec: SweepSpec,
@@ -156,7 +166,9 @@ def write_outputs(
     baseline = next((t for t in trials if t["baseline"]), None)
     total = base_cfg.GENERAL.total_step
     prints = sorted({t["val_fingerprint"] for t in trials if t["val_fingerprint"]})
-    steps = rungs(spec.scheduler.grace_period, spec.scheduler.reduction_factor, total)
+    steps = rungs(
+        spec.scheduler.grace_period, spec.scheduler.reduction_factor, total, val_step(base_cfg)
+    )
     summary = {
         "metric": spec.metric,
         "mode": spec.mode,
@@ -186,7 +198,11 @@ def write_outputs(
     }
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if best is not None:
-        fresh = {"GENERAL.resume_path": None, "GENERAL.run_name": f"best-{best['trial_id']}"}
+        fresh = {
+            "GENERAL.resume_path": None,
+            "GENERAL.run_name": f"best-{best['trial_id']}",
+            "AIM.experiment": best_experiment(sweep_dir),
+        }
         cfg = load_config(base_cfg, params={**best["overrides"], **fresh})
         (sweep_dir / "best_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     keys = list(spec.space)
@@ -280,16 +296,13 @@ def print_results(summary: dict[str, Any], sweep_dir: Path, base_cfg: DictConfig
         print("  " + " ".join(trial_overrides(best["overrides"])))
     if summary["best_vs_baseline"] is not None:
         print(summary["best_vs_baseline"]["sentence"])
-    print(
-        f"fidelity: {summary['fidelity']['message']}; run to the full budget whatever "
-        f"ASHA says: {', '.join(summary['sentinels']) or 'none'} (the baseline included)"
-    )
+    print(f"fidelity: {summary['fidelity']['message']}")
     written = "summary.json, leaderboard.csv" + (", best_config.yaml" if best else "")
     print(f"\nresults: {sweep_dir} ({written})")
     if best is not None:
         print(
             f"train the best config: python -m handpose.train --config-name "
-            f"{sweep_dir / 'best_config.yaml'}"
+            f"{sweep_dir / 'best_config.yaml'} ({best_aim_note(base_cfg, sweep_dir)})"
         )
     if base_cfg.AIM.enabled and is_url(base_cfg.AIM.server_url):
         print(

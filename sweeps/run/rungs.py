@@ -2,7 +2,8 @@
 Ray (the summary and the report read them with no cluster; ``sweeps/run/scheduler.py``
 applies them inside Tune).
 
-- ``rungs``: ASHA's milestones, as Ray computes them.
+- ``rungs``: the steps at which ASHA compares trials: Ray's milestones, each moved to
+  the first validation at or after it.
 - ``ReadyStep``: the step from which a trial's MPJPE may be compared at a rung.
 - ``pick_sentinels``: the trials that run to the full budget whatever the rungs say.
 - The journal, ``<sweep>/scheduler_state.jsonl``: each decision as one JSON line, appended
@@ -55,13 +56,24 @@ class ReadyStep:
         return -(-(full + self.val_every) // self.val_every) * self.val_every
 
 
-def rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
-    """ASHA's milestones (one bracket), ascending, as Ray computes them."""
-    out, t = [], float(grace_period)
+def validated_step(step: float, val_every: int, max_t: int) -> int:
+    """The first step at or after ``step`` at which a trial validates: a multiple of
+    ``val_every``, or ``max_t`` (the last step always validates)."""
+    return min(-(-int(step) // val_every) * val_every, max_t)
+
+
+def rungs(grace_period: int, reduction_factor: float, max_t: int, val_every: int) -> list[int]:
+    """The steps whose MPJPE ASHA compares, ascending: Ray's milestones (one bracket), each
+    moved to the first validation at or after it (``SweepASHA`` moves them so). A trial
+    reports only at validations, so Ray records it at a milestone with exactly that step's
+    MPJPE; the move makes the labels true (the ``cpu`` preset's grace period 75 with
+    validation every 50 compares at step 100). Milestones that move to the same step are
+    one rung: Ray records a result past both at the higher one only."""
+    out, t = set(), float(grace_period)
     while t <= max_t + 1e-9:
-        out.append(int(t))
+        out.add(validated_step(t, val_every, max_t))
         t *= reduction_factor
-    return out
+    return sorted(out)
 
 
 def pick_sentinels(num_samples: int, fraction: float, minimum: int, seed: int) -> set[int]:

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from sweeps.run.rungs import ReadyStep, read_journal
+from sweeps.run.rungs import ReadyStep, read_journal, validated_step
 
 
 class _AshaPrivate:
@@ -40,12 +42,22 @@ class _AshaPrivate:
 
     Read: ``AsyncHyperBandScheduler._brackets``, ``._trial_info`` (trial id -> bracket),
     ``._num_stopped``, ``._time_attr``, ``._max_t``; ``_Bracket._rungs`` (a list of
-    ``(milestone, {trial id: recorded value})``)."""
+    ``(milestone, {trial id: recorded value})``). Written: ``_Bracket._rungs``'s milestones."""
 
     @staticmethod
     def rungs(s: ASHAScheduler) -> list[list[tuple[float, dict[str, float]]]]:
         """Each bracket's rungs as ``(milestone, recorded)``: Ray's own dicts (writable)."""
         return [b._rungs for b in s._brackets]
+
+    @staticmethod
+    def move_milestones(s: ASHAScheduler, to_step: Callable[[float], int]) -> None:
+        """Replace each bracket's milestones ``m`` by ``to_step(m)``; of milestones moved to
+        one step the highest stays (Ray records a result past both there only)."""
+        for b in s._brackets:
+            moved: dict[int, dict[str, float]] = {}
+            for milestone, recorded in b._rungs:  # descending
+                moved.setdefault(to_step(milestone), recorded)
+            b._rungs = list(moved.items())
 
     @staticmethod
     def knows(s: ASHAScheduler, trial_id: str) -> bool:
@@ -74,12 +86,22 @@ class _AshaPrivate:
 
 
 class SweepASHA(ASHAScheduler):
-    """ASHA (one bracket, ``time_attr`` = training step) with the rules above."""
+    """ASHA (one bracket, ``time_attr`` = training step) with the rules above; its
+    milestones are moved to the first validation at or after each (``sweeps/run/rungs.py``
+    ``rungs``: what the summary and the report label them), ``val_every`` steps apart."""
 
     def __init__(
-        self, *, ready_step: ReadyStep | None, sentinels: set[int], state_path: Path, **asha: Any
+        self,
+        *,
+        ready_step: ReadyStep | None,
+        sentinels: set[int],
+        state_path: Path,
+        val_every: int,
+        **asha: Any,
     ) -> None:
         super().__init__(**asha)
+        self._to_step = partial(validated_step, val_every=val_every, max_t=_AshaPrivate.max_t(self))
+        _AshaPrivate.move_milestones(self, self._to_step)
         self._ready_step = ready_step
         self._sentinel_index = set(sentinels)
         self._state_path = str(state_path)
@@ -109,7 +131,8 @@ class SweepASHA(ASHAScheduler):
                 if r["sentinel"]:
                     self.sentinels.add(r["add"])
             else:
-                rungs_by_milestone[r.get("bracket", 0)][r["rung"]][r["trial"]] = r["value"]
+                rung = self._to_step(r["rung"])
+                rungs_by_milestone[r.get("bracket", 0)][rung][r["trial"]] = r["value"]
                 _AshaPrivate.set_num_stopped(self, r["num_stopped"])
                 if r.get("stop"):
                     self.stopped.add(r["trial"])

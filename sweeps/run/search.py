@@ -9,7 +9,11 @@ that
   ``tell`` and Tune's next state save reruns it on ``--resume``): no
   ``UpdateFinishedTrialError`` can end ``tuner.fit()``;
 - on ``--resume``, trials the study holds as RUNNING but Tune does not know are told FAIL,
-  so constant-liar TPE stops treating them as pending (tagged ``superseded``, the reason).
+  so constant-liar TPE stops treating them as pending (tagged ``superseded``, the reason);
+- the study names its objective (the sweep's metric, ``mpjpe``: optuna-dashboard said
+  "Objective 0") and each Optuna trial holds its Ray trial id as the user attribute
+  ``ray_trial_id``, set when the trial is asked for, so pruned, failed and orphaned trials
+  carry it too (a trial of a study written before this rule gets it when first seen).
 
 The study is ``<sweep>/optuna.journal`` (``sweeps/run/study_file.py``).
 """
@@ -17,6 +21,7 @@ The study is ``<sweep>/optuna.journal`` (``sweeps/run/study_file.py``).
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.run.recovery import SUPERSEDED_ATTR, SUPERSEDED_REASON
 from sweeps.run.spec import SweepSpec
-from sweeps.run.study_file import study_storage
+from sweeps.run.study_file import RAY_TRIAL_ID, study_storage
 
 log = logging.getLogger(__name__)
 DIVERGED_PENALTY = 1.0e6  # mm: what Optuna is told for a trial whose loss became NaN/inf
@@ -52,12 +57,10 @@ class _Private:
         return s._completed_trials
 
     @staticmethod
-    def is_running(s: OptunaSearch, ot_trial: Any) -> bool:
-        """What the storage says now (a Trial object keeps no state of its own)."""
-        from optuna.trial import TrialState
-
-        frozen = s._ot_study._storage.get_trial(ot_trial._trial_id)
-        return frozen.state == TrialState.RUNNING
+    def stored(s: OptunaSearch, ot_trial: Any) -> Any:
+        """The trial as the storage holds it now (a ``FrozenTrial``: a Trial object keeps no
+        state of its own)."""
+        return s._ot_study._storage.get_trial(ot_trial._trial_id)
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -85,11 +88,48 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if ot_trial is None:
             return None
         if trial_id not in self._checked:  # told already, before a driver crash? (read once)
+            from optuna.trial import TrialState
+
             self._checked.add(trial_id)
-            if not _Private.is_running(self, ot_trial):
+            stored = _Private.stored(self, ot_trial)
+            if stored.state != TrialState.RUNNING:
                 _Private.completed(self).add(trial_id)
                 return None
+            if RAY_TRIAL_ID not in stored.user_attrs:  # a study written before that rule
+                ot_trial.set_user_attr(RAY_TRIAL_ID, trial_id)
         return ot_trial
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        """Tune's search space and metric (the study is made here), then the objective's
+        name."""
+        done = super().set_search_properties(metric, mode, config, **spec)
+        if done:
+            self._name_objective()
+        return done
+
+    def suggest(self, trial_id: str) -> dict | None:
+        """The trial's values; a new Optuna trial gets ``trial_id`` as its user attribute
+        :data:`~sweeps.run.study_file.RAY_TRIAL_ID`."""
+        new = _Private.trial(self, trial_id) is None
+        params = super().suggest(trial_id)
+        if new:
+            _Private.trial(self, trial_id).set_user_attr(RAY_TRIAL_ID, trial_id)
+        return params
+
+    def _name_objective(self) -> None:
+        """Name the study's objective after the sweep's metric (optuna-dashboard shows it
+        instead of "Objective 0"); a study that has the name is left as it is."""
+        import optuna
+
+        study = _Private.study(self)
+        names = [self.metric] if isinstance(self.metric, str) else list(self.metric)
+        if study is None or study.metric_names == names:
+            return
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self.metric not in result or trial_id in _Private.completed(self):
@@ -134,9 +174,11 @@ class PruneAwareOptunaSearch(OptunaSearch):
         _Private.completed(self).add(trial_id)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Tune's saved searcher (``--resume``), then :meth:`fail_orphans`."""
+        """Tune's saved searcher (``--resume``), the objective's name, then
+        :meth:`fail_orphans`."""
         super().restore(checkpoint_path)
         self._checked = set()  # what the saved process had checked may have changed since
+        self._name_objective()  # a study written before the name was set
         n = self.fail_orphans()
         if n:
             log.warning("told FAIL to %d Optuna trials left RUNNING by a driver crash", n)

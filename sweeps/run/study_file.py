@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 STUDY_FILE = "optuna.journal"  # in the sweep folder; the study is named after that folder
+# the user attribute of each Optuna trial that holds its Ray Tune trial id (the run folder
+# ``runs/<trial id>``, the trial in ``summary.json`` and in Aim)
+RAY_TRIAL_ID = "ray_trial_id"
 
 
 def study_storage(sweep_dir: Path) -> Any:

@@ -19,6 +19,8 @@ from ray import tune  # noqa: E402
 
 from handpose.data.shards import is_url  # noqa: E402
 from handpose.errors import UserError, first_line  # noqa: E402
+from sweeps.run.console import TABLE_EVERY_S  # noqa: E402
+from sweeps.run.placement import TRIAL_ACTOR_CPU  # noqa: E402
 from sweeps.run.spec import SweepSpec  # noqa: E402
 from sweeps.run.state import SweepRun  # noqa: E402
 
@@ -67,8 +69,8 @@ def make_trainable(run: SweepRun, **extra: Any) -> Any:
     if fn is None and spec.resources.workers > 1:
         from sweeps.run.trainable import WorkerGroup, ddp_trial
 
-        # The trial itself (0.01 CPU) only waits on its Ray Train workers, which take the CPUs and
-        # GPUs; concurrency is bounded by max_concurrent and by what the cluster has.
+        # The trial itself (TRIAL_ACTOR_CPU) only waits on its Ray Train workers, which take
+        # the CPUs and GPUs; concurrency is bounded by max_concurrent and by what the cluster has.
         trainable = tune.with_parameters(
             ddp_trial,
             base=run.base_cfg,
@@ -80,7 +82,7 @@ def make_trainable(run: SweepRun, **extra: Any) -> Any:
                 train_dir=f"{run.storage}/{run.name}/train",
             ),
         )
-        return tune.with_resources(trainable, {"cpu": 0.01})
+        return tune.with_resources(trainable, {"cpu": TRIAL_ACTOR_CPU})
     if fn is None:
         from sweeps.run.trainable import handpose_trial as fn
     trainable = tune.with_parameters(
@@ -96,9 +98,10 @@ def make_trainable(run: SweepRun, **extra: Any) -> Any:
 def progress_reporter(
     spec: SweepSpec, parameter_columns: dict[str, str] | None = None
 ) -> tune.CLIReporter:
-    """The live table: the top trials by MPJPE (the header counts trials by status), the
-    searched values, the step and the decoder's current ``dropout_rate`` (the searched
-    ``MODEL.handec.dropout`` is its target)."""
+    """The full trial table, at most every ``TABLE_EVERY_S`` seconds and at the end (the
+    events between: ``sweeps.run.console.TrialEvents``): the top trials by MPJPE (the header
+    counts trials by status), the searched values, the step and the decoder's current
+    ``dropout_rate`` (the searched ``MODEL.handec.dropout`` is its target)."""
     return tune.CLIReporter(
         metric_columns={
             "step": "step",
@@ -107,7 +110,7 @@ def progress_reporter(
             "dropout_rate": "dropout_rate",
         },
         parameter_columns=parameter_columns or {k: k.split(".")[-1] for k in spec.space},
-        max_report_frequency=15,
+        max_report_frequency=TABLE_EVERY_S,
         sort_by_metric=True,
         max_progress_rows=20,
     )
@@ -118,12 +121,14 @@ def make_tuner(
     trainable: Any,
     param_space: dict[str, Any],
     reporter: Any = None,
+    callbacks: list[tune.Callback] | None = None,
     **tune_config: Any,
 ) -> tune.Tuner:
     """The Tuner of ``run.num_samples`` samples of ``param_space`` in Tune's experiment
     ``run.name`` under ``run.storage``, with the spec's metric, failure policy and checkpoint
     policy: Tune keeps the latest ``keep_checkpoints`` per trial (the summary prunes them to
-    the latest). ``tune_config``: more of Tune's ``TuneConfig`` (``search_alg``,
+    the latest). ``callbacks``: Tune callbacks (the sweep's event lines). ``tune_config``:
+    more of Tune's ``TuneConfig`` (``search_alg``,
     ``scheduler``, ``max_concurrent_trials``, ``reuse_actors``)."""
     spec = run.spec
     return tune.Tuner(
@@ -138,6 +143,7 @@ def make_tuner(
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
             progress_reporter=reporter,
+            callbacks=callbacks,
             verbose=1,
         ),
     )

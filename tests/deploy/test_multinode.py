@@ -19,7 +19,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
+from sweeps.run.spec import SPEC_PATH
 from tests.deploy.ray_cluster import (
     RAY,
     Node,
@@ -83,6 +85,11 @@ def test_a_node_without_its_token_refuses_to_start(tmp_path, token_source):
 
 def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
     shared, name = tmp_path / "shared", "multinode"
+    # the smoke preset, two trials at a time: one on each 1-CPU node
+    raw = yaml.safe_load(SPEC_PATH.read_text())
+    raw["presets"]["smoke"]["max_concurrent"] = 2
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw))
     job_id = f"handpose-multinode-{uuid.uuid4().hex[:8]}"
     runtime_env = {"excludes": ["/data", "/outputs", "/results", ".git", "**/__pycache__"]}
     with local_cluster(tmp_path, workers=1, cpus_per_node=1) as cluster:
@@ -122,6 +129,8 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(data_dir, tmp_path):
             "python",
             "sweeps/dropout_warmup.py",
             "--smoke",
+            "--spec",
+            str(spec),
             "--storage",
             str(shared),
             "--name",

@@ -1,4 +1,5 @@
-"""Training end to end on the tiny config: files, log format, exact resume, evaluation."""
+"""Training end to end on the tiny config: files, log format, what Aim holds, exact resume,
+evaluation."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 import yaml
 
 from handpose.config import load_config
+from handpose.losses import LOSS_NAMES
 from handpose.train import NonFiniteLossError, dropout_at, train
 from tests.helpers import REPO, tiny_overrides
 
@@ -21,12 +23,23 @@ def _rows(run_dir, split):
     return [r for r in map(json.loads, lines) if r["split"] == split]
 
 
+def _aim_series(repo: str) -> dict[tuple[str, str], list[int]]:
+    """The one Aim run of ``repo``: (metric name, ``subset`` context) -> its steps."""
+    from aim import Repo, Run
+    from aim.sdk.index_manager import RepoIndexManager
+
+    (run_hash,) = Repo.from_path(repo).list_all_runs()
+    RepoIndexManager.get_index_manager(Repo.from_path(repo)).index(run_hash)  # as `aim up`
+    run = Run(run_hash, repo=repo, read_only=True)
+    return {(m.name, m.context["subset"]): m.data.items_list()[0] for m in run.metrics()}
+
+
 def test_run_leaves_the_contract_files(data_dir, tmp_path):
     seen = []
     cfg = load_config(
         "stage1-tiny",
-        tiny_overrides(data_dir, tmp_path)
-        + ["GENERAL.run_name=r", "GENERAL.dropout_warmup_step=4"],
+        tiny_overrides(data_dir, tmp_path)  # metrics.jsonl's train lines every 4 steps
+        + ["GENERAL.run_name=r", "GENERAL.dropout_warmup_step=4", "GENERAL.aim_log_step=3"],
     )
     metrics = train(cfg, hook=lambda m, ckpt: seen.append((m["step"], ckpt.name)))
     run = tmp_path / "r"
@@ -62,6 +75,14 @@ def test_run_leaves_the_contract_files(data_dir, tmp_path):
     ckpt = sorted((run / "checkpoints").iterdir())
     assert [c.name for c in ckpt] == ["checkpoint-0000004", "checkpoint-0000008"]
     assert {p.name for p in ckpt[-1].iterdir()} == {"model.pt", "state.pt", "config.yaml"}
+    # Aim holds what docs/concepts.md says and nothing else: train losses, lr and
+    # dropout_rate every GENERAL.aim_log_step (3) steps only, the measured values at every
+    # validation; no step, num_samples, or dropout_rate under val
+    losses = {"total", *(f"loss_{n}" for n in LOSS_NAMES)}
+    measured = {"mpjpe", "mpjpe_rel", "pa_mpjpe", "rte", "train_mpjpe", "gap_mpjpe"}
+    want = {(name, "train"): [3, 6] for name in {*losses, "lr", "dropout_rate"}}
+    want.update({(name, "val"): [4, 8] for name in {*measured, *(f"val_{n}" for n in losses)}})
+    assert _aim_series(str(tmp_path / "aim")) == want
 
 
 def test_resume_is_exact(data_dir, tmp_path):

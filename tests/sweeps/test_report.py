@@ -56,7 +56,7 @@ def test_sweep_report_sections_images_and_tables(sweep_report):
     for text in (
         BEST_VS_BASELINE,
         FIDELITY_MESSAGE,
-        "too few finished trials (2) for importance",
+        "too few trials for importance: 2 ran the full budget",
         "aaaa0002 (the base config&#x27;s own values): 82.00 mm",
         "1 trials ran the full budget whatever ASHA said: aaaa0002",
         "log x axis: the keys searched with log: true",
@@ -92,9 +92,12 @@ def test_sweep_report_json(sweep_report):
     assert curves["aaaa0003"]["val_mpjpe"][-1][0] == 40  # the ASHA-stopped trial ends early
     assert curves["aaaa0004"]["val_mpjpe"] == [[20, 99.0]]  # from summary.json's curve
     assert [s for s, _ in curves["aaaa0001"]["dropout_rate"]] == list(range(10, 61, 10))
-    best = [p["best_mpjpe"] for p in report["best_so_far"]]
-    assert best == sorted(best, reverse=True) and best[-1] == 80.0
-    assert report["best_so_far"][-1]["total_steps"] == 60 + 60 + 40
+    progress = report["best_so_far"]  # a point at each full-budget trial's end
+    assert [(p["trial_id"], p["best_mpjpe"]) for p in progress["points"]] == [
+        ("aaaa0001", 80.0),
+        ("aaaa0002", 80.0),
+    ]
+    assert progress["end_total_steps"] == 60 + 60 + 40
     assert report["importance"]["rows"] == [] and report["importance"]["n_finished"] == 2
     assert set(report["log_keys"]) == LOG_KEYS  # from the study's distributions
     assert [(p["id"], p["role"], p["20"], p["40"]) for p in report["fidelity_points"]] == [

@@ -9,6 +9,7 @@ import time
 import optuna
 import yaml
 
+from sweeps.reporting import study as study_module
 from sweeps.reporting.study import MIN_FINISHED, log_keys, open_study, param_importance
 from tests.helpers import REPO
 from tests.sweeps.report_helpers import LOG_KEYS, SPACE, fake_trials, journal
@@ -35,17 +36,39 @@ def test_importance_bootstrap_interval(tmp_path):
     assert again.rows == imp.rows  # seeded: the same report twice
 
 
-def test_importance_too_few_and_no_study(tmp_path):
+def test_importance_at_a_shared_step_when_few_ran_the_full_budget(tmp_path, monkeypatch):
+    """7 of 21 trials ran the full budget (fewer than 8), all 21 reported at step 20: the
+    importance is of the MPJPE at step 20, with its interval, and says so."""
+    monkeypatch.setattr(study_module, "RESAMPLES", 30)  # the interval, cheaply
+    monkeypatch.setattr(study_module, "MIN_RESAMPLES", 30)
     sweep = tmp_path / "few"
     sweep.mkdir()
-    optuna.create_study(study_name="few", storage=journal(sweep)).add_trials(
-        fake_trials(3 * (MIN_FINISHED - 1))
-    )
+    study = optuna.create_study(study_name="few", storage=journal(sweep))
+    study.add_trials(fake_trials(3 * (MIN_FINISHED - 1)))
     study, where = open_study(sweep)
     assert study is not None and "optuna.journal" in where
     imp = param_importance(study, where)
+    assert (imp.n_finished, imp.step, imp.n_trials, imp.resamples) == (MIN_FINISHED - 1, 20, 21, 30)
+    assert imp.rows[0]["parameter"] == "LOSS.lambda_trans"  # its value at 20 is value + 3
+    assert all(r["p5"] <= r["median"] <= r["p95"] for r in imp.rows)
+    assert "on the MPJPE at step 20, the latest validation step that 21 trials" in imp.note
+    assert "not for the final MPJPE" in imp.note
+
+
+def test_importance_too_few_and_no_study(tmp_path):
+    sweep = tmp_path / "few"
+    sweep.mkdir()
+    no_steps = [  # no intermediate values: no shared step
+        optuna.trial.create_trial(
+            params=t.params, distributions=t.distributions, value=t.value, state=t.state
+        )
+        for t in fake_trials(3 * (MIN_FINISHED - 1))
+    ]
+    optuna.create_study(study_name="few", storage=journal(sweep)).add_trials(no_steps)
+    study, where = open_study(sweep)
+    imp = param_importance(study, where)
     assert imp.rows == [] and imp.note.startswith(
-        f"too few finished trials ({MIN_FINISHED - 1}) for importance"
+        f"too few trials for importance: {MIN_FINISHED - 1} ran the full budget"
     )
     empty = tmp_path / "none"
     empty.mkdir()

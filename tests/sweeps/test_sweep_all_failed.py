@@ -42,6 +42,9 @@ def test_a_sweep_whose_every_trial_fails_exits_1_naming_the_error(
     traceback = re.search(r" \(traceback: (.+error\.txt)\)$", line)  # Tune's error file
     assert traceback and "trial cannot start" in Path(traceback[1]).read_text(), line
     assert "second line" not in tail
+    # the console's event lines (sweeps/run/console.py): each try, then the error, per trial
+    assert out.count(" failed, retry 2 of 2: RuntimeError: trial cannot start\n") == 2, out
+    assert out.count(" errored: RuntimeError: trial cannot start\n") == 2, out
     for claim in ("best_config.yaml", "different streams", "ASHA says", "best:"):
         assert claim not in tail, (claim, tail)
     sweep = storage / "failed"

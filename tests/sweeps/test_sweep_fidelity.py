@@ -24,6 +24,7 @@ def _trial(tid, curve, status="COMPLETED"):
         "status": status,
         "curve": [[s, v] for s, v in curve],
         "mpjpe": curve[-1][1],
+        "last_step": curve[-1][0],
     }
 
 
@@ -39,7 +40,7 @@ def test_fidelity_flags_a_rung_that_ranks_trials_unlike_the_end():
     good = [_trial(f"t{i}", [(100, 50 + i), (200, 40 + i)]) for i in range(4)]
     f = rung_fidelity(good, [100, 200], 200)
     assert f["per_rung"] == [{"step": 100, "n": 4, "spearman": pytest.approx(1.0)}]
-    assert not f["low"] and "ranks trials like final" in f["message"]
+    assert not f["low"] and "ranked them like their final MPJPE" in f["message"]
     flipped = [_trial(f"t{i}", [(100, 50 - i), (200, 40 + i)]) for i in range(4)]
     stopped = _trial("s", [(100, 10.0)], status="STOPPED_EARLY")  # not full budget: unused
     f = rung_fidelity(flipped + [stopped], [100, 200], 200)
@@ -77,12 +78,14 @@ class _Trial:
 
 
 def test_value_at_is_what_asha_records_at_each_rung(tmp_path):
-    """Rungs off the validation steps (rungs 300, 600; validations every 250 steps): the
-    value SweepASHA (Ray's _Bracket.on_result) records for a trial at a rung is value_at."""
+    """Milestones off the validation steps (300, 600; validations every 250 steps) move to
+    the validations after them (500, 750): the value SweepASHA (Ray's _Bracket.on_result)
+    records for a trial at a rung is value_at that rung's step."""
     asha = SweepASHA(
         ready_step=None,
         sentinels=set(),
         state_path=tmp_path / "s.jsonl",
+        val_every=250,
         metric="mpjpe",
         mode="min",
         time_attr="step",
@@ -91,7 +94,7 @@ def test_value_at_is_what_asha_records_at_each_rung(tmp_path):
         reduction_factor=2,
         stop_last_trials=False,
     )
-    assert rungs(300, 2, 1000) == [300, 600]
+    assert rungs(300, 2, 1000, 250) == [500, 750]
     rng = random.Random(0)
     curves = {}
     for i in range(12):
@@ -102,7 +105,8 @@ def test_value_at_is_what_asha_records_at_each_rung(tmp_path):
             if asha.on_trial_result(None, trial, {"step": step, "mpjpe": value}) == SweepASHA.STOP:
                 break
     recorded = dict(asha._brackets[0]._rungs)
-    assert len(recorded[300]) == 12 and len(recorded[600]) >= 2
+    assert list(recorded) == [750, 500]  # Ray's order: descending
+    assert len(recorded[500]) == 12 and len(recorded[750]) >= 2
     for milestone, values in recorded.items():
         for tid, v in values.items():
             assert -v == value_at(curves[tid], milestone), (milestone, tid)

@@ -24,9 +24,14 @@ pytestmark = pytest.mark.slow
 def _spec(tmp_path: Path, space: dict, points: list[dict], num_samples: int) -> Path:
     raw = yaml.safe_load(SPEC_PATH.read_text())
     preset = raw["presets"]["smoke"]
-    # every validation's checkpoint goes to Tune: the kill below follows validation 20
+    # every validation's checkpoint goes to Tune: the kill below follows validation 20;
+    # two trials at a time, one a core (what is tested needs no fixed order of rungs)
     preset.update(
-        space=space, points_to_evaluate=points, num_samples=num_samples, checkpoint_interval_s=0
+        space=space,
+        points_to_evaluate=points,
+        num_samples=num_samples,
+        checkpoint_interval_s=0,
+        max_concurrent=2,
     )
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -70,7 +75,9 @@ def test_killed_trial_resumes_from_checkpoint_and_nan_trial_errors(data_dir, tmp
                     return log.parent
             return None
 
-        run = wait_for(healthy_run_past_first_checkpoint, 150, "the healthy trial past step 20")
+        run = wait_for(
+            healthy_run_past_first_checkpoint, 150, "the healthy trial past step 20", proc
+        )
         pid = int(re.search(r"pid (\d+)", (run / "log.txt").read_text()).group(1))
         os.kill(pid, signal.SIGKILL)  # the trial's worker process dies mid-run
         out, _ = proc.communicate(timeout=240)
@@ -119,7 +126,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(data_dir, tmp_p
         return done and len(started) >= 2
 
     try:
-        wait_for(one_finished, 200, "one finished trial")
+        wait_for(one_finished, 200, "one finished trial", proc)
         # the driver tells Optuna the finished trial within moments, while Tune's state
         # save may lag by up to its period: kill inside that window
         time.sleep(2)
@@ -166,6 +173,7 @@ def test_ctrl_c_reports_an_interrupted_sweep_and_resume_finishes_it(data_dir, tm
             lambda: any(40 in _val_steps(p) for p in sweep.glob("runs/*/metrics.jsonl")),
             200,
             "a trial past its second validation",
+            proc,
         )
         proc.send_signal(signal.SIGINT)  # Ctrl-C once
         out, _ = proc.communicate(timeout=120)

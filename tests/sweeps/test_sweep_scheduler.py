@@ -46,7 +46,9 @@ def test_plain_asha_stops_the_full_budget_winner_schedule_aware_does_not(local_r
     asha = dict(time_attr="step", max_t=8, grace_period=2, reduction_factor=2)
     plain = _final_steps(ASHAScheduler(**asha), tmp_path / "plain")
     assert plain == {6: 8, 0: 2}  # the eventual winner (1.5 mm) stopped at the first rung
-    ours = SweepASHA(ready_step=READY, sentinels=set(), state_path=tmp_path / "s.jsonl", **asha)
+    ours = SweepASHA(
+        ready_step=READY, sentinels=set(), state_path=tmp_path / "s.jsonl", val_every=2, **asha
+    )
     assert _final_steps(ours, tmp_path / "ours") == {6: 8, 0: 8}
 
 
@@ -61,8 +63,12 @@ def test_ready_step_is_the_first_validation_after_a_full_interval_at_the_target(
 
 
 def test_sentinels_and_rungs():
-    assert rungs(300, 2, 1200) == [300, 600, 1200]
-    assert rungs(20, 3, 60) == [20, 60]
+    assert rungs(300, 2, 1200, 100) == [300, 600, 1200]
+    assert rungs(20, 3, 60, 20) == [20, 60]
+    # the cpu preset: milestones 75, 150, 300, 600 with validation every 50
+    assert rungs(75, 2, 600, 50) == [100, 150, 300, 600]
+    assert rungs(20, 2, 60, 50) == [50]  # 20 and 40 both compare at step 50
+    assert rungs(20, 2, 80, 50) == [50, 80]  # the last step validates
     s = pick_sentinels(10, 0.2, 2, seed=0)
     assert 0 in s and len(s) == 3 and s == pick_sentinels(10, 0.2, 2, seed=0)
     assert len(pick_sentinels(100, 0.2, 2, seed=1)) == 21
@@ -80,6 +86,7 @@ def _make(path: Path) -> SweepASHA:
         ready_step=None,
         sentinels={1},
         state_path=path,
+        val_every=2,
         metric="mpjpe",
         mode="min",
         time_attr="step",
@@ -212,3 +219,37 @@ def test_bytes_written_per_trial_do_not_grow_with_the_number_of_trials(tmp_path)
     # whole at each decision would grow with the sweep)
     assert per_trial[200] < 1.3 * per_trial[10], per_trial
     assert per_trial[200] < 400, per_trial
+
+
+def test_milestones_move_to_validation_steps_and_decide_as_ray_does(tmp_path):
+    """The cpu preset's rungs (grace 75, validation every 50): SweepASHA's milestones are the
+    steps whose MPJPE it compares (100, not 75), and every decision equals plain ASHA's on
+    the same results."""
+    asha = dict(metric="mpjpe", mode="min", time_attr="step", max_t=600, grace_period=75)
+    plain = ASHAScheduler(reduction_factor=2, stop_last_trials=False, **asha)
+    ours = SweepASHA(
+        ready_step=None,
+        sentinels=set(),
+        state_path=tmp_path / "s.jsonl",
+        val_every=50,
+        reduction_factor=2,
+        stop_last_trials=False,
+        **asha,
+    )
+    assert [m for m, _ in _AshaPrivate.rungs(ours)[0]] == [600, 300, 150, 100]
+    assert [m for m, _ in plain._brackets[0]._rungs] == [600, 300, 150, 75]
+    rng = random.Random(0)
+    decisions = 0
+    for i in range(30):
+        trial = _Trial(f"t{i}", {})
+        ours.on_trial_add(None, trial)
+        plain.on_trial_add(None, trial)
+        for step in range(50, 601, 50):
+            result = {"step": step, "mpjpe": rng.uniform(40.0, 80.0) - step / 20}
+            action = ours.on_trial_result(None, trial, result)
+            assert action == plain.on_trial_result(None, trial, result), (i, step)
+            decisions += action == TrialScheduler.STOP
+            if action == TrialScheduler.STOP:
+                break
+    assert decisions > 5
+    assert {m: len(r) for m, r in _AshaPrivate.rungs(ours)[0]}[100] == 30

@@ -1,18 +1,20 @@
 """The searcher against a real Optuna journal study, without Tune: PRUNED for stopped and
 diverged trials, no crash on a trial Optuna already finished, orphans told FAIL on resume,
-and the OptunaSearch internals it relies on still exist."""
+the objective's name and each trial's Ray trial id in the study, and the OptunaSearch
+internals it relies on still exist."""
 
 from __future__ import annotations
 
 import pickle
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.run.search import DIVERGED_PENALTY, PruneAwareOptunaSearch, _Private
-from sweeps.run.study_file import study_storage
+from sweeps.run.study_file import RAY_TRIAL_ID, study_storage
 
 
 def _searcher(tmp_path, name="s"):
@@ -34,7 +36,7 @@ def test_the_optuna_internals_we_use_still_exist(tmp_path):
     s.suggest("a")
     assert _Private.study(s) is not None and _Private.trial(s, "a") is not None
     assert set(_Private.known_trials(s)) == {"a"} and _Private.completed(s) == set()
-    assert _Private.is_running(s, _Private.trial(s, "a"))
+    assert _Private.stored(s, _Private.trial(s, "a")).state == TrialState.RUNNING
     for name in ("_ot_study", "_ot_trials", "_completed_trials"):
         assert name in OptunaSearch(metric="m", mode="min").__dict__
 
@@ -70,6 +72,56 @@ def test_a_trial_finished_before_a_driver_crash_is_not_told_again(tmp_path):
     states = {t.number: t.state for t in _Private.study(restored).get_trials()}
     assert states[0] == TrialState.COMPLETE
     assert states[1] == TrialState.FAIL  # the orphan "b"
+
+
+def _read_study(tmp_path, name="s") -> optuna.Study:
+    """The study as a reader of the journal sees it (optuna-dashboard, the report)."""
+    return optuna.load_study(study_name=name, storage=study_storage(tmp_path))
+
+
+def test_the_study_names_its_metric_and_each_trial_its_ray_trial(tmp_path):
+    """Every trial carries its Ray trial id: told COMPLETE, PRUNED and FAIL, orphaned by a
+    driver crash (told FAIL on resume) and asked after the resume."""
+    s = _searcher(tmp_path)
+    for tid in ("t-done", "t-stopped", "t-error"):
+        s.suggest(tid)
+    s.on_trial_complete("t-done", {"step": 60, "mpjpe": 30.0})
+    s.on_trial_complete("t-stopped", {"step": 20, "mpjpe": 45.0})  # ASHA stopped it
+    s.on_trial_complete("t-error", error=True)
+    saved = tmp_path / "searcher.pkl"
+    s.save(str(saved))  # Tune's last state save
+    s.suggest("t-orphan")  # asked, then the driver dies
+    restored = _searcher(tmp_path)
+    restored.restore(str(saved))  # --resume
+    restored.suggest("t-after")
+    restored.on_trial_complete("t-after", {"step": 40, "mpjpe": 35.0})
+    study = _read_study(tmp_path)
+    assert study.metric_names == ["mpjpe"]
+    got = [(t.user_attrs.get(RAY_TRIAL_ID), t.state) for t in study.get_trials()]
+    assert got == [
+        ("t-done", TrialState.COMPLETE),
+        ("t-stopped", TrialState.PRUNED),
+        ("t-error", TrialState.FAIL),
+        ("t-orphan", TrialState.FAIL),
+        ("t-after", TrialState.PRUNED),
+    ]
+
+
+def test_a_resumed_study_from_before_the_names_gets_them(tmp_path):
+    """A study Ray's plain OptunaSearch wrote (no objective name, no Ray trial ids) gets both
+    when the sweep resumes: the name on restore, a running trial's id when first seen."""
+    old = OptunaSearch(metric="mpjpe", mode="min", study_name="s", storage=study_storage(tmp_path))
+    old.set_search_properties("mpjpe", "min", {"x": tune.uniform(0.0, 1.0)})
+    old.suggest("a")
+    saved = tmp_path / "searcher.pkl"
+    old.save(str(saved))
+    assert _read_study(tmp_path).metric_names is None
+    restored = _searcher(tmp_path, name="other")  # a study of its own until restored
+    restored.restore(str(saved))
+    restored.on_trial_result("a", {"step": 20, "mpjpe": 40.0})
+    study = _read_study(tmp_path)
+    assert study.metric_names == ["mpjpe"]
+    assert [t.user_attrs for t in study.get_trials()] == [{RAY_TRIAL_ID: "a"}]
 
 
 def test_the_journal_study_pickles(tmp_path):

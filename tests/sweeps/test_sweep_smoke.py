@@ -12,7 +12,7 @@ import pytest
 from handpose.config import load_config
 from handpose.train import train
 from sweeps.dropout_warmup import main
-from sweeps.run.study_file import study_storage
+from sweeps.run.study_file import RAY_TRIAL_ID, study_storage
 from tests.helpers import data_overrides
 
 pytestmark = pytest.mark.slow
@@ -89,6 +89,9 @@ def test_optuna_study_sees_pruned_trials(smoke_sweep):
         "PRUNED" if t["status"] == "STOPPED_EARLY" else "COMPLETE" for t in summary["trials"]
     )
     assert states == want
+    assert study.metric_names == ["mpjpe"]  # optuna-dashboard's name for the objective
+    ids = sorted(t.user_attrs[RAY_TRIAL_ID] for t in study.trials)
+    assert ids == sorted(t["trial_id"] for t in summary["trials"])
     for t in study.trials:
         assert t.intermediate_values, "every trial reports MPJPE per step"
         assert set(t.intermediate_values) <= set(range(20, summary["total_step"] + 1, 20))
@@ -116,6 +119,9 @@ def test_every_trial_is_one_aim_run_in_the_sweep_repo(smoke_sweep):
         assert run["hparams"]["GENERAL"]["val_seed"] == 42
         names = {m.name for m in run.metrics()}
         assert {"dropout_rate", "lr", "total", "loss_trans", "mpjpe", "pa_mpjpe"} <= names
+        series = {(m.name, m.context.to_dict()["subset"]) for m in run.metrics()}
+        assert not {("step", "train"), ("step", "val"), ("num_samples", "val")} & series
+        assert ("dropout_rate", "val") not in series
         dropout = next(
             m
             for m in run.metrics()
