@@ -170,6 +170,7 @@ def driver(stats_path: Path, sweep_argv: list[str]) -> int:
     from ray.tune.execution.tune_controller import TuneController
     from ray.tune.search.optuna import OptunaSearch
 
+    import sweeps.results.leftovers
     import sweeps.results.summary
     from sweeps import dropout_warmup
     from sweeps.run.scheduler import SweepASHA
@@ -194,8 +195,9 @@ def driver(stats_path: Path, sweep_argv: list[str]) -> int:
     timer.wrap(PruneAwareOptunaSearch, "on_trial_complete", "searcher_on_complete", count_done)
     timer.wrap(tune.CLIReporter, "report", "live_table")
     timer.wrap(tune.Tuner, "fit", "fit")
-    for fn in ("finish", "collect_trials", "prune_checkpoints", "write_outputs", "close_and_index"):
+    for fn in ("finish", "collect_trials", "prune_checkpoints", "write_outputs", "tidy_sweep"):
         timer.wrap(sweeps.results.summary, fn, fn)
+    timer.wrap(sweeps.results.leftovers, "close_and_index", "close_and_index")
     t0 = time.time()
     code = dropout_warmup.main(sweep_argv, trainable_fn=scripted_trial)
     ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -264,10 +266,12 @@ def launch(
 
 def check_sweep(sweep: Path, n: int) -> dict[str, Any]:
     """Duplicates and errors after a sweep: trials in summary.json, validation steps in each
-    run's metrics.jsonl, Aim runs per trial, the study's trials by state."""
+    run's metrics.jsonl, Aim runs and run folders per trial, the study's trials by state and
+    its FAIL trials not tagged superseded (by a --resume)."""
     import optuna
     from aim import Repo
 
+    from sweeps.run.recovery import SUPERSEDED_ATTR
     from sweeps.run.study_file import study_storage
 
     trials = json.loads((sweep / "summary.json").read_text())["trials"]
@@ -287,8 +291,11 @@ def check_sweep(sweep: Path, n: int) -> dict[str, Any]:
     names = [named[h] for h in hashes if h in named]
     study = optuna.load_study(study_name=sweep.name, storage=study_storage(sweep))
     states: dict[str, int] = {}
+    unexplained_fail = 0
     for t in study.get_trials(deepcopy=False):
         states[t.state.name] = states.get(t.state.name, 0) + 1
+        unexplained_fail += t.state.name == "FAIL" and SUPERSEDED_ATTR not in t.user_attrs
+    run_folders = sum(d.is_dir() for d in sweep.glob("runs/*"))
     by_status: dict[str, int] = {}
     for t in trials:
         by_status[t["status"]] = by_status.get(t["status"], 0) + 1
@@ -302,12 +309,17 @@ def check_sweep(sweep: Path, n: int) -> dict[str, Any]:
         "aim_runs_without_props": len(hashes) - len(names),
         "duplicate_aim_runs": len(names) - len(set(names)),
         "study_states": states,
+        "unexplained_fail": unexplained_fail,
+        "run_folders": run_folders,
         # Tune's trials: each once, all finished, none errored
         "clean": (
             len(trials) == n == len(set(ids)) and set(by_status) <= {"COMPLETED", "STOPPED_EARLY"}
         ),
-        # their files: one Aim run per trial, no validation logged twice
-        "files_clean": repeated_steps == 0 and len(hashes) == len(set(names)) == n,
+        # their files: one Aim run and run folder per trial, no validation logged twice, no
+        # FAIL study trial but those tagged superseded
+        "files_clean": repeated_steps == 0
+        and len(hashes) == len(set(names)) == n == run_folders
+        and unexplained_fail == 0,
     }
 
 

@@ -20,8 +20,8 @@ from handpose.config import load_config, val_step
 from handpose.data.shards import is_url
 from handpose.errors import error_reason
 from handpose.tracking import load_metrics
-from sweeps.results.aim_runs import close_and_index
 from sweeps.results.fidelity import best_vs_baseline, rung_fidelity, validation_noise
+from sweeps.results.leftovers import tidy_sweep
 from sweeps.results.trials import (
     COMPLETED,
     ERROR,
@@ -30,6 +30,7 @@ from sweeps.results.trials import (
     best_pool,
     finite,
 )
+from sweeps.run.curve_copy import checkpoint_val_lines
 from sweeps.run.rungs import SCHEDULER_FILE, load_record, rungs
 from sweeps.run.spec import SweepSpec, trial_overrides
 
@@ -39,10 +40,11 @@ def scheduler_record(sweep_dir: Path) -> dict[str, Any]:
     return load_record(sweep_dir / SCHEDULER_FILE)
 
 
-def trial_curve(df, metric: str, run_dir: str | None) -> list[list[Any]]:
+def trial_curve(df, metric: str, run_dir: str | None, checkpoint: Any = None) -> list[list[Any]]:
     """``[[step, value], ...]`` of ``metric`` at every validation, by step: Tune's results
     (``df``; a later row of a step wins, e.g. a trial restarted from scratch), then the
-    run's own ``metrics.jsonl`` val lines where the driver can read the run folder.
+    run's own ``metrics.jsonl`` val lines where the driver can read the run folder, else
+    the copy in the trial's latest ``checkpoint`` (``s3://`` storage, ``run/curve_copy.py``).
 
     Tune's results alone can miss validations: a trial retried after a failure gets its
     ``result.json`` back from the sweep folder's copy, which is only as fresh as Tune's
@@ -51,9 +53,8 @@ def trial_curve(df, metric: str, run_dir: str | None) -> list[list[Any]]:
     points: dict[int, float | None] = {}
     if df is not None and "step" in df and metric in df:
         points.update((int(s), finite(v)) for s, v in zip(df["step"], df[metric], strict=True))
-    if run_dir:
-        _, val = load_metrics(Path(run_dir))
-        points.update((r["step"], finite(r.get(metric))) for r in val if metric in r)
+    val = (load_metrics(Path(run_dir))[1] if run_dir else []) or checkpoint_val_lines(checkpoint)
+    points.update((r["step"], finite(r.get(metric))) for r in val if metric in r)
     return [[s, points[s]] for s in sorted(points)]
 
 
@@ -66,7 +67,7 @@ def collect_trials(
         m = r.metrics or {}
         trial_id = m.get("trial_id") or Path(r.path).name
         params = {k: r.config[k] for k in spec.space if k in r.config}
-        curve = trial_curve(r.metrics_dataframe, spec.metric, m.get("run_dir"))
+        curve = trial_curve(r.metrics_dataframe, spec.metric, m.get("run_dir"), r.checkpoint)
         last_step = int(m.get("step", 0) or 0)
         error = error_reason(r.error) if r.error is not None else m.get("error")
         if error is not None:
@@ -158,6 +159,7 @@ def write_outputs(
     base_cfg: DictConfig,
     trials: list[dict[str, Any]],
     num_samples: int,
+    superseded: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     pool = best_pool(trials)
     best = pool[0] if pool else None
@@ -192,6 +194,7 @@ def write_outputs(
         "rungs": steps,
         "fidelity": rung_fidelity(trials, steps, total),
         "trials": trials,
+        "superseded": superseded,  # what tidy_sweep set aside, deleted or counted
     }
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if best is not None:
@@ -323,10 +326,9 @@ def finish(
     trial reported an MPJPE, one line that says so with the first trial's error. 0 when
     every trial finished and at least one reported, else 1."""
     trials = collect_trials(results, spec, base_cfg.GENERAL.total_step, scheduler_record(sweep_dir))
+    superseded = tidy_sweep(sweep_dir, base_cfg, trials)  # and the Aim runs closed, indexed
     prune_checkpoints(trials, spec.keep_stopped_checkpoints)
-    summary = write_outputs(sweep_dir, spec, base_cfg, trials, num_samples)
-    if base_cfg.AIM.enabled:
-        close_and_index(base_cfg.AIM.server_url, {t["trial_id"] for t in trials})
+    summary = write_outputs(sweep_dir, spec, base_cfg, trials, num_samples, superseded)
     reported = any(t["mpjpe"] is not None for t in trials)
     if reported:
         print_results(summary, sweep_dir, base_cfg)

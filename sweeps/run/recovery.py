@@ -24,6 +24,15 @@ from typing import Any
 from handpose.errors import UserError
 
 _CKPT = re.compile(r"checkpoint_(\d+)$")
+# The Optuna user attribute of a study trial whose Tune trial the restored Tune never knew
+# (asked after Tune's last state save before a driver crash; ``--resume`` runs a new trial in
+# its place): ``PruneAwareOptunaSearch.restore`` tells it FAIL with this tag and the reason,
+# and the summary counts it (``sweeps/results/leftovers.py``)
+SUPERSEDED_ATTR = "superseded"
+SUPERSEDED_REASON = (
+    "started after Tune's last state save before the driver crashed; --resume ran a new "
+    "trial in its place (not a failure of its configuration)"
+)
 
 
 def load_tune_state(sweep_dir: Path) -> dict[str, Any]:

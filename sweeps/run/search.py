@@ -9,7 +9,7 @@ that
   ``tell`` and Tune's next state save reruns it on ``--resume``): no
   ``UpdateFinishedTrialError`` can end ``tuner.fit()``;
 - on ``--resume``, trials the study holds as RUNNING but Tune does not know are told FAIL,
-  so constant-liar TPE stops treating them as pending;
+  so constant-liar TPE stops treating them as pending (tagged ``superseded``, the reason);
 - the study names its objective (the sweep's metric, ``mpjpe``: optuna-dashboard said
   "Objective 0") and each Optuna trial holds its Ray trial id as the user attribute
   ``ray_trial_id``, set when the trial is asked for, so pruned, failed and orphaned trials
@@ -27,6 +27,7 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeps.run.recovery import SUPERSEDED_ATTR, SUPERSEDED_REASON
 from sweeps.run.spec import SweepSpec
 from sweeps.run.study_file import RAY_TRIAL_ID, study_storage
 
@@ -184,8 +185,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
 
     def fail_orphans(self) -> int:
         """Tell FAIL every study trial that is RUNNING but belongs to no trial Tune knows
-        (asked after Tune's last state save, before a driver crash); returns how many."""
-        from optuna.trial import TrialState
+        (asked after Tune's last state save, before a driver crash), tagged
+        ``SUPERSEDED_ATTR`` with the reason; returns how many."""
+        from optuna.trial import Trial, TrialState
 
         study = _Private.study(self)
         if study is None:
@@ -193,7 +195,8 @@ class PruneAwareOptunaSearch(OptunaSearch):
         ours = {t.number for t in _Private.known_trials(self).values()}
         n = 0
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen.number not in ours:
+            if frozen.number not in ours:  # tagged first: a finished trial takes no attribute
+                Trial(study, frozen._trial_id).set_user_attr(SUPERSEDED_ATTR, SUPERSEDED_REASON)
                 study.tell(frozen.number, state=TrialState.FAIL)
                 n += 1
         return n

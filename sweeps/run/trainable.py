@@ -37,6 +37,7 @@ from ray import tune
 
 from handpose.config import load_config
 from handpose.train import NonFiniteLossError, ValidationHook, train, world
+from sweeps.run.curve_copy import attach_curve, restore_curve
 from sweeps.run.spec import ResourcesCfg
 from sweeps.run.telemetry import TrialMetrics
 
@@ -97,6 +98,8 @@ def _reporting_hook(
         out.update({k: v for k, v in metrics.items() if k.startswith("train_")})
         out.update(node_id=node_id, run_dir=str(run_dir))
         handed = ckpt_dir is not None and gate(int(metrics["step"]))
+        if handed:  # the curve so far travels with it (s3://: the driver reads that copy)
+            attach_curve(run_dir, ckpt_dir)
         report_fn(out, tune.Checkpoint.from_directory(str(ckpt_dir)) if handed else None)
         if ckpt_dir is not None:
             shutil.rmtree(ckpt_dir, ignore_errors=True)  # Ray holds its copy (or an older one)
@@ -136,6 +139,8 @@ def _run_trial(
         with resumed as ckpt_dir:
             if ckpt_dir is not None:
                 params["GENERAL.resume_path"] = str(ckpt_dir)
+                if not (torch.distributed.is_initialized() and torch.distributed.get_rank()):
+                    restore_curve(Path(ckpt_dir), run_dir)  # a retry on another node
             cfg = load_config(base, params=params, origin="the sweep's base config")
             gate = CheckpointGate(checkpoint_interval_s, cfg.GENERAL.total_step)
             hook = _reporting_hook(report_fn, gate, run_dir, node_id, last, exporter)

@@ -82,6 +82,7 @@ def test_the_summary_keeps_each_trials_aim_run_hash(tmp_path):
             config={},
             metrics_dataframe=None,
             error=None,
+            checkpoint=None,
             path=str(tmp_path / trial_id),
         )
 
