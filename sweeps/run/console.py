@@ -15,9 +15,11 @@ The lines, one per event, each starting with the trial's id::
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import cloudpickle
 from ray.tune import Callback
 
 from handpose.errors import error_reason
@@ -114,6 +116,11 @@ class TrialEvents(Callback):
 
     @staticmethod
     def _error(trial: Any) -> str:
-        """The trial's latest error as one line (Tune pickles it in the trial's folder)."""
-        err = trial.get_pickled_error()
-        return error_reason(err) if err is not None else f"see {trial.error_file}"
+        """The trial's latest error as one line. Tune pickles it into the trial's local
+        folder before the callbacks run (``Trial.handle_error``); ``get_pickled_error``
+        reads the storage copy, which exists only after Tune's next sync."""
+        path = trial.pickled_error_file
+        if path is None or not os.path.isfile(path):
+            return f"see {trial.error_file}"
+        with open(path, "rb") as f:
+            return error_reason(cloudpickle.load(f))

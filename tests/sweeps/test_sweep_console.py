@@ -3,8 +3,11 @@ Ray cluster) and the full trial table at most every 2 minutes and at the end."""
 
 from __future__ import annotations
 
+import tempfile
 from types import SimpleNamespace
 from typing import Any
+
+import cloudpickle
 
 from sweeps.run.console import TrialEvents
 from sweeps.run.tuning import progress_reporter
@@ -31,11 +34,12 @@ class _Trial(SimpleNamespace):
             max_failures=2,
             run_metadata=SimpleNamespace(num_failures=0),
             error_file=f"/sweep/{trial_id}/error.txt",
+            pickled_error_file=None,
         )
-        self._error = error
-
-    def get_pickled_error(self) -> Exception | None:
-        return self._error
+        if error is not None:  # as Tune's handle_error leaves it in the trial's local folder
+            with tempfile.NamedTemporaryFile("wb", suffix=".pkl", delete=False) as f:
+                cloudpickle.dump(error, f)
+            self.pickled_error_file = f.name
 
     def result(self, cb: TrialEvents, **result: Any) -> None:
         """Tune's order: the callback sees a result, then the trial keeps it as its last."""

@@ -63,7 +63,7 @@ def _hook(run_dir: Path, s3: pyarrow.fs.S3FileSystem, handed: list[str]):
             pyarrow.fs.copy_files(checkpoint.path, dest, destination_filesystem=s3)
             handed.append(dest)
 
-    return _reporting_hook(report, CheckpointGate(0.0, 100), run_dir, "node", {"step": 0})
+    return _reporting_hook(report, CheckpointGate(0.0, 100), run_dir, "node", {"step": 0}, None)
 
 
 def test_a_retried_trials_curve_is_whole_from_its_s3_checkpoint(tmp_path, s3):
