@@ -12,6 +12,7 @@ import torch
 from benchmarks import (
     data_difficulty,
     data_pipeline,
+    depth_drift,
     gpu_step,
     sweep_efficiency,
     validation_cost,
@@ -121,3 +122,13 @@ def test_sweep_scale(local_ray, data_dir, tmp_path):
     # relative to Tune's state snapshots; sweeps/run/recovery.py repairs what it can, and
     # docs/benchmarks.md section 7 reports the measured resumes
     assert sweep_scale.slope([10, 100], [1.0, 100.0]) == pytest.approx(2.0)
+
+
+def test_depth_drift(data_dir, tmp_path):
+    result = _run(depth_drift, data_dir, tmp_path)
+    rows = result["runs"]["0"]
+    assert [r["step"] for r in rows] == [4, 8, 12]
+    for row in rows:  # read back from the checkpoint: what training validated at that step
+        assert row["mpjpe"] == pytest.approx(row["mpjpe_validated"], abs=1e-3)
+        assert row["rte"] <= row["mpjpe"] + row["mpjpe_rel"] and row["hand_size_ratio"] > 0
+    assert result["summary"]["0"]["rise_at_step"] in (8, 12)
