@@ -73,6 +73,9 @@ class TrainCfg:
     num_workers: int = 0
     mixed_precision: str = "no"  # no | bf16 | fp16
     compile: bool = False
+    # > 0: validate and save an exponential moving average of the weights, this decay per
+    # step (handpose/ema.py); 0: the weights themselves
+    ema_decay: float = 0.0
     augmentation: AugmentationCfg = field(default_factory=AugmentationCfg)
 
 
@@ -275,6 +278,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     check_positive(t, "TRAIN", "sample_per_device grad_clip")
     check_positive(t, "TRAIN", "backbone_lr weight_decay warmup_step num_workers", strict=False)
     check(0.0 <= t.min_lr_ratio <= 1.0, "TRAIN.min_lr_ratio", t.min_lr_ratio, "in [0, 1]")
+    check(0.0 <= t.ema_decay < 1.0, "TRAIN.ema_decay", t.ema_decay, "in [0, 1)")
     check(
         t.mixed_precision in ("no", "bf16", "fp16"),
         "TRAIN.mixed_precision",

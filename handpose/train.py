@@ -37,6 +37,8 @@ from handpose.data import (
     build_val_stream,
     ensure_dataset,
 )
+from handpose.distributed import init_distributed, mean_over_ranks, pick_device, world
+from handpose.ema import WeightAverage
 from handpose.errors import UserError, run_cli
 from handpose.evaluate import evaluate_stream, train_eval_stream
 from handpose.losses import compute_losses
@@ -52,37 +54,6 @@ ValidationHook = Callable[[dict[str, Any], "Path | None"], None]
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; the run stops (a sweep records the trial as errored)."""
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of the initialised ``torch.distributed`` group, else (0, 1)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def pick_device(name: str) -> torch.device:
-    """``GENERAL.device``: ``auto`` = cuda when available, else cpu. Data-parallel, ``cuda``
-    means this process's GPU: ``cuda:$LOCAL_RANK`` (torchrun, Ray Train), else the current
-    CUDA device."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and world()[1] > 1:
-        local = os.environ.get("LOCAL_RANK")
-        return torch.device("cuda", int(local) if local else torch.cuda.current_device())
-    return torch.device(name)
-
-
-def init_distributed(device_name: str) -> bool:
-    """Join torchrun's process group (``WORLD_SIZE`` > 1 in the environment; not yet
-    initialised): nccl when training on CUDA, else gloo. Returns whether it did."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    cuda = device_name != "cpu" and torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if cuda else "gloo")
-    return True
 
 
 def seed_everything(seed: int) -> None:
@@ -143,15 +114,6 @@ def train_step(
     return losses
 
 
-def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Scalars averaged over the ranks (one all-reduce; as is without a process group)."""
-    stacked = torch.stack([v.detach().float() for v in values.values()])
-    if world()[1] > 1:
-        dist.all_reduce(stacked)
-        stacked /= world()[1]
-    return dict(zip(values, stacked.tolist(), strict=True))
-
-
 def window_means(window: LossWindow, step: int) -> dict[str, float]:
     """Mean losses of ``window`` over its steps and the ranks; a NaN/inf total raises."""
     avg = mean_over_ranks(window.take())
@@ -176,9 +138,15 @@ class RunState:
     val_stream: ValStream | None
     gap_stream: ValStream | None  # fixed train subset for gap_mpjpe (None: off)
     tracker: Tracker
+    ema: WeightAverage | None = None  # rank 0, TRAIN.ema_decay > 0
     step: int = 0
     rank: int = 0
     world_size: int = 1
+
+    @property
+    def validated(self) -> PoseNet:
+        """The weights validated and saved as ``model.pt``: the average if there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def train(
@@ -232,10 +200,13 @@ def train(
     )
     train_stream = build_train_stream(cfg, rank, world_size)
     step, aim_hash, resume_step = 0, None, None
+    ema = WeightAverage(model, cfg.TRAIN.ema_decay) if main and cfg.TRAIN.ema_decay else None
     if g.resume_path:
         ckpt = load_checkpoint(g.resume_path)
-        model.load_state_dict(ckpt["model"])
         state = ckpt["state"]
+        model.load_state_dict(state.get("train_model", ckpt["model"]))
+        if ema is not None:  # model.pt holds the average (or the weights, if it was off)
+            ema.module.load_state_dict(ckpt["model"])
         saved_world = state.get("world_size", 1)
         if saved_world != world_size:
             raise UserError(
@@ -266,6 +237,7 @@ def train(
         val_stream=build_val_stream(cfg) if main else None,
         gap_stream=train_eval_stream(cfg) if main else None,
         tracker=Tracker(cfg, run_dir, aim_hash, aim_extra, resume_step),
+        ema=ema,
         step=step,
         rank=rank,
         world_size=world_size,
@@ -286,6 +258,8 @@ def train(
             batch = to_device(next(train_stream), device)
             losses = train_step(cfg, forward, optimizer, batch, device)
             scheduler.step()
+            if ema is not None:
+                ema.update(model)
             run.step += 1
             step, lr = run.step, scheduler.get_last_lr()[-1]
             aim_window.add(losses)
@@ -328,9 +302,9 @@ def validate_and_checkpoint(
     metrics, ckpt = {}, None
     if run.rank == 0:
         with autocast(cfg.TRAIN.mixed_precision, run.device):
-            metrics = evaluate_stream(run.model, run.val_stream, run.device, cfg.LOSS)
+            metrics = evaluate_stream(run.validated, run.val_stream, run.device, cfg.LOSS)
             if run.gap_stream is not None:
-                train_eval = evaluate_stream(run.model, run.gap_stream, run.device, cfg.LOSS)
+                train_eval = evaluate_stream(run.validated, run.gap_stream, run.device, cfg.LOSS)
                 metrics["train_mpjpe"] = train_eval["mpjpe"]
                 metrics["gap_mpjpe"] = metrics["mpjpe"] - train_eval["mpjpe"]
         run.tracker.track(step, "val", metrics, to_jsonl=False)  # Aim: the measured values
@@ -358,8 +332,15 @@ def validate_and_checkpoint(
         }
         if run.world_size > 1:
             state.update(data_ranks=data_ranks, rng_ranks=rng_ranks)
+        if run.ema is not None:
+            state["train_model"] = run.model.state_dict()
         ckpt = save_checkpoint(
-            run.run_dir / "checkpoints", step, cfg, run.model, state, cfg.GENERAL.keep_checkpoints
+            run.run_dir / "checkpoints",
+            step,
+            cfg,
+            run.validated,
+            state,
+            cfg.GENERAL.keep_checkpoints,
         )
     if run.world_size > 1:
         shared = [metrics]

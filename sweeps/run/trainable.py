@@ -36,7 +36,8 @@ import torch
 from ray import tune
 
 from handpose.config import load_config
-from handpose.train import NonFiniteLossError, ValidationHook, train, world
+from handpose.distributed import world
+from handpose.train import NonFiniteLossError, ValidationHook, train
 from sweeps.run.curve_copy import attach_curve, restore_curve
 from sweeps.run.spec import ResourcesCfg
 from sweeps.run.telemetry import TrialMetrics

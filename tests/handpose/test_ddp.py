@@ -18,8 +18,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from handpose.config import load_config
 from handpose.data import build_val_stream
+from handpose.distributed import mean_over_ranks
 from handpose.model import build_model, param_groups
-from handpose.train import mean_over_ranks, train_step
+from handpose.train import train_step
 from tests.helpers import REPO, tiny_overrides
 
 BATCH = 32

@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from handpose.config import load_config
+from handpose.evaluate import evaluate_checkpoint
 from handpose.losses import LOSS_NAMES
 from handpose.train import NonFiniteLossError, dropout_at, train
 from tests.helpers import REPO, tiny_overrides
@@ -85,11 +86,13 @@ def test_run_leaves_the_contract_files(data_dir, tmp_path):
     assert _aim_series(str(tmp_path / "aim")) == want
 
 
-def test_resume_is_exact(data_dir, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.5])
+def test_resume_is_exact(data_dir, tmp_path, ema_decay):
     base = tiny_overrides(data_dir, tmp_path, steps=12) + [
         "GENERAL.checkpoint_step=4",
         "GENERAL.dropout_warmup_step=6",
         "AIM.enabled=false",
+        f"TRAIN.ema_decay={ema_decay}",
     ]
     torch.set_num_threads(1)
     full = train(load_config("stage1-tiny", base + ["GENERAL.run_name=full"]))
@@ -119,6 +122,13 @@ def test_resume_is_exact(data_dir, tmp_path):
         assert end[key] == full[key], key
     assert _rows(tmp_path / "cut", "val") == _rows(tmp_path / "full", "val")
     assert end["dropout_rate"] == dropout_at(resumed, 11) == 0.1  # recomputed from the step
+    last = tmp_path / "cut" / "checkpoints" / "checkpoint-0000012"
+    state = torch.load(last / "state.pt", weights_only=True)
+    assert ("train_model" in state) == (ema_decay > 0)
+    if ema_decay:  # model.pt holds the validated average, which is not the trained weights
+        saved = torch.load(last / "model.pt", weights_only=True)
+        assert not all(torch.equal(saved[k], v) for k, v in state["train_model"].items())
+        assert evaluate_checkpoint(last)["mpjpe"] == pytest.approx(end["mpjpe"], abs=1e-4)
 
 
 def test_evaluate_is_deterministic_across_processes(data_dir, tmp_path):
