@@ -15,12 +15,16 @@ through it (``finalize``, what ``RepoIndexManager.index`` does) do both from the
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 from handpose.data.shards import is_url
 
 _TRIAL_ID = re.compile(r"_([0-9a-f]{8})(?:_|$)")
+# how long a run whose RocksDB a live process still holds (the actor of a trial Tune is
+# stopping as the sweep ends) is retried before it is left open with a warning
+LIVE_WRITER_WAIT_S = 30.0
 
 
 def trial_id(name: str) -> str | None:
@@ -31,7 +35,7 @@ def trial_id(name: str) -> str | None:
     return m.group(1) if m else None
 
 
-def close_and_index(repo_path: str, trial_ids: set[str]) -> int:
+def close_and_index(repo_path: str, trial_ids: set[str], wait_s: float = LIVE_WRITER_WAIT_S) -> int:
     """Close the still-open runs of the trials ``trial_ids`` in the repo at ``repo_path``
     (a local path or an ``aim://`` server) and index those the index lacks; returns how many
     runs were closed or indexed.
@@ -40,8 +44,10 @@ def close_and_index(repo_path: str, trial_ids: set[str]) -> int:
     from the repo's run table in one query, not by opening every run. Runs their trial
     closed are not closed again (``_close_run`` also compacts two RocksDB containers per
     run): a run is still open while it holds its run lock (what Aim checks before copying a
-    run). On a server, every run's own ``sweep`` attribute says its trial (one request per
-    run: the server's run table is not reachable) and each of the trials' runs is indexed.
+    run). A run another live process still writes is retried for ``wait_s`` seconds, then
+    left open with a one-line warning: tidying never fails a sweep. On a server, every run's
+    own ``sweep`` attribute says its trial (one request per run: the server's run table is
+    not reachable) and each of the trials' runs is indexed.
     """
     if is_url(repo_path):
         return _close_and_index_on_server(repo_path, trial_ids)
@@ -64,13 +70,34 @@ def close_and_index(repo_path: str, trial_ids: set[str]) -> int:
         if names.get(run_hash, "").rsplit("_", 1)[-1] not in trial_ids:
             continue
         closing = locks.get_run_lock_info(run_hash).locked
-        if closing:
-            repo._close_run(run_hash)  # `aim runs close`: releases the dead writer's locks
+        if closing and not _close_run(repo, run_hash, wait_s):
+            continue
         if closing or index._is_run_index_outdated(run_hash, index_tree):
             index.index(run_hash)
             n += 1
     del index_tree
     return n
+
+
+def _close_run(repo: Any, run_hash: str, wait_s: float) -> bool:
+    """``aim runs close`` on one run (releases a dead writer's locks); False, with a warning,
+    when a live process still holds the run's RocksDB after ``wait_s`` seconds."""
+    from aimrocks.errors import RocksIOError
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            repo._close_run(run_hash)
+            return True
+        except RocksIOError as e:
+            if time.monotonic() >= deadline:
+                print(
+                    f"warning: Aim run {run_hash} is still held by a live process after "
+                    f"{wait_s:g} s ({str(e).strip()[:120]}); left open: `aim runs --repo "
+                    f"{repo.root_path} close {run_hash}` once it has exited"
+                )
+                return False
+            time.sleep(0.5)
 
 
 def _own_meta(repo: Any, run_hash: str) -> tuple[dict[str, Any], float | None, bool]:
