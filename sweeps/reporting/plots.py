@@ -228,7 +228,7 @@ def plot_importance(rows: list[dict[str, Any]], path: Path, step: int | None) ->
     ax.set_xlabel("importance (PED-ANOVA, fraction of total): bootstrap median, 5-95%")
     ax.set_title(
         "Hyperparameter importance for "
-        + ("final MPJPE" if step is None else f"MPJPE at step {step} (not the final MPJPE)")
+        + ("final MPJPE" if step is None else f"MPJPE at step {step}\n(not the final MPJPE)")
     )
     ax.set_xlim(0, 1)
     ax.grid(alpha=0.3, axis="x")
