@@ -106,7 +106,7 @@ def build_image(context: Path, tag: str, index: str):
 def build(t: Tally, tmp: Path, cold: bool) -> None:
     if cold:  # no layer and no pip cache left from earlier builds; the stand-in made anew
         sh([DOCKER, "builder", "prune", "-af"])
-        sh([DOCKER, "rmi", IMAGE, STANDIN, "handpose-sweep:bookworm-rootfs"])
+        sh([DOCKER, "rmi", IMAGE, STANDIN, monitoring.STANDIN, "handpose-sweep:bookworm-rootfs"])
     t0 = time.monotonic()
     r = sh(["bash", "docker/standin/build.sh", STANDIN], timeout=1800)
     t.check(
