@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The containerized end-to-end check of the deployment (docs/deploy.md, "Verified here"):
 #
-#   bash docker/e2e.sh [--cold] [--rmi] [--skip-build]
+#   bash docker/e2e.sh [--cold] [--rmi] [--skip-build] [--quick]
 #
 # Installs the Docker engine, docker-compose and debootstrap if they are missing (Debian,
 # root) and starts dockerd if none answers; then docker/e2e/main.py builds the stand-in Ray
-# base and the image, runs the cluster of docker/compose.yaml and every check, and tears down
+# base and the image, runs the cluster of docker/compose.yaml with its Prometheus (a stand-in
+# from Debian's package unless PROMETHEUS_IMAGE is set) and every check, and tears down
 # the containers, networks and volumes it made (also after a failure). The built images stay
 # (handpose-sweep:*) unless --rmi. Ends with one line `N passed, M failed`; exit 1 if a check
 # failed, 2 if it could not start. Not part of the default test suite (about 20-30 minutes).

@@ -19,7 +19,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = os.environ.get("DOCKER", "docker")  # set by docker/lib.sh
-DASHBOARD = "http://127.0.0.1:8265"
+# the head's published dashboard port (docker/compose.yaml); main.py may move it
+DASHBOARD = f"http://127.0.0.1:{os.environ.get('HANDPOSE_DASHBOARD_PORT', '8265')}"
 
 
 def log(msg: str) -> None:
@@ -63,10 +64,12 @@ def wait_for(what: str, probe: Callable[[], object], timeout: float, every: floa
 
 @dataclass
 class Tally:
-    """PASS/FAIL lines as checks are made, and the closing ``N passed, M failed``."""
+    """PASS/FAIL (and SKIP) lines as checks are made, and the closing ``N passed, M failed``
+    (`` (K skipped)`` after it when some were)."""
 
     passed: int = 0
     failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     numbers: dict[str, object] = field(default_factory=dict)
 
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
@@ -77,12 +80,18 @@ class Tally:
             self.failed.append(name)
         return ok
 
+    def skip(self, name: str, reason: str) -> None:
+        """A check that could not be made here, with why; neither passed nor failed."""
+        print(f"SKIP {name}: {reason}", flush=True)
+        self.skipped.append(name)
+
     def measure(self, name: str, value: object) -> None:
         self.numbers[name] = value
         print(f"MEASURED {name} = {value}", flush=True)
 
     def closing_line(self) -> str:
-        return f"{self.passed} passed, {len(self.failed)} failed"
+        skipped = f" ({len(self.skipped)} skipped)" if self.skipped else ""
+        return f"{self.passed} passed, {len(self.failed)} failed{skipped}"
 
 
 @dataclass

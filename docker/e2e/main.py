@@ -1,7 +1,8 @@
 """The containerized end-to-end check (run it with ``bash docker/e2e.sh``, which installs
 and starts the engine first): builds the stand-in Ray base and the project's image, brings
 up docker/compose.yaml (head, two workers, Aim server) with token auth, and checks the
-cluster, the bad inputs, a smoke sweep as a Ray job, a worker lost mid-sweep, the head lost
+cluster, the bad inputs, a smoke sweep as a Ray job with Prometheus (compose's ``monitoring``
+profile, docker/e2e/monitoring.py) scraping it, a worker lost mid-sweep, the head lost
 mid-sweep with ``--resume``, and the same smoke sweep on the host. Tears down what it made
 (containers, networks, volumes), keeps the images unless ``--rmi``; the last line is
 ``N passed, M failed`` and the exit code is 1 when a check failed."""
@@ -15,12 +16,15 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import harness
+import monitoring
 import scenarios
 from harness import DOCKER, REPO, Cluster, Tally, api, log, ray_cli, sh, wait_for
 
@@ -102,7 +106,7 @@ def build_image(context: Path, tag: str, index: str):
 def build(t: Tally, tmp: Path, cold: bool) -> None:
     if cold:  # no layer and no pip cache left from earlier builds; the stand-in made anew
         sh([DOCKER, "builder", "prune", "-af"])
-        sh([DOCKER, "rmi", IMAGE, STANDIN, "handpose-sweep:bookworm-rootfs"])
+        sh([DOCKER, "rmi", IMAGE, STANDIN, monitoring.STANDIN, "handpose-sweep:bookworm-rootfs"])
     t0 = time.monotonic()
     r = sh(["bash", "docker/standin/build.sh", STANDIN], timeout=1800)
     t.check(
@@ -190,7 +194,33 @@ def bad_inputs(t: Tally, cl: Cluster, tmp: Path) -> None:
     )
 
 
+def _busy(ports: tuple[int, ...]) -> list[int]:
+    """The loopback ports among ``ports`` that something on this machine holds."""
+    busy = []
+    for port in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
 def cluster_up(t: Tally, cl: Cluster) -> bool:
+    # A local Ray of another test run on this machine takes 8265 whenever it is free (its
+    # dashboard moves on when 8265 is taken; a published port cannot): unless
+    # HANDPOSE_DASHBOARD_PORT is given, the head's dashboard is published on a free port.
+    if "HANDPOSE_DASHBOARD_PORT" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ["HANDPOSE_DASHBOARD_PORT"] = str(port)  # compose reads it
+        harness.DASHBOARD = f"http://127.0.0.1:{port}"
+        log(f"the head's dashboard: {harness.DASHBOARD}")
+    busy = _busy((10001, 9090))
+    if busy:
+        log(f"waiting for 127.0.0.1 ports {busy} to be free (held on this machine)")
+        wait_for("the published ports free", lambda: not _busy((10001, 9090)), 900, 5)
     t0 = time.monotonic()
     r = cl.compose("up", "-d")
     failed = r.returncode != 0
@@ -250,11 +280,14 @@ def security(t: Tally, cl: Cluster, home: Path) -> None:
         )
 
 
-def teardown(cl: Cluster, rmi: bool) -> None:
-    r = cl.compose("down", "-v", "--remove-orphans", "-t", "10")
+def teardown(t: Tally, cl: Cluster, rmi: bool) -> None:
+    # with the profile: its services count as the project's whichever compose runs it
+    r = cl.compose(*monitoring.PROFILE, "down", "-v", "--remove-orphans", "-t", "10")
     log(f"teardown: compose down rc {r.returncode}")
+    left = monitoring.left(cl)
+    t.check("teardown: no container of the project left (prometheus included)", not left, str(left))
     if rmi:
-        sh([DOCKER, "rmi", IMAGE, STANDIN, "handpose-sweep:bookworm-rootfs"])
+        sh([DOCKER, "rmi", IMAGE, STANDIN, monitoring.STANDIN, "handpose-sweep:bookworm-rootfs"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,7 +299,13 @@ def main(argv: list[str] | None = None) -> int:
         help="build from nothing: prune the build cache, remake the stand-in base",
     )
     p.add_argument("--skip-build", action="store_true", help=f"reuse {IMAGE}")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="up to the smoke sweep and its Prometheus checks only (no host sweep, no node losses)",
+    )
     args = p.parse_args(argv)
+    os.environ.setdefault("PROMETHEUS_IMAGE", monitoring.STANDIN)  # compose reads it
     t = Tally()
     compose = ["docker-compose"] if shutil.which("docker-compose") else [DOCKER, "compose"]
     cl = Cluster(PROJECT, secrets.token_hex(32), compose)
@@ -275,27 +314,36 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_build:
                 build(t, Path(tmp), args.cold)
             bad_inputs(t, cl, Path(tmp))
-            cl.compose("down", "-v", "--remove-orphans", "-t", "5")  # a previous run's
+            # a previous run's
+            cl.compose(*monitoring.PROFILE, "down", "-v", "--remove-orphans", "-t", "5")
             if cluster_up(t, cl):
-                home = Path(tmp) / "home"
-                home.mkdir()
-                cl.shared_python(f"open('{scenarios.SPEC}', 'w').write({scenarios.e2e_spec()!r})")
-                security(t, cl, home)
-                container_s = scenarios.smoke(t, cl, home)
-                host_s = scenarios.host_smoke(t)
-                if container_s and host_s:
-                    t.measure(
-                        "smoke sweep: containers / host wall (s)",
-                        f"{container_s:.0f} / {host_s:.0f}",
-                    )
-                scenarios.node_loss(t, cl, home)
-                scenarios.head_loss(t, cl, home)
+                sweeps(t, cl, Path(tmp), args.quick)
         finally:
-            teardown(cl, args.rmi)
+            teardown(t, cl, args.rmi)
     for k, v in t.numbers.items():
         print(f"  {k}: {v}")
     print(t.closing_line())
     return 1 if t.failed else 0
+
+
+def sweeps(t: Tally, cl: Cluster, tmp: Path, quick: bool) -> None:
+    """Token checks, then the sweeps on the running cluster (``quick``: the smoke sweep and
+    its Prometheus checks only)."""
+    home = tmp / "home"
+    home.mkdir()
+    cl.shared_python(f"open('{scenarios.SPEC}', 'w').write({scenarios.e2e_spec()!r})")
+    security(t, cl, home)
+    prometheus = monitoring.start(t, cl)  # scrapes the smoke sweep as it runs
+    container_s = scenarios.smoke(t, cl, home)
+    if prometheus:
+        monitoring.check(t, cl, "smoke", scenarios.RESULTS)
+    if quick:
+        return
+    host_s = scenarios.host_smoke(t)
+    if container_s and host_s:
+        t.measure("smoke sweep: containers / host wall (s)", f"{container_s:.0f} / {host_s:.0f}")
+    scenarios.node_loss(t, cl, home)
+    scenarios.head_loss(t, cl, home)
 
 
 if __name__ == "__main__":

@@ -363,7 +363,7 @@ def head_loss(t: Tally, cl: Cluster, home: Path) -> None:
     before = wait_for("a finished and a running trial", finished_and_running, 1200, 3)
     if not t.check("head loss: one trial finished, another running", bool(before)):
         return
-    done = {r["trial"]: r["sha"] for r in before["runs"] if r["vals"][-1] == E2E_STEPS}
+    done = {r["trial"]: r["sha"] for r in before["runs"] if r["vals"][-1:] == [E2E_STEPS]}
     t_kill = time.monotonic()
     cl.docker("kill", cl.container("head"))
     log(f"killed the head; finished before: {sorted(done)}")

@@ -3,6 +3,10 @@
 # needed) and tags it; docker/Dockerfile then builds on it with --build-arg BASE_IMAGE=<tag>.
 #
 #   bash docker/standin/build.sh [TAG]        # default handpose-sweep:standin-ray2.60.0-py311-cpu
+#   bash docker/standin/build.sh --prometheus [TAG]   # default handpose-sweep:standin-prometheus
+#
+# --prometheus: a stand-in for prom/prometheus instead (docker/standin/prometheus.Dockerfile:
+# Debian's prometheus package on the same root file system), for compose's PROMETHEUS_IMAGE.
 #
 # Steps: debootstrap a Debian bookworm root file system (python3 3.11, venv, CA certificates)
 # from the mirror this machine's apt sources name, `docker import` it as
@@ -11,7 +15,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ray_version=$(sed -n 's/.*"ray\[[^]]*\]==\([0-9.]*\)".*/\1/p' "$here/../../pyproject.toml")
-tag=${1:-handpose-sweep:standin-ray${ray_version}-py311-cpu}
+prometheus=
+if [ "${1:-}" = --prometheus ]; then prometheus=1; shift; fi
+if [ -n "$prometheus" ]; then
+  tag=${1:-handpose-sweep:standin-prometheus}
+else
+  tag=${1:-handpose-sweep:standin-ray${ray_version}-py311-cpu}
+fi
 rootfs_tag=handpose-sweep:bookworm-rootfs
 
 source "$here/../lib.sh"  # DOCKER: a CLI that builds with BuildKit
@@ -35,6 +45,11 @@ if ! "$DOCKER" image inspect "$rootfs_tag" >/dev/null 2>&1; then
   echo "imported $rootfs_tag"
 fi
 
-"$DOCKER" build "${PIP_SECRET[@]}" "${BUILD_NET[@]}" --build-arg "ROOTFS=$rootfs_tag" \
-  --build-arg "RAY_VERSION=$ray_version" -f "$here/Dockerfile" -t "$tag" "$here/.."
+if [ -n "$prometheus" ]; then  # apt through the mirror the root file system names
+  "$DOCKER" build "${BUILD_NET[@]}" --build-arg "ROOTFS=$rootfs_tag" \
+    -f "$here/prometheus.Dockerfile" -t "$tag" "$here"
+else
+  "$DOCKER" build "${PIP_SECRET[@]}" "${BUILD_NET[@]}" --build-arg "ROOTFS=$rootfs_tag" \
+    --build-arg "RAY_VERSION=$ray_version" -f "$here/Dockerfile" -t "$tag" "$here/.."
+fi
 echo "built $tag"

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import cloudpickle
+from ray import cloudpickle  # Tune's own pickler (no separate cloudpickle in the image)
 from ray.tune import Callback
 
 from handpose.errors import error_reason

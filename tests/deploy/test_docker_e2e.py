@@ -1,7 +1,8 @@
 """The containerized end-to-end check's own pieces, without an engine (the check itself,
 ``bash docker/e2e.sh``, builds images and runs a cluster: not part of this suite): its
-scripts parse, the stand-in base's Dockerfile lints, the sweep spec it submits is one the
-sweep's loader accepts and that fits the compose workers, and its curve rule."""
+scripts parse, the stand-ins' Dockerfiles (Ray base, Prometheus) lint, the sweep spec it
+submits is one the sweep's loader accepts and that fits the compose workers, and its curve
+rule."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def test_e2e_scripts_parse(script):
     assert r.returncode == 0, r.stderr
 
 
-def test_standin_dockerfile_passes_hadolint():
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "prometheus.Dockerfile"])
+def test_standin_dockerfile_passes_hadolint(dockerfile):
     hadolint = shutil.which("hadolint") or shutil.which(
         "hadolint", path=str(Path(sys.executable).parent)
     )
@@ -37,7 +39,7 @@ def test_standin_dockerfile_passes_hadolint():
             "--no-color",
             "--failure-threshold",
             "style",
-            str(DOCKER / "standin/Dockerfile"),
+            str(DOCKER / "standin" / dockerfile),
         ],
         capture_output=True,
         text=True,

@@ -33,6 +33,13 @@ def test_prometheus_scrapes_the_nodes_through_the_heads_discovery_file():
     assert prom["profiles"] == ["monitoring"] and prom["ports"] == ["127.0.0.1:9090:9090"]
     assert _mounts(head)["/tmp/ray"] == _mounts(prom)["/tmp/ray"]  # the same volume
     assert all(v.endswith(":ro") for v in prom["volumes"])
+    # the official image by default; PROMETHEUS_IMAGE for a stand-in (docker/e2e.sh's), and
+    # flags that both need spelled out (Debian's binary defaults to relative paths)
+    assert prom["image"] == "${PROMETHEUS_IMAGE:-prom/prometheus:v2.53.2}"
+    flags = prom["command"].split()
+    assert "--config.file=/etc/prometheus/prometheus.yml" in flags
+    assert "--web.listen-address=0.0.0.0:9090" in flags
+    assert any(f.startswith("--storage.tsdb.path=/") for f in flags)
     config = _mounts(prom)["/etc/prometheus/prometheus.yml"]
     path = DOCKER / config
     jobs = yaml.safe_load(path.read_text())["scrape_configs"]
