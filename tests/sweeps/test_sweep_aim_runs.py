@@ -89,9 +89,7 @@ def _hold(repo_path: str, seconds: float, ready: Path) -> subprocess.Popen:
     return proc
 
 
-def test_a_run_a_live_process_holds_is_waited_for_then_left_open_without_failing(
-    tmp_path, capsys
-):
+def test_a_run_a_live_process_holds_is_waited_for_then_left_open_without_failing(tmp_path, capsys):
     from aim import Repo
 
     repo_path = str(tmp_path / "aim")
