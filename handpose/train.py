@@ -259,7 +259,7 @@ def train(
             losses = train_step(cfg, forward, optimizer, batch, device)
             scheduler.step()
             if ema is not None:
-                ema.update(model)
+                ema.update()
             run.step += 1
             step, lr = run.step, scheduler.get_last_lr()[-1]
             aim_window.add(losses)

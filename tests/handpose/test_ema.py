@@ -19,7 +19,7 @@ def test_the_average_is_decay_times_itself_plus_the_rest_times_the_weights():
         for p in model.parameters():
             p.add_(1.0)
     model.train()(torch.randn(4, 3))  # moves the float running stats and the int counter
-    avg.update(model)
+    avg.update()
     now = model.state_dict()
     for k, v in avg.module.state_dict().items():
         if v.is_floating_point():
