@@ -33,12 +33,11 @@ from benchmarks.common import (
     synthetic_overrides,
     write_results,
 )
-from handpose.checkpoint import load_checkpoint
 from handpose.config import load_config
 from handpose.data import build_val_stream
 from handpose.errors import UserError, run_cli
+from handpose.evaluate import model_from_checkpoint
 from handpose.metrics import mpjpe, mpjpe_rel, rte
-from handpose.model import build_model
 from handpose.tracking import load_metrics
 
 NAME = "depth_drift"
@@ -47,10 +46,7 @@ NAME = "depth_drift"
 @torch.no_grad()
 def depth_errors(ckpt_dir: Path) -> dict[str, float]:
     """The validation error of one checkpoint, split as the module docstring says (mm)."""
-    ckpt = load_checkpoint(ckpt_dir, with_state=False)
-    cfg = load_config(ckpt["config"], (), {"MODEL.backbone.checkpoint": None})
-    model = build_model(cfg)
-    model.load_state_dict(ckpt["model"])
+    model, cfg, _ = model_from_checkpoint(ckpt_dir)
     model.eval()
     sums: dict[str, float] = {}
     n = 0

@@ -75,20 +75,28 @@ def train_eval_stream(cfg: DictConfig) -> ValStream | None:
     )
 
 
-def evaluate_checkpoint(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def model_from_checkpoint(
+    path: str | Path, overrides: Sequence[str] = ()
+) -> tuple[torch.nn.Module, DictConfig, Path]:
+    """The model of a checkpoint (or run folder's newest) on the CPU, with its saved config
+    plus ``overrides``, and the checkpoint folder. The weights come from the checkpoint
+    itself, not from the backbone's file."""
     ckpt = load_checkpoint(path, with_state=False)
-    # the weights come from the checkpoint itself, not from the backbone's
     cfg = load_config(
         ckpt["config"], overrides, {"MODEL.backbone.checkpoint": None}, origin=str(path)
     )
-    ensure_dataset(cfg)
     torch.manual_seed(cfg.GENERAL.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(cfg)
     model.load_state_dict(ckpt["model"])
-    model.to(device)
-    out = evaluate_stream(model, build_val_stream(cfg), device, cfg.LOSS)
-    return {"checkpoint": str(ckpt["dir"]), "step": _step_of(ckpt["dir"]), **out}
+    return model, cfg, ckpt["dir"]
+
+
+def evaluate_checkpoint(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    model, cfg, ckpt_dir = model_from_checkpoint(path, overrides)
+    ensure_dataset(cfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out = evaluate_stream(model.to(device), build_val_stream(cfg), device, cfg.LOSS)
+    return {"checkpoint": str(ckpt_dir), "step": _step_of(ckpt_dir), **out}
 
 
 def _step_of(ckpt_dir: Path) -> int | None:
