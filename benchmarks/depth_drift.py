@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed, s in summary.items():
         before, after = s["depth_bias_before_after_mm"]
         print(
-            f"seed {seed}: MPJPE rises most at step {s['rise_at_step']} (+"
-            f"{s['largest_rise_mm']:.1f} mm) while the depth bias goes {before:+.1f} -> "
+            f"seed {seed}: MPJPE rises most at step {s['rise_at_step']} ("
+            f"{s['largest_rise_mm']:+.1f} mm) while the depth bias goes {before:+.1f} -> "
             f"{after:+.1f} mm; Pearson r(MPJPE, |depth bias|) = "
             f"{s['pearson_mpjpe_abs_depth_bias']:.2f}"
         )
