@@ -71,7 +71,8 @@ SOURCE = Difficulty(
 )
 
 # the training recipe: stage1-tiny from scratch (not from the weights it makes), no decoder
-# dropout, one lr
+# dropout, one lr, the trained weights themselves (no average: the recipe that made
+# weights/MANIFEST.json)
 RECIPE = (
     "MODEL.backbone.checkpoint=null",
     "MODEL.handec.checkpoint=null",
@@ -80,6 +81,7 @@ RECIPE = (
     "TRAIN.lr=1e-3",
     "TRAIN.backbone_lr=1e-3",
     "TRAIN.warmup_step=200",
+    "TRAIN.ema_decay=0.0",
     "DATA.val.max_samples=256",
     "AIM.enabled=false",
 )

@@ -132,11 +132,13 @@ def fidelity_message(trials: list[dict[str, Any]], per_rung: list[dict[str, Any]
         )
     worst = min(known, key=lambda r: r["spearman"])
     if worst["spearman"] < LOW_RHO:
-        return (
+        unlike = (
             f"{ran}; MPJPE at step {worst['step']} ranked them unlike their final MPJPE "
-            f"(Spearman rho {worst['spearman']:.2f} < {LOW_RHO} over {worst['n']}), so "
-            f"early stopping may have discarded winners among {stopped}; {REMEDY}"
+            f"(Spearman rho {worst['spearman']:.2f} < {LOW_RHO} over {worst['n']})"
         )
+        if not n_stopped:
+            return f"{unlike}; ASHA stopped no trial, so none was discarded"
+        return f"{unlike}, so early stopping may have discarded winners among {stopped}; {REMEDY}"
     return (
         f"{ran}; MPJPE at the rungs ranked them like their final MPJPE (Spearman rho "
         + ", ".join(f"{r['spearman']:.2f} at step {r['step']}" for r in known)

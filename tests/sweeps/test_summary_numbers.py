@@ -109,6 +109,17 @@ def test_the_fidelity_line_says_what_it_means_and_what_to_do():
     assert "ranked them like their final MPJPE" in safe and "cuts of 4 trials look safe" in safe
 
 
+def test_a_low_rung_rho_with_nothing_stopped_names_no_discarded_trial():
+    """A sweep in which every trial ran out (no ASHA cut) has nothing to check again."""
+    full = [t for t in _default_like_sweep() if t["status"] == COMPLETED]
+    msg = rung_fidelity(full, [100, 200, 300], 300)["message"]
+    assert msg.endswith(
+        "ranked them unlike their final MPJPE (Spearman rho -0.43 < 0.5 over 6); "
+        "ASHA stopped no trial, so none was discarded"
+    ), msg
+    assert REMEDY not in msg and "0 trials" not in msg
+
+
 def test_the_readme_quotes_the_closing_lines_word_for_word():
     readme = (REPO / "README.md").read_text()
     trials = _default_like_sweep()
